@@ -1,0 +1,353 @@
+package piclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultBaseURL is the Pi Platform API's production base URL.
+const DefaultBaseURL = "https://api.minepi.com/v2"
+
+// Defaults used when Options leaves a field zero.
+const (
+	DefaultTimeout    = 10 * time.Second
+	DefaultMaxRetries = 3
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 2 * time.Second
+	// MaxResponseBytes bounds how much of a Pi answer is read.
+	MaxResponseBytes = 1 << 20
+)
+
+// ErrInvalidToken is returned (wrapped) by Me for a malformed access token.
+var ErrInvalidToken = errors.New("invalid access token")
+
+// Options configures a Client.
+type Options struct {
+	// BaseURL of the API, without a trailing slash; default DefaultBaseURL.
+	BaseURL string
+	// APIKey is the app's server API key, sent as "Authorization: Key <APIKey>".
+	APIKey string
+	// HTTPClient to use; default a client with its own keep-alive transport.
+	HTTPClient *http.Client
+	// Timeout bounds each HTTP attempt; the caller's context bounds the whole
+	// call, retries included. Default DefaultTimeout.
+	Timeout time.Duration
+	// MaxRetries is how many times a retryable failure is retried; default
+	// DefaultMaxRetries. Negative disables retries.
+	MaxRetries int
+	// MinBackoff and MaxBackoff bound the exponential backoff between retries
+	// (and any Retry-After honoured). Defaults DefaultMinBackoff and
+	// DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// UserAgent sent with every request; default "caddy-pi-guard".
+	UserAgent string
+}
+
+// Client calls the Pi Platform API. It is safe for concurrent use and reuses
+// connections.
+type Client struct {
+	base      string
+	authKey   string // "Key <api key>"; never printed
+	http      *http.Client
+	timeout   time.Duration
+	retries   int
+	minBack   time.Duration
+	maxBack   time.Duration
+	userAgent string
+	calls     atomic.Int64
+}
+
+// New returns a Client for opts. It makes no request.
+func New(opts Options) (*Client, error) {
+	if opts.APIKey == "" {
+		return nil, errors.New("piclient: an API key is required (the app's server API key from the Pi Developer Portal)")
+	}
+	if strings.ContainsAny(opts.APIKey, "\r\n") {
+		return nil, errors.New("piclient: the API key contains a line break; check how it is loaded")
+	}
+	base := strings.TrimRight(opts.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("piclient: base URL %q must be an absolute http(s) URL such as %s", base, DefaultBaseURL)
+	}
+	c := &Client{
+		base:      base,
+		authKey:   "Key " + opts.APIKey,
+		http:      opts.HTTPClient,
+		timeout:   opts.Timeout,
+		retries:   opts.MaxRetries,
+		minBack:   opts.MinBackoff,
+		maxBack:   opts.MaxBackoff,
+		userAgent: opts.UserAgent,
+	}
+	if c.http == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64
+		c.http = &http.Client{Transport: t}
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.retries == 0 {
+		c.retries = DefaultMaxRetries
+	} else if c.retries < 0 {
+		c.retries = 0
+	}
+	if c.minBack <= 0 {
+		c.minBack = DefaultMinBackoff
+	}
+	if c.maxBack <= 0 {
+		c.maxBack = DefaultMaxBackoff
+	}
+	if c.maxBack < c.minBack {
+		c.maxBack = c.minBack
+	}
+	if c.userAgent == "" {
+		c.userAgent = "caddy-pi-guard"
+	}
+	return c, nil
+}
+
+// String describes the client without its API key.
+func (c *Client) String() string { return "piclient.Client{" + c.base + "}" }
+
+// BaseURL returns the API base URL the client calls.
+func (c *Client) BaseURL() string { return c.base }
+
+// Attempts returns how many HTTP requests the client has sent, retries included.
+func (c *Client) Attempts() int64 { return c.calls.Load() }
+
+// GetPayment reads a payment: GET /payments/{id}.
+func (c *Client) GetPayment(ctx context.Context, id string) (*Payment, error) {
+	if err := ValidatePaymentID(id); err != nil {
+		return nil, &Error{Op: "get", Err: err}
+	}
+	var p Payment
+	return checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, path: "/payments/" + id, idempotent: true}, &p))
+}
+
+// Approve approves a payment: POST /payments/{id}/approve.
+func (c *Client) Approve(ctx context.Context, id string) (*Payment, error) {
+	if err := ValidatePaymentID(id); err != nil {
+		return nil, &Error{Op: "approve", Err: err}
+	}
+	var p Payment
+	return checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, path: "/payments/" + id + "/approve"}, &p))
+}
+
+// Complete completes a payment with the transaction id the user's wallet
+// submitted: POST /payments/{id}/complete {"txid": txid}.
+func (c *Client) Complete(ctx context.Context, id, txid string) (*Payment, error) {
+	if err := ValidatePaymentID(id); err != nil {
+		return nil, &Error{Op: "complete", Err: err}
+	}
+	if err := ValidateTxID(txid); err != nil {
+		return nil, &Error{Op: "complete", PaymentID: id, Err: err}
+	}
+	body, _ := json.Marshal(struct {
+		TxID string `json:"txid"`
+	}{txid})
+	var p Payment
+	return checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, path: "/payments/" + id + "/complete", body: body}, &p))
+}
+
+// Cancel cancels a payment: POST /payments/{id}/cancel.
+func (c *Client) Cancel(ctx context.Context, id string) (*Payment, error) {
+	if err := ValidatePaymentID(id); err != nil {
+		return nil, &Error{Op: "cancel", Err: err}
+	}
+	var p Payment
+	return checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, path: "/payments/" + id + "/cancel"}, &p))
+}
+
+// IncompleteServerPayments lists the app's incomplete app-to-user payments:
+// GET /payments/incomplete_server_payments.
+func (c *Client) IncompleteServerPayments(ctx context.Context) ([]Payment, error) {
+	var out struct {
+		Payments *[]Payment `json:"incomplete_server_payments"`
+	}
+	if err := c.do(ctx, call{op: "incomplete", method: http.MethodGet, path: "/payments/incomplete_server_payments", idempotent: true}, &out); err != nil {
+		return nil, err
+	}
+	if out.Payments == nil {
+		return nil, &Error{Op: "incomplete", StatusCode: http.StatusOK, Err: errors.New("answer has no incomplete_server_payments field")}
+	}
+	return *out.Payments, nil
+}
+
+// Me reads the user an access token belongs to: GET /me with
+// "Authorization: Bearer <accessToken>". A 401 (IsUnauthorized) means the
+// token is invalid or expired.
+func (c *Client) Me(ctx context.Context, accessToken string) (*User, error) {
+	if accessToken == "" || len(accessToken) > 4096 || strings.ContainsFunc(accessToken, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return nil, &Error{Op: "me", Err: fmt.Errorf("%w: must be 1 to 4096 printable ASCII characters", ErrInvalidToken)}
+	}
+	var u User
+	if err := c.do(ctx, call{op: "me", method: http.MethodGet, path: "/me", idempotent: true, bearer: accessToken}, &u); err != nil {
+		return nil, err
+	}
+	if u.UID == "" {
+		return nil, &Error{Op: "me", StatusCode: http.StatusOK, Err: errors.New("answer has no uid")}
+	}
+	return &u, nil
+}
+
+// checkPayment turns a decoded answer that is not the payment asked for into
+// an "unavailable" error: an answer we cannot trust is no answer.
+func checkPayment(op string, p *Payment, id string, err error) (*Payment, error) {
+	if err != nil {
+		return nil, err
+	}
+	if p.Identifier != id {
+		return nil, &Error{Op: op, PaymentID: id, StatusCode: http.StatusOK,
+			Err: fmt.Errorf("answer is for payment %q, not the one asked for", truncate(p.Identifier, MaxPaymentIDLength))}
+	}
+	return p, nil
+}
+
+type call struct {
+	op, id, method, path string
+	body                 []byte
+	idempotent           bool
+	bearer               string
+}
+
+// do runs a call with retries and decodes a 200 answer into out.
+func (c *Client) do(ctx context.Context, cl call, out any) error {
+	for attempt := 0; ; attempt++ {
+		retryable, err := c.attempt(ctx, cl, out)
+		if err == nil {
+			return nil
+		}
+		if !retryable || attempt >= c.retries || ctx.Err() != nil {
+			return err
+		}
+		wait := c.backoff(attempt, err)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is full-jitter exponential backoff, or Pi's Retry-After when longer
+// (capped at MaxBackoff).
+func (c *Client) backoff(attempt int, err error) time.Duration {
+	ceil := c.minBack << attempt
+	if ceil > c.maxBack || ceil <= 0 {
+		ceil = c.maxBack
+	}
+	d := c.minBack/2 + rand.N(ceil)
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > d {
+		d = min(e.RetryAfter, c.maxBack)
+	}
+	return d
+}
+
+// attempt makes one HTTP request. It reports whether a failure may be retried.
+func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool, err error) {
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var wrote atomic.Bool
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	var body io.Reader
+	if cl.body != nil {
+		body = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(actx, cl.method, c.base+cl.path, body)
+	if err != nil {
+		return false, &Error{Op: cl.op, PaymentID: cl.id, Err: err}
+	}
+	if cl.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+cl.bearer)
+	} else {
+		req.Header.Set("Authorization", c.authKey)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if cl.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c.calls.Add(1)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// A request never written certainly did not reach Pi.
+		return cl.idempotent || !wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: scrubURL(err)}
+	}
+	defer resp.Body.Close()
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if readErr == nil && len(data) > MaxResponseBytes {
+		readErr = fmt.Errorf("answer larger than %d bytes", MaxResponseBytes)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+		var eb apiErrorBody
+		if readErr == nil && json.Unmarshal(data, &eb) == nil {
+			e.Code = truncate(eb.Error, 100)
+			e.Message = eb.ErrorMessage
+			if e.Message == "" {
+				e.Message = eb.Message
+			}
+		}
+		// 429 means Pi did not act on the request; reads retry on any
+		// unavailability.
+		return resp.StatusCode == http.StatusTooManyRequests || (cl.idempotent && e.Unavailable()), e
+	}
+	if readErr != nil {
+		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: fmt.Errorf("reading answer: %w", scrubURL(readErr))}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", err)}
+	}
+	return false, nil
+}
+
+// scrubURL drops the URL from *url.Error so errors stay short; the key is
+// never in a URL, but a base URL with user info could be.
+func scrubURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", strings.ToLower(ue.Op), ue.Err)
+	}
+	return err
+}
+
+// retryAfter parses a Retry-After header (seconds or HTTP date).
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

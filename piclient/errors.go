@@ -1,0 +1,127 @@
+package piclient
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Error is returned by every Client call that did not produce a value.
+type Error struct {
+	// Op is the call: "get", "approve", "complete", "cancel", "incomplete" or "me".
+	Op string
+	// PaymentID is the payment the call was about, when there is one.
+	PaymentID string
+	// StatusCode is the HTTP status Pi answered with, or 0 when no answer came.
+	StatusCode int
+	// Code and Message are Pi's error code and message, when its body had them.
+	Code    string
+	Message string
+	// RetryAfter is Pi's Retry-After, when it sent one.
+	RetryAfter time.Duration
+	// Err is the underlying cause (transport error, decoding error), if any.
+	Err error
+}
+
+// Error describes the failure without ever including the API key.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("pi api ")
+	b.WriteString(e.Op)
+	if e.PaymentID != "" {
+		b.WriteString(" payment ")
+		b.WriteString(e.PaymentID)
+	}
+	switch {
+	case e.StatusCode != 0:
+		fmt.Fprintf(&b, ": HTTP %d", e.StatusCode)
+		if e.Code != "" {
+			fmt.Fprintf(&b, " %s", e.Code)
+		}
+		if e.Message != "" {
+			fmt.Fprintf(&b, ": %s", truncate(e.Message, 200))
+		}
+		if e.Err != nil {
+			fmt.Fprintf(&b, ": %v", e.Err)
+		}
+	case e.Err != nil:
+		fmt.Fprintf(&b, ": %v", e.Err)
+	default:
+		b.WriteString(": failed")
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Rejected reports whether Pi answered and refused the call (a 4xx other than
+// 408 Request Timeout and 429 Too Many Requests): repeating it will not help.
+func (e *Error) Rejected() bool {
+	return e.StatusCode >= 400 && e.StatusCode < 500 &&
+		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests &&
+		e.Err == nil
+}
+
+// Unavailable reports whether no trustworthy answer was had: a network
+// failure, a timeout, a 5xx, 408, 429, or a body that could not be decoded.
+func (e *Error) Unavailable() bool { return !e.Rejected() }
+
+// IsRejected reports whether err is an *Error for which Pi said no.
+func IsRejected(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Rejected()
+}
+
+// IsUnavailable reports whether err is a failure to get a trustworthy answer
+// from Pi (any error that is not a rejection, including ones not of type *Error,
+// such as a cancelled context).
+func IsUnavailable(err error) bool {
+	return err != nil && !IsRejected(err) && !IsInvalid(err)
+}
+
+// IsInvalid reports whether err is a validation error raised before any call:
+// a malformed payment id, txid or access token.
+func IsInvalid(err error) bool {
+	return errors.Is(err, ErrInvalidPaymentID) || errors.Is(err, ErrInvalidTxID) || errors.Is(err, ErrInvalidToken)
+}
+
+// IsNotFound reports whether Pi answered 404: the payment does not exist, or
+// belongs to another app.
+func IsNotFound(err error) bool { return hasStatus(err, http.StatusNotFound) }
+
+// IsUnauthorized reports whether Pi answered 401: a wrong API key, or (for Me)
+// an invalid or expired access token.
+func IsUnauthorized(err error) bool { return hasStatus(err, http.StatusUnauthorized) }
+
+// StatusCode returns the HTTP status Pi answered with, or 0.
+func StatusCode(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.StatusCode
+	}
+	return 0
+}
+
+// ErrorCode returns Pi's error code (for example "already_completed"), or "".
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func hasStatus(err error, code int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.StatusCode == code && e.Err == nil
+}
+
+// apiErrorBody is the body Pi sends with an error status.
+type apiErrorBody struct {
+	Error        string `json:"error"`
+	ErrorMessage string `json:"error_message"`
+	Message      string `json:"message"`
+}

@@ -1,0 +1,189 @@
+package piclient
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strings"
+)
+
+// Directions of a payment, as in PaymentDTO.direction.
+const (
+	DirectionUserToApp = "user_to_app"
+	DirectionAppToUser = "app_to_user"
+)
+
+// Networks a payment can be made on, as in PaymentDTO.network.
+const (
+	NetworkMainnet = "Pi Network"
+	NetworkTestnet = "Pi Testnet"
+)
+
+// Payment is the Pi Platform API's PaymentDTO.
+type Payment struct {
+	Identifier  string          `json:"identifier"`
+	UserUID     string          `json:"user_uid"`
+	Amount      Amount          `json:"amount"`
+	Memo        string          `json:"memo"`
+	Metadata    json.RawMessage `json:"metadata"`
+	FromAddress string          `json:"from_address"`
+	ToAddress   string          `json:"to_address"`
+	Direction   string          `json:"direction"`
+	CreatedAt   string          `json:"created_at"`
+	Network     string          `json:"network"`
+	Status      Status          `json:"status"`
+	// Transaction is nil until the user's wallet has submitted the blockchain
+	// transaction.
+	Transaction *Transaction `json:"transaction"`
+}
+
+// Status holds the flags of PaymentDTO.status.
+type Status struct {
+	DeveloperApproved   bool `json:"developer_approved"`
+	TransactionVerified bool `json:"transaction_verified"`
+	DeveloperCompleted  bool `json:"developer_completed"`
+	Cancelled           bool `json:"cancelled"`
+	UserCancelled       bool `json:"user_cancelled"`
+}
+
+// Transaction is PaymentDTO.transaction.
+type Transaction struct {
+	TxID string `json:"txid"`
+	// Verified is true when Pi checked that the blockchain transaction matches
+	// the payment.
+	Verified bool `json:"verified"`
+	// Link is the URL of the transaction on the Pi blockchain API (Horizon).
+	Link string `json:"_link"`
+}
+
+// TxID returns the payment's transaction id, or "" when it has none.
+func (p *Payment) TxID() string {
+	if p == nil || p.Transaction == nil {
+		return ""
+	}
+	return p.Transaction.TxID
+}
+
+// IsCancelled reports whether the developer or the user cancelled the payment.
+func (p *Payment) IsCancelled() bool {
+	return p.Status.Cancelled || p.Status.UserCancelled
+}
+
+// IsCompletedWith reports whether Pi marks the payment completed by the
+// developer with the given transaction id.
+func (p *Payment) IsCompletedWith(txid string) bool {
+	return p != nil && p.Status.DeveloperCompleted && txid != "" && p.TxID() == txid
+}
+
+// User is the Pi Platform API's UserDTO, returned by GET /me.
+type User struct {
+	UID         string      `json:"uid"`
+	Credentials Credentials `json:"credentials"`
+	// Username is present only when the user granted the username scope.
+	Username string `json:"username,omitempty"`
+}
+
+// Credentials is UserDTO.credentials.
+type Credentials struct {
+	Scopes     []string   `json:"scopes"`
+	ValidUntil ValidUntil `json:"valid_until"`
+}
+
+// ValidUntil is UserDTO.credentials.valid_until.
+type ValidUntil struct {
+	Timestamp int64  `json:"timestamp"`
+	ISO8601   string `json:"iso8601"`
+}
+
+// Amount is a decimal amount of Pi kept as its exact decimal text, so that no
+// digit is lost to binary floating point. The zero value is an unset amount.
+type Amount string
+
+// ParseAmount checks that s is a finite decimal number (as JSON writes numbers)
+// and returns it as an Amount.
+func ParseAmount(s string) (Amount, error) {
+	if !isJSONNumber(s) {
+		return "", fmt.Errorf("piclient: amount %q is not a decimal number", truncate(s, 40))
+	}
+	return Amount(s), nil
+}
+
+// Rat returns the amount as an exact rational number, or nil when unset or
+// invalid.
+func (a Amount) Rat() *big.Rat {
+	if a == "" {
+		return nil
+	}
+	r, ok := new(big.Rat).SetString(string(a))
+	if !ok {
+		return nil
+	}
+	return r
+}
+
+// Cmp compares a and b exactly: -1 if a < b, 0 if equal, +1 if a > b. An unset
+// or invalid amount compares lower than any number.
+func (a Amount) Cmp(b Amount) int {
+	ra, rb := a.Rat(), b.Rat()
+	switch {
+	case ra == nil && rb == nil:
+		return 0
+	case ra == nil:
+		return -1
+	case rb == nil:
+		return 1
+	}
+	return ra.Cmp(rb)
+}
+
+// String returns the decimal text.
+func (a Amount) String() string { return string(a) }
+
+// MarshalJSON writes the amount as a JSON number, exactly as received.
+func (a Amount) MarshalJSON() ([]byte, error) {
+	if a == "" {
+		return []byte("null"), nil
+	}
+	if !isJSONNumber(string(a)) {
+		return nil, fmt.Errorf("piclient: amount %q is not a decimal number", truncate(string(a), 40))
+	}
+	return []byte(a), nil
+}
+
+// UnmarshalJSON accepts a JSON number (or a string holding one) and keeps its
+// exact text.
+func (a *Amount) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		*a = ""
+		return nil
+	}
+	s := string(b)
+	if strings.HasPrefix(s, `"`) {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("piclient: amount: %w", err)
+		}
+	}
+	v, err := ParseAmount(s)
+	if err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
+
+// isJSONNumber reports whether s is a number in JSON's grammar.
+func isJSONNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	return json.Valid([]byte(s)) && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
