@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,6 +41,9 @@ type Options struct {
 	// APIKey is the app's server API key, sent as "Authorization: Key <APIKey>".
 	APIKey string
 	// HTTPClient to use; default a client with its own keep-alive transport.
+	// The Client works on a copy that never follows redirects: the Pi API
+	// does not redirect, and following one would turn a POST into a GET whose
+	// answer (the unchanged payment) would pass for the POST's.
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP attempt; the caller's context bounds the whole
 	// call, retries included. Default DefaultTimeout.
@@ -59,7 +63,8 @@ type Options struct {
 // connections.
 type Client struct {
 	base      string
-	authKey   string // "Key <api key>"; never printed
+	shown     string // base with any password redacted
+	cred      *credential
 	http      *http.Client
 	timeout   time.Duration
 	retries   int
@@ -67,6 +72,13 @@ type Client struct {
 	maxBack   time.Duration
 	userAgent string
 	calls     atomic.Int64
+}
+
+// credential holds the API key. It sits behind a pointer so that printing a
+// Client with %#v shows an address, not the key.
+type credential struct {
+	key    string // never printed
+	header string // "Key <api key>"; never printed
 }
 
 // New returns a Client for opts. It makes no request.
@@ -77,29 +89,41 @@ func New(opts Options) (*Client, error) {
 	if strings.ContainsAny(opts.APIKey, "\r\n") {
 		return nil, errors.New("piclient: the API key contains a line break; check how it is loaded")
 	}
+	if strings.ContainsFunc(opts.APIKey, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		// net/http would refuse every request carrying it.
+		return nil, errors.New("piclient: the API key contains a control character; check how it is loaded")
+	}
 	base := strings.TrimRight(opts.BaseURL, "/")
 	if base == "" {
 		base = DefaultBaseURL
 	}
 	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("piclient: base URL %q must be an absolute http(s) URL such as %s", base, DefaultBaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		shown := base
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return nil, fmt.Errorf("piclient: base URL %q must be an absolute http(s) URL without query or fragment, such as %s", shown, DefaultBaseURL)
 	}
 	c := &Client{
 		base:      base,
-		authKey:   "Key " + opts.APIKey,
-		http:      opts.HTTPClient,
+		shown:     u.Redacted(),
+		cred:      &credential{key: opts.APIKey, header: "Key " + opts.APIKey},
 		timeout:   opts.Timeout,
 		retries:   opts.MaxRetries,
 		minBack:   opts.MinBackoff,
 		maxBack:   opts.MaxBackoff,
 		userAgent: opts.UserAgent,
 	}
-	if c.http == nil {
+	if opts.HTTPClient != nil {
+		hc := *opts.HTTPClient
+		c.http = &hc
+	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 64
 		c.http = &http.Client{Transport: t}
 	}
+	c.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -124,7 +148,10 @@ func New(opts Options) (*Client, error) {
 }
 
 // String describes the client without its API key.
-func (c *Client) String() string { return "piclient.Client{" + c.base + "}" }
+func (c *Client) String() string { return "piclient.Client{" + c.shown + "}" }
+
+// CloseIdleConnections closes the client's idle keep-alive connections.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // BaseURL returns the API base URL the client calls.
 func (c *Client) BaseURL() string { return c.base }
@@ -138,7 +165,7 @@ func (c *Client) GetPayment(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "get", Err: err}
 	}
 	var p Payment
-	return checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, path: "/payments/" + id, idempotent: true}, &p))
+	return c.checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, path: "/payments/" + id, idempotent: true}, &p))
 }
 
 // Approve approves a payment: POST /payments/{id}/approve.
@@ -147,7 +174,7 @@ func (c *Client) Approve(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "approve", Err: err}
 	}
 	var p Payment
-	return checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, path: "/payments/" + id + "/approve"}, &p))
+	return c.checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, path: "/payments/" + id + "/approve"}, &p))
 }
 
 // Complete completes a payment with the transaction id the user's wallet
@@ -163,7 +190,7 @@ func (c *Client) Complete(ctx context.Context, id, txid string) (*Payment, error
 		TxID string `json:"txid"`
 	}{txid})
 	var p Payment
-	return checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, path: "/payments/" + id + "/complete", body: body}, &p))
+	return c.checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, path: "/payments/" + id + "/complete", body: body}, &p))
 }
 
 // Cancel cancels a payment: POST /payments/{id}/cancel.
@@ -172,7 +199,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "cancel", Err: err}
 	}
 	var p Payment
-	return checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, path: "/payments/" + id + "/cancel"}, &p))
+	return c.checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, path: "/payments/" + id + "/cancel"}, &p))
 }
 
 // IncompleteServerPayments lists the app's incomplete app-to-user payments:
@@ -209,13 +236,13 @@ func (c *Client) Me(ctx context.Context, accessToken string) (*User, error) {
 
 // checkPayment turns a decoded answer that is not the payment asked for into
 // an "unavailable" error: an answer we cannot trust is no answer.
-func checkPayment(op string, p *Payment, id string, err error) (*Payment, error) {
+func (c *Client) checkPayment(op string, p *Payment, id string, err error) (*Payment, error) {
 	if err != nil {
 		return nil, err
 	}
 	if p.Identifier != id {
 		return nil, &Error{Op: op, PaymentID: id, StatusCode: http.StatusOK,
-			Err: fmt.Errorf("answer is for payment %q, not the one asked for", truncate(p.Identifier, MaxPaymentIDLength))}
+			Err: fmt.Errorf("answer is for payment %q, not the one asked for", truncate(redact(p.Identifier, c.cred.key), MaxPaymentIDLength))}
 	}
 	return p, nil
 }
@@ -251,14 +278,22 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	}
 }
 
-// backoff is full-jitter exponential backoff, or Pi's Retry-After when longer
-// (capped at MaxBackoff).
+// backoff is full-jitter exponential backoff, or Pi's Retry-After when longer,
+// never more than MaxBackoff.
 func (c *Client) backoff(attempt int, err error) time.Duration {
-	ceil := c.minBack << attempt
-	if ceil > c.maxBack || ceil <= 0 {
-		ceil = c.maxBack
+	ceil := c.minBack
+	for i := 0; i < attempt && ceil < c.maxBack; i++ {
+		if ceil > c.maxBack/2 {
+			ceil = c.maxBack
+			break
+		}
+		ceil *= 2
 	}
+	ceil = min(ceil, c.maxBack)
 	d := c.minBack/2 + rand.N(ceil)
+	if d < 0 || d > c.maxBack {
+		d = c.maxBack
+	}
 	var e *Error
 	if errors.As(err, &e) && e.RetryAfter > d {
 		d = min(e.RetryAfter, c.maxBack)
@@ -271,6 +306,10 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var wrote atomic.Bool
+	secret := c.cred.key
+	if cl.bearer != "" {
+		secret = cl.bearer
+	}
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 		WroteHeaders: func() { wrote.Store(true) },
 	})
@@ -280,12 +319,12 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	}
 	req, err := http.NewRequestWithContext(actx, cl.method, c.base+cl.path, body)
 	if err != nil {
-		return false, &Error{Op: cl.op, PaymentID: cl.id, Err: err}
+		return false, &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(err, secret)}
 	}
 	if cl.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+cl.bearer)
 	} else {
-		req.Header.Set("Authorization", c.authKey)
+		req.Header.Set("Authorization", c.cred.header)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
@@ -296,7 +335,7 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// A request never written certainly did not reach Pi.
-		return cl.idempotent || !wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: scrubURL(err)}
+		return cl.idempotent || !wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
@@ -307,21 +346,26 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 		e := &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		var eb apiErrorBody
 		if readErr == nil && json.Unmarshal(data, &eb) == nil {
-			e.Code = truncate(eb.Error, 100)
+			e.Code = truncate(redact(eb.Error, secret), 100)
 			e.Message = eb.ErrorMessage
 			if e.Message == "" {
 				e.Message = eb.Message
 			}
+			e.Message = redact(e.Message, secret)
 		}
 		// 429 means Pi did not act on the request; reads retry on any
 		// unavailability.
 		return resp.StatusCode == http.StatusTooManyRequests || (cl.idempotent && e.Unavailable()), e
 	}
 	if readErr != nil {
-		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: fmt.Errorf("reading answer: %w", scrubURL(readErr))}
+		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: redactErr(fmt.Errorf("reading answer: %w", scrubURL(readErr)), secret)}
 	}
+	// Decode into a fresh value: a failed earlier attempt may have filled
+	// part of out, and fields this answer omits must not keep that data.
+	reflect.ValueOf(out).Elem().SetZero()
 	if err := json.Unmarshal(data, out); err != nil {
-		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: fmt.Errorf("malformed answer: %w", err)}
+		reflect.ValueOf(out).Elem().SetZero()
+		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: redactErr(fmt.Errorf("malformed answer: %w", err), secret)}
 	}
 	return false, nil
 }
@@ -336,13 +380,18 @@ func scrubURL(err error) error {
 	return err
 }
 
+// maxRetryAfterSeconds bounds a Retry-After in seconds (one day).
+const maxRetryAfterSeconds = 24 * 60 * 60
+
 // retryAfter parses a Retry-After header (seconds or HTTP date).
 func retryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
+	if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && s >= 0 {
+		// Clamp so that the multiplication cannot overflow into a negative or
+		// small duration; the caller caps it at MaxBackoff anyway.
+		return time.Duration(min(s, maxRetryAfterSeconds)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {

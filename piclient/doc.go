@@ -13,7 +13,8 @@
 //   - Pi answered and said no (a 4xx other than 408 and 429): IsRejected is true.
 //     Repeating the same call will get the same answer.
 //   - No trustworthy answer was had (connection failure, timeout, 5xx, 408, 429,
-//     a malformed or truncated body): IsUnavailable is true. The call may or may
+//     a redirect, which is never followed, or a malformed, truncated or
+//     oversized body): IsUnavailable is true. The call may or may
 //     not have taken effect at Pi; for the POST calls, re-read the payment with
 //     GetPayment to learn the truth before acting.
 //
@@ -29,9 +30,13 @@
 // # Amounts
 //
 // Amounts are kept as their exact decimal text (type Amount) and compared as
-// rational numbers, never as float64.
+// rational numbers, never as float64. An amount must be a JSON number (or a
+// JSON string holding one) of at most 100 characters with an exponent of at
+// most 1000.
 //
 // # Secrets
 //
-// The API key is never part of an error, a log line or a String() result.
+// The API key is never part of an error, a log line or a String() result. Text
+// that came from Pi (an error message, say) has the key, or the access token
+// for Me, removed should Pi or a proxy echo it back.
 package piclient

@@ -25,7 +25,9 @@ type Error struct {
 	Err error
 }
 
-// Error describes the failure without ever including the API key.
+// Error describes the failure without ever including the API key. (Text that
+// came from Pi, such as Message, has the key removed when the Error is made,
+// in case Pi or something in between echoed it back.)
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("pi api ")
@@ -67,7 +69,9 @@ func (e *Error) Rejected() bool {
 
 // Unavailable reports whether no trustworthy answer was had: a network
 // failure, a timeout, a 5xx, 408, 429, or a body that could not be decoded.
-func (e *Error) Unavailable() bool { return !e.Rejected() }
+// It is false for a rejection and for a validation error (no call was made),
+// as IsUnavailable is.
+func (e *Error) Unavailable() bool { return !e.Rejected() && !IsInvalid(e.Err) }
 
 // IsRejected reports whether err is an *Error for which Pi said no.
 func IsRejected(err error) bool {
@@ -124,4 +128,60 @@ type apiErrorBody struct {
 	Error        string `json:"error"`
 	ErrorMessage string `json:"error_message"`
 	Message      string `json:"message"`
+}
+
+// redactMin is the shortest run of a secret's characters that redact removes
+// when it finds only part of the secret (for example cut short by truncate).
+const redactMin = 12
+
+// redact removes secret from s: every whole occurrence, and every run of at
+// least redactMin bytes that is part of the secret.
+func redact(s, secret string) string {
+	const mark = "[redacted]"
+	if secret == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, secret, mark)
+	if len(secret) < redactMin {
+		return s
+	}
+	for {
+		found := false
+		for i := 0; i+redactMin <= len(secret) && !found; i++ {
+			j := strings.Index(s, secret[i:i+redactMin])
+			if j < 0 {
+				continue
+			}
+			k := redactMin
+			for i+k < len(secret) && j+k < len(s) && s[j+k] == secret[i+k] {
+				k++
+			}
+			s = s[:j] + mark + s[j+k:]
+			found = true
+		}
+		if !found {
+			return s
+		}
+	}
+}
+
+// redactedError is an error whose text had a secret removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (r *redactedError) Error() string { return r.msg }
+func (r *redactedError) Unwrap() error { return r.err }
+
+// redactErr returns err, or err wrapped so that its text lacks secret.
+func redactErr(err error, secret string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if red := redact(msg, secret); red != msg {
+		return &redactedError{msg: red, err: err}
+	}
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"unicode/utf8"
 )
 
 // Directions of a payment, as in PaymentDTO.direction.
@@ -100,8 +101,21 @@ type ValidUntil struct {
 // digit is lost to binary floating point. The zero value is an unset amount.
 type Amount string
 
-// ParseAmount checks that s is a finite decimal number (as JSON writes numbers)
-// and returns it as an Amount.
+// Bounds on an amount's text. A Pi amount is a handful of digits; the bounds
+// keep Rat (and so Cmp) cheap and certain to succeed for every parsed Amount:
+// an exponent such as 1e1000000000 is valid JSON but would cost gigabytes to
+// turn into an exact number (math/big refuses it), and a megabyte of digits
+// costs seconds on every comparison.
+const (
+	maxAmountLength   = 100
+	maxAmountExponent = 1000
+)
+
+// ParseAmount checks that s is a finite decimal number (as JSON writes numbers,
+// with no surrounding whitespace, at most 100 characters and an exponent of
+// at most 1000 in magnitude) and returns it as an Amount. Negative amounts are
+// accepted: the grammar allows them; whether one makes sense is the caller's
+// business.
 func ParseAmount(s string) (Amount, error) {
 	if !isJSONNumber(s) {
 		return "", fmt.Errorf("piclient: amount %q is not a decimal number", truncate(s, 40))
@@ -173,17 +187,69 @@ func (a *Amount) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// isJSONNumber reports whether s is a number in JSON's grammar.
+// isJSONNumber reports whether s is exactly a number in JSON's grammar
+// (RFC 8259 section 6), with nothing around it, within the bounds above.
+//
+//	number = [ "-" ] int [ "." 1*DIGIT ] [ ( "e" / "E" ) [ "+" / "-" ] 1*DIGIT ]
+//	int    = "0" / ( %x31-39 *DIGIT )
 func isJSONNumber(s string) bool {
-	if s == "" {
+	if s == "" || len(s) > maxAmountLength {
 		return false
 	}
-	return json.Valid([]byte(s)) && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9'))
+	i := 0
+	if s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		digits()
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		if digits() == 0 {
+			return false
+		}
+		exp := 0
+		for _, c := range []byte(s[start:i]) {
+			exp = exp*10 + int(c-'0')
+			if exp > maxAmountExponent {
+				return false
+			}
+		}
+	}
+	return i == len(s)
 }
 
+// truncate shortens s to at most n bytes (plus an ellipsis), without cutting a
+// UTF-8 sequence in two.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
