@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var reLine = regexp.MustCompile(`^fakepi: api (http://\S+/v2) control (http://\S+/control) horizon (http://\S+/horizon) \(network "Pi Network", wallet (G[A-Z2-7]{55})\)$`)
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-api-key", "k1", "-network", "Pi Network"}, pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err)
+	m := reLine.FindStringSubmatch(strings.TrimSpace(line))
+	require.NotNil(t, m, "line %q", line)
+	api, control := m[1], m[2]
+
+	resp, err := http.Post(control+"/payments", "application/json", strings.NewReader(`{"amount":"1"}`))
+	require.NoError(t, err)
+	var p struct{ Identifier string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+	resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	req, _ := http.NewRequest("GET", api+"/payments/"+p.Identifier, nil)
+	req.Header.Set("Authorization", "Key k1")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	_, err = http.Get(control + "/calls")
+	assert.Error(t, err, "stopped listening")
+}
+
+func TestRunBadArguments(t *testing.T) {
+	for _, args := range [][]string{{"-nope"}, {"extra"}, {"-addr", "127.0.0.1:99999"}} {
+		err := run(t.Context(), args, io.Discard, io.Discard)
+		assert.Error(t, err, "%v", args)
+	}
+	assert.ErrorIs(t, run(t.Context(), []string{"-h"}, io.Discard, io.Discard), flag.ErrHelp)
+}
