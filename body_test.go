@@ -1,0 +1,103 @@
+package piguard
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseCallback(t *testing.T) {
+	cases := []struct {
+		name, ct, body string
+		want           callback
+		err            string
+	}{
+		{"json", "application/json", `{"paymentId":"abc","txid":"ff"}`, callback{"abc", "ff"}, ""},
+		{"json charset", "application/json; charset=utf-8", `{"paymentId":"abc"}`, callback{PaymentID: "abc"}, ""},
+		{"json no content type", "", ` {"paymentId":"abc"}`, callback{PaymentID: "abc"}, ""},
+		{"json extra fields", "application/json", `{"cart":{"paymentId":"nested"},"paymentId":"abc","n":[1,2]}`, callback{PaymentID: "abc"}, ""},
+		{"form", "application/x-www-form-urlencoded", `paymentId=abc&txid=ff&x=1`, callback{"abc", "ff"}, ""},
+		{"duplicate json", "application/json", `{"paymentId":"a","paymentId":"b"}`, callback{}, "appears twice"},
+		{"duplicate form", "application/x-www-form-urlencoded", `paymentId=a&paymentId=b`, callback{}, "appears twice"},
+		{"number id", "application/json", `{"paymentId":1}`, callback{}, "must be a string"},
+		{"array", "application/json", `["abc"]`, callback{}, "JSON object"},
+		{"trailing data", "application/json", `{"paymentId":"abc"}{"paymentId":"def"}`, callback{}, "after the object"},
+		{"truncated", "application/json", `{"paymentId":"abc"`, callback{}, "malformed"},
+		{"empty", "", ``, callback{}, "no body"},
+		{"text", "text/plain", `abc`, callback{}, "unsupported content type"},
+		{"bad content type", "a/b; ===", `abc`, callback{}, "unsupported content type"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseCallback(tc.ct, []byte(tc.body))
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestReadBodyRestoresIt(t *testing.T) {
+	body := `{"paymentId":"abc"}`
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	r.ContentLength = -1
+	r.TransferEncoding = []string{"chunked"}
+	got, err := readBody(httptest.NewRecorder(), r, 1024)
+	require.NoError(t, err)
+	assert.Equal(t, body, string(got))
+	assert.Equal(t, int64(len(body)), r.ContentLength)
+	assert.Nil(t, r.TransferEncoding)
+	again, err := io.ReadAll(r.Body)
+	require.NoError(t, err)
+	assert.Equal(t, body, string(again), "the next handler reads the same bytes")
+	rc, err := r.GetBody()
+	require.NoError(t, err)
+	third, _ := io.ReadAll(rc)
+	assert.Equal(t, body, string(third))
+}
+
+func TestReadBodyIsBounded(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(make([]byte, 2048)))
+	_, err := readBody(httptest.NewRecorder(), r, 1024)
+	var tooLarge *http.MaxBytesError
+	require.ErrorAs(t, err, &tooLarge)
+}
+
+// FuzzParseCallback: no input panics, and whatever is accepted is what a
+// plain JSON or form reader would see too (no parser differential).
+func FuzzParseCallback(f *testing.F) {
+	f.Add("application/json", `{"paymentId":"abc","txid":"ff"}`)
+	f.Add("application/json", `{"paymentId":"a","paymentId":"b"}`)
+	f.Add("application/json", `{"paymentId":"a\u0000","txid":null}`)
+	f.Add("", `{"x":{"paymentId":"y"},"paymentId":"z"}`)
+	f.Add("application/x-www-form-urlencoded", `paymentId=a&txid=b&paymentId=c`)
+	f.Add("application/x-www-form-urlencoded", `paymentId=%zz`)
+	f.Add("text/plain", ``)
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		cb, err := parseCallback(ct, []byte(body))
+		if err != nil {
+			return
+		}
+		if strings.HasPrefix(ct, "application/json") || ct == "" {
+			var plain struct {
+				PaymentID *string `json:"paymentId"`
+			}
+			if jsonErr := jsonUnmarshalStrict([]byte(body), &plain); jsonErr == nil && plain.PaymentID != nil && utf8.ValidString(*plain.PaymentID) {
+				if *plain.PaymentID != cb.PaymentID {
+					t.Fatalf("guard read %q, a plain decoder reads %q", cb.PaymentID, *plain.PaymentID)
+				}
+			}
+		}
+	})
+}

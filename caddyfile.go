@@ -1,0 +1,142 @@
+package piguard
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Handler)
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	pi_guard [<matcher>] {
+//	    api_key         <key>
+//	    api_url         <url>
+//	    network         "Pi Network"|"Pi Testnet"
+//	    approve         <path>
+//	    complete        <path>
+//	    signing_key     <secret>
+//	    header          <name>
+//	    notice_header   <name>
+//	    max_body        <size>
+//	    timeout         <duration>
+//	    token_ttl       <duration>
+//	    issuer          <iss>
+//	    audience        <aud>
+//	    respond_approve
+//	    storage         <module> { ... }
+//	    redeliver_to    <url>
+//	    redeliver_attempts <n>
+//	    redeliver_backoff  <duration>
+//	}
+//
+// Unknown and repeated subdirectives are errors.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("pi_guard: subdirective %q given twice; keep one", name)
+		}
+		seen[name] = true
+		if name == "storage" {
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			modName := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "caddy.storage."+modName)
+			if err != nil {
+				return err
+			}
+			if _, ok := unm.(caddy.StorageConverter); !ok {
+				return d.Errf("pi_guard: module %s is not a storage module", modName)
+			}
+			h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", modName, nil)
+			continue
+		}
+		if name == "respond_approve" {
+			if d.NextArg() {
+				return d.Errf("pi_guard: respond_approve takes no argument")
+			}
+			h.RespondApprove = true
+			continue
+		}
+		var val string
+		if !d.Args(&val) {
+			return d.Errf("pi_guard: %s needs exactly one value", name)
+		}
+		if d.NextArg() {
+			return d.Errf("pi_guard: %s takes exactly one value (quote values that contain spaces)", name)
+		}
+		switch name {
+		case "api_key":
+			h.APIKey = val
+		case "api_url":
+			h.APIURL = val
+		case "network":
+			h.Network = val
+		case "approve":
+			h.ApprovePath = val
+		case "complete":
+			h.CompletePath = val
+		case "signing_key":
+			h.SigningKey = val
+		case "header":
+			h.Header = val
+		case "notice_header":
+			h.NoticeHeader = val
+		case "issuer":
+			h.Issuer = val
+		case "audience":
+			h.Audience = val
+		case "redeliver_to":
+			h.RedeliverTo = val
+		case "redeliver_attempts":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > 1000 {
+				return d.Errf("pi_guard: redeliver_attempts %q must be a whole number from 1 to 1000", val)
+			}
+			h.RedeliverAttempts = n
+		case "max_body":
+			n, err := humanize.ParseBytes(val)
+			if err != nil || n == 0 || n > 1<<30 {
+				return d.Errf("pi_guard: max_body %q must be a size between 1B and 1GiB, such as 64KiB", val)
+			}
+			h.MaxBody = int64(n)
+		case "timeout", "token_ttl", "redeliver_backoff":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("pi_guard: %s %q must be a positive duration, such as 15s", name, val)
+			}
+			switch name {
+			case "timeout":
+				h.Timeout = caddy.Duration(dur)
+			case "token_ttl":
+				h.TokenTTL = caddy.Duration(dur)
+			default:
+				h.RedeliverBackoff = caddy.Duration(dur)
+			}
+		default:
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, signing_key, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
+		}
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

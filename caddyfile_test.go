@@ -1,0 +1,108 @@
+package piguard
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`pi_guard {
+		api_key {env.PI_API_KEY}
+		api_url http://127.0.0.1:8090/v2
+		network "Pi Testnet"
+		approve /api/approve
+		complete /api/complete
+		signing_key {file./run/secrets/signing}
+		header X-Paid
+		notice_header X-Notice
+		max_body 16KiB
+		timeout 5s
+		token_ttl 30s
+		issuer my-guard
+		audience my-app
+		respond_approve
+		redeliver_to http://127.0.0.1:3000
+		redeliver_attempts 7
+		redeliver_backoff 2s
+	}`)
+	var h Handler
+	require.NoError(t, h.UnmarshalCaddyfile(d))
+	assert.Equal(t, Handler{
+		APIKey: "{env.PI_API_KEY}", APIURL: "http://127.0.0.1:8090/v2", Network: "Pi Testnet",
+		ApprovePath: "/api/approve", CompletePath: "/api/complete",
+		SigningKey: "{file./run/secrets/signing}", Header: "X-Paid", NoticeHeader: "X-Notice",
+		MaxBody: 16 << 10, Timeout: caddy.Duration(5 * time.Second), TokenTTL: caddy.Duration(30 * time.Second),
+		Issuer: "my-guard", Audience: "my-app", RespondApprove: true,
+		RedeliverTo: "http://127.0.0.1:3000", RedeliverAttempts: 7, RedeliverBackoff: caddy.Duration(2 * time.Second),
+	}, h)
+}
+
+func TestUnmarshalCaddyfileErrors(t *testing.T) {
+	cases := map[string]struct{ input, want string }{
+		"unknown":          {"pi_guard {\n bogus 1\n}", `unknown subdirective "bogus"`},
+		"repeated":         {"pi_guard {\n api_key a\n api_key b\n}", `"api_key" given twice`},
+		"missing value":    {"pi_guard {\n api_key\n}", "api_key needs exactly one value"},
+		"two values":       {"pi_guard {\n network Pi Testnet\n}", "takes exactly one value"},
+		"bad size":         {"pi_guard {\n max_body lots\n}", "max_body"},
+		"zero size":        {"pi_guard {\n max_body 0\n}", "max_body"},
+		"bad duration":     {"pi_guard {\n timeout soon\n}", "timeout"},
+		"negative":         {"pi_guard {\n token_ttl -1s\n}", "token_ttl"},
+		"flag with arg":    {"pi_guard {\n respond_approve yes\n}", "respond_approve takes no argument"},
+		"inline arguments": {"pi_guard foo", "wrong argument count"},
+		"bad attempts":     {"pi_guard {\n redeliver_attempts many\n}", "redeliver_attempts"},
+		"unknown storage":  {"pi_guard {\n storage nowhere\n}", "nowhere"},
+		"storage twice":    {"pi_guard {\n storage file_system /a\n storage file_system /b\n}", `"storage" given twice`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// TestCaddyfileAdapt adapts each testdata/caddyfile/*.caddyfile and compares
+// the JSON with the golden *.json beside it (go test -run TestCaddyfileAdapt -update).
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/caddyfile/*.caddyfile")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			input, err := os.ReadFile(file)
+			require.NoError(t, err)
+			adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+			out, warnings, err := adapter.Adapt(input, map[string]any{"filename": file})
+			require.NoError(t, err)
+			assert.Empty(t, warnings)
+			var pretty any
+			require.NoError(t, json.Unmarshal(out, &pretty))
+			got, err := json.MarshalIndent(pretty, "", "\t")
+			require.NoError(t, err)
+			golden := strings.TrimSuffix(file, ".caddyfile") + ".json"
+			if *update {
+				require.NoError(t, os.WriteFile(golden, append(got, '\n'), 0o644))
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "run with -update to create the golden file")
+			assert.JSONEq(t, string(want), string(got))
+		})
+	}
+}

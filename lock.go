@@ -1,0 +1,56 @@
+package piguard
+
+import (
+	"context"
+	"sync"
+)
+
+// keyedMutex serialises work per payment id inside one process, so that
+// concurrent duplicate callbacks for one payment share one Pi conversation
+// instead of racing each other.
+type keyedMutex struct {
+	mu      sync.Mutex
+	entries map[string]*lockEntry
+}
+
+type lockEntry struct {
+	ch   chan struct{} // holds one token while locked
+	refs int
+}
+
+func newKeyedMutex() *keyedMutex {
+	return &keyedMutex{entries: make(map[string]*lockEntry)}
+}
+
+// Lock waits until key is free or ctx is done. On success it returns the
+// function that unlocks it.
+func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	e := k.entries[key]
+	if e == nil {
+		e = &lockEntry{ch: make(chan struct{}, 1)}
+		k.entries[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+
+	select {
+	case e.ch <- struct{}{}:
+		return func() {
+			<-e.ch
+			k.release(key, e)
+		}, nil
+	case <-ctx.Done():
+		k.release(key, e)
+		return nil, ctx.Err()
+	}
+}
+
+func (k *keyedMutex) release(key string, e *lockEntry) {
+	k.mu.Lock()
+	e.refs--
+	if e.refs == 0 {
+		delete(k.entries, key)
+	}
+	k.mu.Unlock()
+}

@@ -1,0 +1,310 @@
+// Package piguard is the caddy-pi-guard Caddy module: an HTTP handler that
+// sits in front of a Pi Network app, makes the Pi Platform API calls for the
+// app's payment callbacks itself, and forwards a payment-completion request to
+// the app with a signed Pi-Payment-Verified header only when Pi confirmed that
+// the payment is complete with the transaction the client named.
+//
+// See README.md for the Caddyfile reference and docs/header.md for the header
+// specification.
+package piguard
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("pi_guard", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("pi_guard", httpcaddyfile.After, "forward_auth")
+}
+
+// Defaults for the Handler's optional fields.
+const (
+	DefaultApprovePath  = "/payments/approve"
+	DefaultCompletePath = "/payments/complete"
+	DefaultMaxBody      = 64 << 10
+	DefaultTimeout      = 15 * time.Second
+	MinSigningKeyBytes  = 32
+)
+
+// Handler guards a Pi app's payment callback routes. Its JSON fields mirror the
+// pi_guard Caddyfile directive one for one.
+type Handler struct {
+	// APIKey is the app's Pi server API key. Placeholders such as
+	// {env.PI_API_KEY} and {file./run/secrets/pi_api_key} are resolved at
+	// provisioning. Required.
+	APIKey string `json:"api_key,omitempty"`
+	// APIURL is the Pi Platform API base URL; default https://api.minepi.com/v2.
+	APIURL string `json:"api_url,omitempty"`
+	// Network is the only network whose payments are accepted: "Pi Network"
+	// (default) or "Pi Testnet".
+	Network string `json:"network,omitempty"`
+	// ApprovePath is the app's approve route; default /payments/approve.
+	ApprovePath string `json:"approve,omitempty"`
+	// CompletePath is the app's complete route; default /payments/complete.
+	CompletePath string `json:"complete,omitempty"`
+	// SigningKey is the HS256 secret the headers are signed with, at least 32
+	// bytes. Placeholders are resolved at provisioning. Required.
+	SigningKey string `json:"signing_key,omitempty"`
+	// Header is the name of the verified header; default Pi-Payment-Verified.
+	Header string `json:"header,omitempty"`
+	// NoticeHeader is the name of the notice header sent on approve; default
+	// Pi-Payment-Notice.
+	NoticeHeader string `json:"notice_header,omitempty"`
+	// MaxBody bounds a callback request's body, in bytes; default 64 KiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+	// Timeout bounds the whole Pi conversation of one request; default 15s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// TokenTTL is the lifetime of a signed header; default 60s.
+	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
+	// Issuer and Audience are the tokens' iss and aud claims; defaults
+	// "caddy-pi-guard" and "pi-app".
+	Issuer   string `json:"issuer,omitempty"`
+	Audience string `json:"audience,omitempty"`
+	// RespondApprove answers an approve request directly, without forwarding
+	// it to the upstream.
+	RespondApprove bool `json:"respond_approve,omitempty"`
+
+	// StorageRaw is the storage module where payment records and locks live;
+	// default Caddy's configured storage. Instances that share it coordinate.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=caddy.storage inline_key=module"`
+	// RedeliverTo is the app's base URL (such as http://127.0.0.1:3000) that
+	// owed deliveries are re-sent to in the background. Without it, a payment
+	// the app failed to accept is redelivered only when the client retries.
+	RedeliverTo string `json:"redeliver_to,omitempty"`
+	// RedeliverAttempts bounds redelivery attempts per payment; default 10.
+	RedeliverAttempts int `json:"redeliver_attempts,omitempty"`
+	// RedeliverBackoff is the wait before the first redelivery, doubled after
+	// each failure up to 15 minutes; default 5s.
+	RedeliverBackoff caddy.Duration `json:"redeliver_backoff,omitempty"`
+
+	pi              *piclient.Client
+	signer          *verify.Signer
+	locks           *keyedMutex
+	store           *store
+	redeliverURL    *url.URL
+	redeliverClient *http.Client
+	logger          *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.pi_guard",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves secrets and defaults and builds the Pi client and the
+// signer. It makes no network call, so `caddy validate` stays offline.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	storage := ctx.Storage()
+	if h.StorageRaw != nil {
+		mod, err := ctx.LoadModule(h, "StorageRaw")
+		if err != nil {
+			return fmt.Errorf("pi_guard: loading storage module: %w", err)
+		}
+		if storage, err = mod.(caddy.StorageConverter).CertMagicStorage(); err != nil {
+			return fmt.Errorf("pi_guard: storage: %w", err)
+		}
+	}
+	if err := h.provision(storage); err != nil {
+		return err
+	}
+	live.Store(h, struct{}{})
+	if h.redeliverURL != nil {
+		go h.redeliverLoop(ctx)
+	} else {
+		h.logger.Warn("redeliver_to is not set: a completed payment the app fails to accept is delivered again only when the client retries")
+	}
+	return nil
+}
+
+// provision does the work of Provision that needs nothing else from the Caddy
+// context; tests call it directly.
+func (h *Handler) provision(storage certmagic.Storage) error {
+	repl := caddy.NewReplacer()
+	apiKey := strings.TrimSpace(repl.ReplaceKnown(h.APIKey, ""))
+	signingKey := strings.TrimSpace(repl.ReplaceKnown(h.SigningKey, ""))
+	h.setDefaults()
+
+	if apiKey == "" {
+		return errors.New("pi_guard: api_key is empty: set it to the app's server API key, for example api_key {env.PI_API_KEY}, and make sure the variable is set")
+	}
+	if signingKey == "" {
+		return errors.New("pi_guard: signing_key is empty: set it to a random secret of at least 32 bytes, for example signing_key {env.PI_GUARD_SIGNING_KEY} (openssl rand -base64 48)")
+	}
+	if len(signingKey) < MinSigningKeyBytes {
+		return fmt.Errorf("pi_guard: signing_key is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48)", len(signingKey), MinSigningKeyBytes)
+	}
+
+	var err error
+	h.pi, err = piclient.New(piclient.Options{
+		BaseURL: h.APIURL,
+		APIKey:  apiKey,
+		Timeout: time.Duration(h.Timeout),
+	})
+	if err != nil {
+		return fmt.Errorf("pi_guard: %w", err)
+	}
+	key, err := verify.HS256Key(keyID(signingKey), []byte(signingKey))
+	if err != nil {
+		return fmt.Errorf("pi_guard: signing_key: %w", err)
+	}
+	h.signer, err = verify.NewSigner(verify.SignerOptions{
+		Keys:     []verify.Key{key},
+		Issuer:   h.Issuer,
+		Audience: h.Audience,
+		TTL:      time.Duration(h.TokenTTL),
+	})
+	if err != nil {
+		return fmt.Errorf("pi_guard: %w", err)
+	}
+	h.locks = newKeyedMutex()
+	// Records are kept per app (per API key), so that one app's completed
+	// payment can never be replayed as verified to another app.
+	h.store = &store{s: storage, prefix: "pi_guard/" + keyID(apiKey)[3:]}
+	if h.RedeliverTo != "" {
+		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
+			return fmt.Errorf("pi_guard: %w", err)
+		}
+		h.redeliverClient = &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return nil
+}
+
+func (h *Handler) setDefaults() {
+	if h.APIURL == "" {
+		h.APIURL = piclient.DefaultBaseURL
+	}
+	if h.Network == "" {
+		h.Network = piclient.NetworkMainnet
+	}
+	if h.ApprovePath == "" {
+		h.ApprovePath = DefaultApprovePath
+	}
+	if h.CompletePath == "" {
+		h.CompletePath = DefaultCompletePath
+	}
+	if h.Header == "" {
+		h.Header = verify.HeaderVerified
+	}
+	if h.NoticeHeader == "" {
+		h.NoticeHeader = verify.HeaderNotice
+	}
+	if h.MaxBody == 0 {
+		h.MaxBody = DefaultMaxBody
+	}
+	if h.Timeout == 0 {
+		h.Timeout = caddy.Duration(DefaultTimeout)
+	}
+	if h.TokenTTL == 0 {
+		h.TokenTTL = caddy.Duration(verify.DefaultTTL)
+	}
+	if h.Issuer == "" {
+		h.Issuer = verify.DefaultIssuer
+	}
+	if h.Audience == "" {
+		h.Audience = verify.DefaultAudience
+	}
+	if h.RedeliverAttempts == 0 {
+		h.RedeliverAttempts = DefaultRedeliverAttempts
+	}
+	if h.RedeliverBackoff == 0 {
+		h.RedeliverBackoff = caddy.Duration(DefaultRedeliverBackoff)
+	}
+}
+
+// keyID names a secret by a short hash of it, so rotated keys get distinct
+// kids without the secret being revealed.
+func keyID(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return "hs-" + hex.EncodeToString(sum[:4])
+}
+
+// Cleanup releases the Pi client's idle connections when the config unloads.
+// The redelivery worker stops with the module's context.
+func (h *Handler) Cleanup() error {
+	live.Delete(h)
+	if h.pi != nil {
+		h.pi.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Validate checks the provisioned configuration.
+func (h *Handler) Validate() error {
+	if h.Network != piclient.NetworkMainnet && h.Network != piclient.NetworkTestnet {
+		return fmt.Errorf("pi_guard: network %q is unknown: use %q or %q", h.Network, piclient.NetworkMainnet, piclient.NetworkTestnet)
+	}
+	paths := map[string]string{"approve": h.ApprovePath, "complete": h.CompletePath}
+	seen := map[string]string{}
+	for name, p := range paths {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("pi_guard: %s path %q must start with /", name, p)
+		}
+		if other, dup := seen[p]; dup {
+			return fmt.Errorf("pi_guard: %s and %s use the same path %q: give each its own", other, name, p)
+		}
+		seen[p] = name
+	}
+	if strings.EqualFold(h.Header, h.NoticeHeader) {
+		return fmt.Errorf("pi_guard: header and notice_header are both %q: they must differ, or a notice could pass for proof of payment", h.Header)
+	}
+	for _, hdr := range []string{h.Header, h.NoticeHeader} {
+		if !validHeaderName(hdr) {
+			return fmt.Errorf("pi_guard: %q is not a valid header name", hdr)
+		}
+	}
+	if h.MaxBody < 1 {
+		return fmt.Errorf("pi_guard: max_body must be positive, got %d", h.MaxBody)
+	}
+	if h.Timeout < 0 || h.TokenTTL < 0 || h.RedeliverBackoff < 0 {
+		return errors.New("pi_guard: timeout, token_ttl and redeliver_backoff must not be negative")
+	}
+	if h.RedeliverAttempts < 1 {
+		return fmt.Errorf("pi_guard: redeliver_attempts must be at least 1, got %d", h.RedeliverAttempts)
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Interface guards.
+var (
+	_ caddy.Module                = (*Handler)(nil)
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,124 @@
+package piguard
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// approve makes sure Pi has the payment approved.
+func (h *Handler) approve(ctx context.Context, st *step) (*piclient.Payment, *guardError) {
+	p, err := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
+	if err != nil {
+		return nil, piFailure(err, st.id)
+	}
+	if ge := h.acceptable(p); ge != nil {
+		return nil, ge
+	}
+	if p.Status.DeveloperApproved {
+		st.outcome = "already_approved"
+		return p, nil
+	}
+	approved, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Approve(ctx, st.id) })
+	if err == nil && approved.Status.DeveloperApproved {
+		st.outcome = "approved"
+		return approved, nil
+	}
+	// Pi refused, or its answer was lost or unclear: only a fresh read tells.
+	fresh, rerr := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
+	if rerr == nil && fresh.Status.DeveloperApproved && !fresh.IsCancelled() {
+		st.outcome = "approved_after_reread"
+		return fresh, nil
+	}
+	if rerr == nil {
+		if ge := h.acceptable(fresh); ge != nil {
+			return nil, ge
+		}
+	}
+	return nil, unresolved(err, rerr, st.id, "approved")
+}
+
+// complete makes sure Pi has the payment completed with the client's txid,
+// which must be the payment's own transaction as Pi reports it.
+//
+// When this guard approved the payment (known is its record), the payment's
+// network, direction and app were checked then and cannot change, so the
+// first read is skipped: Pi's answer to /complete, or a fresh read, is what
+// decides.
+func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Payment) (*piclient.Payment, *guardError) {
+	if known == nil {
+		p, err := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
+		if err != nil {
+			return nil, piFailure(err, st.id)
+		}
+		if p.IsCompletedWith(st.txid) && h.acceptable(p) == nil {
+			st.outcome = "already_completed"
+			return p, nil
+		}
+		if ge := h.completable(p, st.txid); ge != nil {
+			return nil, ge
+		}
+	}
+	done, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Complete(ctx, st.id, st.txid) })
+	if err == nil && done.IsCompletedWith(st.txid) && h.acceptable(done) == nil {
+		st.outcome = "completed"
+		return done, nil
+	}
+	// Pi refused (perhaps "already completed" by a concurrent instance), or the
+	// answer was lost or unclear: only a fresh read tells.
+	fresh, rerr := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
+	if rerr == nil {
+		if fresh.IsCompletedWith(st.txid) && h.acceptable(fresh) == nil {
+			st.outcome = "completed_after_reread"
+			return fresh, nil
+		}
+		if ge := h.completable(fresh, st.txid); ge != nil {
+			return nil, ge
+		}
+	}
+	return nil, unresolved(err, rerr, st.id, "completed with this txid")
+}
+
+// completable refuses payments that must not be completed with txid.
+func (h *Handler) completable(p *piclient.Payment, txid string) *guardError {
+	if ge := h.acceptable(p); ge != nil {
+		return ge
+	}
+	switch {
+	case p.TxID() == "":
+		return refuse(http.StatusConflict, "no_transaction", "Pi shows no blockchain transaction for this payment yet; complete it after the wallet submitted it")
+	case p.TxID() != txid:
+		return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
+	case !p.Status.DeveloperApproved && !p.Status.DeveloperCompleted:
+		return refuse(http.StatusConflict, "not_approved", "the payment was never approved; approve it first")
+	}
+	return nil
+}
+
+// acceptable refuses payments this app must not act on.
+func (h *Handler) acceptable(p *piclient.Payment) *guardError {
+	switch {
+	case p.Network != h.Network:
+		return refuse(http.StatusConflict, "wrong_network", "the payment is on %q but this app accepts %q only", p.Network, h.Network)
+	case p.Direction != piclient.DirectionUserToApp:
+		return refuse(http.StatusConflict, "wrong_direction", "the payment is not a user-to-app payment")
+	case p.IsCancelled():
+		return refuse(http.StatusConflict, "payment_cancelled", "the payment was cancelled")
+	}
+	return nil
+}
+
+// unresolved explains why a payment is not in the state a phase needed after
+// the state-changing call (err) and the re-read (rerr).
+func unresolved(err, rerr error, id, want string) *guardError {
+	switch {
+	case err != nil:
+		return piFailure(err, id)
+	case rerr != nil:
+		return piFailure(rerr, id)
+	}
+	ge := refuse(http.StatusBadGateway, "pi_inconsistent", "Pi accepted the call but does not show the payment %s; retry the request", want)
+	ge.Retryable = true
+	return ge
+}

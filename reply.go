@@ -1,0 +1,92 @@
+package piguard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// guardError is a refusal or failure answered to the client as JSON:
+// {"error": "<stable code>", "message": "...", "retryable": bool}.
+type guardError struct {
+	Status    int    `json:"-"`
+	Code      string `json:"error"`
+	Message   string `json:"message"`
+	PaymentID string `json:"paymentId,omitempty"`
+	Retryable bool   `json:"retryable"`
+	cause     error
+}
+
+func (e *guardError) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.cause)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *guardError) Unwrap() error { return e.cause }
+
+func refuse(status int, code, format string, args ...any) *guardError {
+	return &guardError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// writeError answers the client. It never reaches the upstream.
+func writeError(w http.ResponseWriter, e *guardError) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if e.Status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+// piFailure turns a failed Pi call into the answer for the client.
+func piFailure(err error, id string) *guardError {
+	var ge *guardError
+	if errors.As(err, &ge) {
+		return ge
+	}
+	var e *guardError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		e = refuse(http.StatusGatewayTimeout, "pi_timeout", "the Pi Platform API did not answer in time; retry the request")
+		e.Retryable = true
+	case piclient.IsNotFound(err):
+		e = refuse(http.StatusNotFound, "payment_not_found", "Pi knows no payment with this id for this app")
+	case piclient.IsUnauthorized(err):
+		e = refuse(http.StatusBadGateway, "pi_unauthorized", "the Pi Platform API refused the server's API key; the site operator must check pi_guard api_key")
+	case piclient.IsRejected(err):
+		e = refuse(http.StatusConflict, "pi_rejected", "the Pi Platform API refused the request (%s)", piCode(err))
+	default:
+		e = refuse(http.StatusBadGateway, "pi_unavailable", "the Pi Platform API could not be reached or gave no usable answer; retry the request")
+		e.Retryable = true
+	}
+	e.cause = err
+	e.PaymentID = id
+	return e
+}
+
+func piCode(err error) string {
+	if c := piclient.ErrorCode(err); c != "" {
+		return c
+	}
+	return fmt.Sprintf("HTTP %d", piclient.StatusCode(err))
+}
+
+// storageFailure is the answer when the guard cannot read or lock its own
+// records: it fails closed and asks the client to retry.
+func storageFailure(err error, id string) *guardError {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return piFailure(err, id)
+	}
+	e := refuse(http.StatusServiceUnavailable, "storage_unavailable", "the guard could not read its payment records; retry the request")
+	e.Retryable = true
+	e.cause = err
+	e.PaymentID = id
+	return e
+}
