@@ -72,6 +72,9 @@ type payment struct {
 	dto piclient.Payment
 	app string // owning app's API key
 	seq int
+	// redundantCompletes counts /complete calls on the payment after it was
+	// already completed.
+	redundantCompletes int
 }
 
 // chainTx is a transaction on the fake blockchain.
@@ -270,6 +273,18 @@ func (s *Server) Payment(id string) (piclient.Payment, bool) {
 	return snapshot(rec), true
 }
 
+// RedundantCompletes returns how many /complete calls the payment received
+// after it was already completed: a client that never completes a payment
+// twice keeps it at 0.
+func (s *Server) RedundantCompletes(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec, ok := s.payments[id]; ok {
+		return rec.redundantCompletes
+	}
+	return 0
+}
+
 // AddApp registers another app's server API key. Each app sees only its own
 // payments: another app's payment is 404 payment_not_found.
 func (s *Server) AddApp(apiKey string) {
@@ -373,6 +388,7 @@ func (s *Server) complete(app, id, txid string) (piclient.Payment, *rejection) {
 	st := &rec.dto.Status
 	switch {
 	case st.DeveloperCompleted:
+		rec.redundantCompletes++
 		return piclient.Payment{}, reject(http.StatusBadRequest, "already_completed", "the payment is already completed")
 	case rec.dto.IsCancelled():
 		return piclient.Payment{}, reject(http.StatusBadRequest, "payment_cancelled", "the payment was cancelled")

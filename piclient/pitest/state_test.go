@@ -334,3 +334,22 @@ func TestSubmitTransaction(t *testing.T) {
 	assert.False(t, got.Status.TransactionVerified)
 	assert.Equal(t, txid2, got.TxID())
 }
+
+func TestRedundantCompletes(t *testing.T) {
+	s := pitest.NewServer()
+	defer s.Close()
+	c, err := piclient.New(piclient.Options{BaseURL: s.URL, APIKey: s.APIKey, MaxRetries: -1})
+	require.NoError(t, err)
+	p := s.CreatePayment(pitest.NewPayment{})
+	_, err = c.Approve(t.Context(), p.Identifier)
+	require.NoError(t, err)
+	txid, err := s.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+	_, err = c.Complete(t.Context(), p.Identifier, txid)
+	require.NoError(t, err)
+	require.Zero(t, s.RedundantCompletes(p.Identifier))
+	_, err = c.Complete(t.Context(), p.Identifier, txid)
+	require.Error(t, err)
+	require.Equal(t, 1, s.RedundantCompletes(p.Identifier))
+	require.Zero(t, s.RedundantCompletes("unknown"))
+}

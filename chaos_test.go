@@ -1,0 +1,403 @@
+package piguard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
+	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
+)
+
+// chaosApp is the upstream app in the fault suite: it verifies every header
+// and can be told to fail or to be unreachable.
+type chaosApp struct {
+	srv      *httptest.Server
+	verifier *verify.Verifier
+	failRate atomic.Uint64 // percent of requests answered 503
+	down     atomic.Bool   // hang up without answering
+	mu       sync.Mutex
+	accepted map[string]int    // payment id → verified requests answered 2xx
+	txids    map[string]string // payment id → txid in the verified claims
+	forged   int               // verified headers that failed verification
+}
+
+func newChaosApp(t testing.TB) *chaosApp {
+	key, err := verify.HS256Key("", []byte(unitSigningKey))
+	require.NoError(t, err)
+	v, err := verify.NewVerifier(verify.Options{Keys: []verify.Key{key}})
+	require.NoError(t, err)
+	a := &chaosApp{verifier: v, accepted: map[string]int{}, txids: map[string]string{}}
+	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *chaosApp) serve(w http.ResponseWriter, r *http.Request) {
+	if a.down.Load() {
+		hangUp(w)
+		return
+	}
+	if rand.N(uint64(100)) < a.failRate.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if r.Header.Get(verify.HeaderVerified) == "" {
+		w.WriteHeader(http.StatusOK) // notices and other routes
+		return
+	}
+	claims, err := a.verifier.Verify(r)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.forged++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	a.accepted[claims.Subject]++
+	a.txids[claims.Subject] = claims.Payment.TxID()
+	w.WriteHeader(http.StatusOK)
+}
+
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// proxyTo is the `next` handler in the fault suite: a minimal reverse proxy
+// that, like reverse_proxy, returns an error when the upstream is unreachable.
+func proxyTo(base string) caddyhttp.Handler {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, base+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := client.Do(req)
+		if err != nil {
+			return caddyhttp.Error(http.StatusBadGateway, err)
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, err = io.Copy(w, resp.Body)
+		return err
+	})
+}
+
+// chaosInstance is one "Caddy instance": a provisioned handler with its own
+// in-process locks and redelivery worker, over the shared storage.
+type chaosInstance struct {
+	h      *Handler
+	cancel context.CancelFunc
+}
+
+func startInstance(t testing.TB, piURL, appURL string, storage certmagic.Storage) *chaosInstance {
+	h := &Handler{
+		APIKey: pitest.DefaultAPIKey, APIURL: piURL, Network: piclient.NetworkTestnet, SigningKey: unitSigningKey,
+		Timeout: caddyDuration(2 * time.Second), RedeliverTo: appURL, RedeliverBackoff: caddyDuration(20 * time.Millisecond),
+		RedeliverAttempts: 1000,
+	}
+	h.logger = zap.NewNop()
+	require.NoError(t, h.provision(storage))
+	require.NoError(t, h.Validate())
+	ctx, cancel := context.WithCancel(context.Background())
+	go h.redeliverLoop(ctx)
+	return &chaosInstance{h: h, cancel: cancel}
+}
+
+// cluster is a set of instances that can be restarted while requests run.
+type cluster struct {
+	mu        sync.RWMutex
+	instances []*chaosInstance
+	restarts  atomic.Int64
+	start     func() *chaosInstance
+}
+
+func (c *cluster) pick() *Handler {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.instances[rand.N(len(c.instances))].h
+}
+
+func (c *cluster) restart() {
+	c.mu.Lock()
+	i := rand.N(len(c.instances))
+	old := c.instances[i]
+	c.instances[i] = c.start()
+	c.mu.Unlock()
+	old.cancel()
+	c.restarts.Add(1)
+}
+
+func (c *cluster) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, in := range c.instances {
+		in.cancel()
+	}
+}
+
+// call posts a callback body to h and returns the status and error code.
+func call(h *Handler, next caddyhttp.Handler, path string, body map[string]string) (int, string) {
+	raw, _ := json.Marshal(body)
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(verify.HeaderVerified, "forged-by-client")
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, req, next); err != nil {
+		return http.StatusBadGateway, "handler_error"
+	}
+	var out struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w.Code, out.Error
+}
+
+// TestFaultInjection runs randomized payment flows against the fake Pi with
+// faults at every step, two instances over one storage and restarts, and
+// checks the delivery invariants. CHAOS_PAYMENTS raises the number of flows.
+func TestFaultInjection(t *testing.T) {
+	payments := 120
+	if n := os.Getenv("CHAOS_PAYMENTS"); n != "" {
+		fmt.Sscan(n, &payments)
+	}
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	app := newChaosApp(t)
+	storage := testStorage(t)
+	next := proxyTo(app.srv.URL)
+	cl := &cluster{start: func() *chaosInstance { return startInstance(t, pi.URL, app.srv.URL, storage) }}
+	cl.instances = []*chaosInstance{cl.start(), cl.start()}
+	defer cl.stop()
+
+	// Faults at every step: reads, approvals and completions fail, lose
+	// their answers or arrive broken; the app fails or is down.
+	pi.InjectFault(pitest.EndpointGet, pitest.Fault{Status: 503, Fraction: 0.08})
+	pi.InjectFault(pitest.EndpointGet, pitest.Fault{Truncated: true, Fraction: 0.04})
+	pi.InjectFault(pitest.EndpointApprove, pitest.Fault{Status: 502, Fraction: 0.08})
+	pi.InjectFault(pitest.EndpointApprove, pitest.Fault{DropResponse: true, Fraction: 0.08})
+	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{DropResponse: true, Fraction: 0.12})
+	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{Malformed: true, Fraction: 0.08})
+	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{Status: 500, Fraction: 0.08})
+	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{Delay: 3 * time.Second, Fraction: 0.02})
+	app.failRate.Store(15)
+
+	stopChaos := make(chan struct{})
+	var chaosDone sync.WaitGroup
+	chaosDone.Add(1)
+	go func() { // restarts and app outages while the flows run
+		defer chaosDone.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stopChaos:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			if i%2 == 0 {
+				cl.restart()
+			}
+			app.down.Store(i%5 == 1)
+		}
+	}()
+
+	type flow struct {
+		id, txid  string
+		completed bool // the client got a 200 from complete
+	}
+	flows := make([]*flow, payments)
+	codes := map[string]int{}
+	var codesMu sync.Mutex
+	note := func(status int, code string) {
+		codesMu.Lock()
+		defer codesMu.Unlock()
+		if status == http.StatusOK {
+			code = "ok"
+		}
+		codes[fmt.Sprintf("%d %s", status, code)]++
+	}
+
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range flows {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f := &flow{id: pi.CreatePayment(pitest.NewPayment{Amount: "1.5"}).Identifier}
+			flows[i] = f
+			for try := 0; try < 6; try++ {
+				status, code := call(cl.pick(), next, DefaultApprovePath, map[string]string{"paymentId": f.id})
+				note(status, code)
+				if status == http.StatusOK {
+					break
+				}
+			}
+			txid, err := pi.SubmitTransaction(f.id)
+			if err != nil {
+				return // never approved: nothing to pay
+			}
+			f.txid = txid
+			for try := 0; try < 6 && !f.completed; try++ {
+				// Sometimes the frontend fires duplicates at once.
+				dup := 1 + rand.N(3)
+				var dwg sync.WaitGroup
+				var ok atomic.Bool
+				for range dup {
+					dwg.Add(1)
+					go func() {
+						defer dwg.Done()
+						status, code := call(cl.pick(), next, DefaultCompletePath, map[string]string{"paymentId": f.id, "txid": txid})
+						note(status, code)
+						if status == http.StatusOK {
+							ok.Store(true)
+						}
+					}()
+				}
+				dwg.Wait()
+				f.completed = ok.Load()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopChaos)
+	chaosDone.Wait()
+
+	// The weather clears: Pi and the app work again, and every user whose
+	// completion never got through comes back once (onIncompletePaymentFound).
+	pi.ClearFaults()
+	app.down.Store(false)
+	app.failRate.Store(0)
+	for _, f := range flows {
+		if f.txid != "" && !f.completed {
+			status, code := call(cl.pick(), next, DefaultCompletePath, map[string]string{"paymentId": f.id, "txid": f.txid})
+			note(status, code)
+			f.completed = status == http.StatusOK
+		}
+	}
+	// Owed deliveries drain through the redelivery workers.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		owed, err := cl.pick().store.owed(context.Background())
+		require.NoError(t, err)
+		if len(owed) == 0 || time.Now().After(deadline) {
+			require.Empty(t, owed, "owed deliveries did not drain")
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The invariants.
+	var violations []string
+	piCompleted, delivered := 0, 0
+	app.mu.Lock()
+	for _, f := range flows {
+		p, _ := pi.Payment(f.id)
+		done := p.Status.DeveloperCompleted
+		if done {
+			piCompleted++
+		}
+		if done && app.accepted[f.id] == 0 {
+			violations = append(violations, f.id+": completed at Pi, never delivered to the app")
+		}
+		if app.accepted[f.id] > 0 {
+			delivered++
+			if !done || app.txids[f.id] != p.TxID() {
+				violations = append(violations, f.id+": delivered as verified without Pi completion with its txid")
+			}
+		}
+		if n := pi.RedundantCompletes(f.id); n > 0 {
+			violations = append(violations, fmt.Sprintf("%s: %d redundant Pi /complete calls", f.id, n))
+		}
+	}
+	forged := app.forged
+	app.mu.Unlock()
+	if forged > 0 {
+		violations = append(violations, fmt.Sprintf("%d verified headers failed verification at the app", forged))
+	}
+
+	var rows []string
+	for k, v := range codes {
+		rows = append(rows, fmt.Sprintf("  %-32s %6d", k, v))
+	}
+	sort.Strings(rows)
+	t.Logf("fault injection summary\n"+
+		"  payments                         %6d\n"+
+		"  completed at Pi                  %6d\n"+
+		"  delivered to the app (verified)  %6d\n"+
+		"  instance restarts                %6d\n"+
+		"  Pi calls get/approve/complete    %d/%d/%d\n"+
+		"  invariant violations             %6d\n"+
+		"answers seen by clients:\n%s",
+		payments, piCompleted, delivered, cl.restarts.Load(),
+		pi.Calls(pitest.EndpointGet), pi.Calls(pitest.EndpointApprove), pi.Calls(pitest.EndpointComplete),
+		len(violations), strings.Join(rows, "\n"))
+	assert.Empty(t, violations)
+	assert.Greater(t, piCompleted, payments/2, "the suite must exercise completions, not only failures")
+}
+
+// TestConcurrentDuplicateCompletes: 50 completes for one payment at once,
+// spread over two instances, make exactly one Pi completion and all succeed.
+func TestConcurrentDuplicateCompletes(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	app := newChaosApp(t)
+	storage := testStorage(t)
+	next := proxyTo(app.srv.URL)
+	a, b := startInstance(t, pi.URL, app.srv.URL, storage), startInstance(t, pi.URL, app.srv.URL, storage)
+	defer a.cancel()
+	defer b.cancel()
+
+	p := pi.CreatePayment(pitest.NewPayment{})
+	status, _ := call(a.h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+	require.Equal(t, http.StatusOK, status)
+	txid, err := pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+
+	const n = 50
+	var wg sync.WaitGroup
+	var oks atomic.Int64
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := a.h
+			if i%2 == 1 {
+				h = b.h
+			}
+			if status, _ := call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid}); status == http.StatusOK {
+				oks.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, p.Identifier), "exactly one Pi /complete")
+	assert.EqualValues(t, n, oks.Load(), "every duplicate is answered as verified")
+	app.mu.Lock()
+	assert.Equal(t, n, app.accepted[p.Identifier])
+	app.mu.Unlock()
+}

@@ -1,0 +1,206 @@
+package piguard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// Delivery states of a record.
+const (
+	// deliveryPending: Pi completed the payment and the app has not yet
+	// answered a verified request for it with a 2xx.
+	deliveryPending = "pending"
+	// deliveryDelivered: the app answered a verified request with a 2xx.
+	deliveryDelivered = "delivered"
+	// deliveryExhausted: every redelivery attempt failed; an operator must act.
+	deliveryExhausted = "exhausted"
+)
+
+// record is what the guard durably remembers of one payment: what Pi said,
+// the request it forwards as verified, and whether the app has received it.
+// Pi stays the source of truth; the record is what the guard did and owes.
+type record struct {
+	PaymentID string            `json:"payment_id"`
+	Phase     string            `json:"phase"` // last phase that succeeded at Pi: approve or complete
+	TxID      string            `json:"txid,omitempty"`
+	Payment   *piclient.Payment `json:"payment"`
+	Request   *storedRequest    `json:"request,omitempty"`
+	Delivery  delivery          `json:"delivery"`
+	Created   time.Time         `json:"created"`
+	Updated   time.Time         `json:"updated"`
+}
+
+// storedRequest is the verified request as it was forwarded, so it can be
+// sent again, byte for byte, with a fresh header.
+type storedRequest struct {
+	Method string      `json:"method"`
+	Path   string      `json:"path"`
+	Query  string      `json:"query,omitempty"`
+	Host   string      `json:"host,omitempty"`
+	Header http.Header `json:"header,omitempty"`
+	Body   []byte      `json:"body,omitempty"`
+}
+
+// delivery tracks the app's receipt of a completed payment.
+type delivery struct {
+	State       string    `json:"state,omitempty"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+}
+
+// completed reports whether the guard saw Pi complete the payment with txid.
+func (r *record) completed() bool {
+	return r != nil && r.Phase == phaseComplete && r.Payment.IsCompletedWith(r.TxID)
+}
+
+// keptHeaders are the request headers stored for redelivery: those an app
+// may need to interpret the body or the caller. Cookies and authorization
+// are not kept: the verified header is the app's proof.
+var keptHeaders = []string{"Content-Type", "Content-Encoding", "Accept", "User-Agent", "X-Request-Id", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
+
+func newStoredRequest(r *http.Request, body []byte) *storedRequest {
+	sr := &storedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Header: http.Header{}, Body: body}
+	for _, k := range keptHeaders {
+		if v := r.Header.Values(k); len(v) > 0 {
+			sr.Header[k] = append([]string(nil), v...)
+		}
+	}
+	return sr
+}
+
+// store keeps records in Caddy storage, under prefix:
+//
+//	<prefix>/payments/<id>.json  one record per payment
+//	<prefix>/owed/<id>           marker while a delivery is pending or exhausted
+//	<prefix>/locks/<id>          cross-instance lock name
+type store struct {
+	s      certmagic.Storage
+	prefix string
+}
+
+func (st *store) recordKey(id string) string  { return path.Join(st.prefix, "payments", id+".json") }
+func (st *store) owedKey(id string) string { return path.Join(st.prefix, "owed", id) }
+func (st *store) lockName(id string) string   { return path.Join(st.prefix, "locks", id) }
+
+// load returns the payment's record, or nil when there is none.
+func (st *store) load(ctx context.Context, id string) (*record, error) {
+	data, err := st.s.Load(ctx, st.recordKey(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading the record of payment %s: %w", id, err)
+	}
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// save writes rec and keeps the pending marker in step with its delivery
+// state: it exists while the delivery is pending or exhausted. The marker is
+// written first, so that a crash between the two writes
+// leaves at worst a marker with nothing owed, never a debt without a marker.
+func (st *store) save(ctx context.Context, rec *record) error {
+	now := time.Now().UTC()
+	if rec.Created.IsZero() {
+		rec.Created = now
+	}
+	rec.Updated = now
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	owed := rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted
+	if owed {
+		if err := st.s.Store(ctx, st.owedKey(rec.PaymentID), []byte(rec.PaymentID)); err != nil {
+			return fmt.Errorf("marking payment %s owed: %w", rec.PaymentID, err)
+		}
+	}
+	if err := st.s.Store(ctx, st.recordKey(rec.PaymentID), data); err != nil {
+		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
+	}
+	if !owed && rec.Phase == phaseComplete { // only completions are ever owed
+		if err := st.s.Delete(ctx, st.owedKey(rec.PaymentID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("clearing the owed mark of payment %s: %w", rec.PaymentID, err)
+		}
+	}
+	return nil
+}
+
+// owed lists the ids of payments whose delivery is pending or exhausted.
+func (st *store) owed(ctx context.Context) ([]string, error) {
+	keys, err := st.s.List(ctx, path.Join(st.prefix, "owed"), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if id := path.Base(k); piclient.ValidatePaymentID(id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, err
+}
+
+// all lists the ids of every recorded payment.
+func (st *store) all(ctx context.Context) ([]string, error) {
+	keys, err := st.s.List(ctx, path.Join(st.prefix, "payments"), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		base := path.Base(k)
+		if id := base[:len(base)-len(path.Ext(base))]; piclient.ValidatePaymentID(id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, err
+}
+
+// lock takes the cross-instance lock of a payment. Storage locks are coarse
+// and may mis-synchronise; the guard's correctness never rests on them alone
+// (it re-reads Pi before acting and treats "already done" as success).
+func (st *store) lock(ctx context.Context, id string) (func(), error) {
+	name := st.lockName(id)
+	if err := st.s.Lock(ctx, name); err != nil {
+		return nil, fmt.Errorf("taking the storage lock of payment %s: %w", id, err)
+	}
+	return func() {
+		// Unlock even if the request's context is already done.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = st.s.Unlock(ctx, name)
+	}, nil
+}
+
+// tryLock takes the lock if it is free, without waiting, where the storage
+// supports that; otherwise it waits at most wait.
+func (st *store) tryLock(ctx context.Context, id string, wait time.Duration) (func(), bool) {
+	name := st.lockName(id)
+	if tl, ok := st.s.(certmagic.TryLocker); ok {
+		got, err := tl.TryLock(ctx, name)
+		if err != nil || !got {
+			return nil, false
+		}
+		return func() { _ = st.s.Unlock(context.WithoutCancel(ctx), name) }, true
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	unlock, err := st.lock(wctx, id)
+	return unlock, err == nil
+}
