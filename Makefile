@@ -1,0 +1,49 @@
+# caddy-pi-guard: see README.md.
+GO      ?= go
+BIN     := bin
+RACE    ?= -race
+
+.PHONY: all build run test test-go test-node test-python vet fmt-check fuzz clean
+
+all: build
+
+## build: Caddy with the pi_guard module, the fake Pi platform and the example app, into bin/
+build:
+	$(GO) build -o $(BIN)/caddy ./caddy
+	$(GO) build -o $(BIN)/fakepi ./piclient/pitest/cmd/fakepi
+	$(GO) build -o $(BIN)/goapp ./examples/goapp
+
+## run: the whole flow on this machine, no keys needed (fake Pi + example app + Caddy)
+run: build
+	./scripts/run.sh
+
+## test: every test: gofmt, vet, Go tests with the race detector, the Node and Python examples
+test: fmt-check vet test-go test-node test-python
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test $(RACE) -count=1 -timeout 15m ./...
+
+test-node:
+	cd examples/node && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+test-python:
+	python3 -m unittest discover -s examples/python -v
+
+## fuzz: run every fuzz target for FUZZTIME each (not part of make test)
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN)

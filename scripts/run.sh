@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Starts the local fake Pi platform, the example app and Caddy with pi_guard in
+# front of it; stops all three on Ctrl-C. Used by `make run` after `make build`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT="${PORT:-8080}"
+FAKEPI_ADDR="${FAKEPI_ADDR:-127.0.0.1:8090}"
+APP_ADDR="${APP_ADDR:-127.0.0.1:8081}"
+export PORT FAKEPI_ADDR APP_ADDR
+export PI_API_URL="http://${FAKEPI_ADDR}/v2"
+export PI_API_KEY="pitest-api-key" # the fake platform's app key; never a real one
+# A fresh signing secret for every run, shared by Caddy and the example app.
+PI_GUARD_SIGNING_KEY="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+export PI_GUARD_SIGNING_KEY
+
+pids=()
+stop() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping..."
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+wait_for() { # url
+	for _ in $(seq 1 100); do
+		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "did not come up: $1" >&2
+	return 1
+}
+
+bin/fakepi -addr "$FAKEPI_ADDR" -api-key "$PI_API_KEY" -network "Pi Testnet" &
+pids+=($!)
+ADDR="$APP_ADDR" bin/goapp &
+pids+=($!)
+wait_for "http://${FAKEPI_ADDR}/control/calls"
+wait_for "http://${APP_ADDR}/orders"
+
+bin/caddy run --adapter caddyfile --config examples/run.Caddyfile &
+pids+=($!)
+wait_for "http://localhost:${PORT}/orders"
+
+cat <<MSG
+
+  caddy-pi-guard is running. Open http://localhost:${PORT}/
+
+  fake Pi platform  http://${FAKEPI_ADDR}/v2   (control API: /control)
+  example app       http://${APP_ADDR}        (behind Caddy)
+  Caddy + pi_guard  http://localhost:${PORT}
+
+  Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}"
