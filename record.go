@@ -90,9 +90,9 @@ type store struct {
 	prefix string
 }
 
-func (st *store) recordKey(id string) string  { return path.Join(st.prefix, "payments", id+".json") }
-func (st *store) owedKey(id string) string { return path.Join(st.prefix, "owed", id) }
-func (st *store) lockName(id string) string   { return path.Join(st.prefix, "locks", id) }
+func (st *store) recordKey(id string) string { return path.Join(st.prefix, "payments", id+".json") }
+func (st *store) owedKey(id string) string   { return path.Join(st.prefix, "owed", id) }
+func (st *store) lockName(id string) string  { return path.Join(st.prefix, "locks", id) }
 
 // load returns the payment's record, or nil when there is none.
 func (st *store) load(ctx context.Context, id string) (*record, error) {
