@@ -16,6 +16,22 @@ import (
 type callback struct {
 	PaymentID string
 	TxID      string
+	// PaymentIdentifier is payment.identifier from an incomplete-payment
+	// body ({"payment": {...}}, the PaymentDTO the SDK handed the frontend).
+	// Only the identifier is read: the rest is untrusted and re-read from Pi.
+	PaymentIdentifier string
+}
+
+// id returns the payment id the callback names: paymentId, or else the
+// posted payment's identifier.
+func (cb callback) id() (string, error) {
+	switch {
+	case cb.PaymentID != "" && cb.PaymentIdentifier != "" && cb.PaymentID != cb.PaymentIdentifier:
+		return "", errors.New("paymentId and payment.identifier name different payments")
+	case cb.PaymentID != "":
+		return cb.PaymentID, nil
+	}
+	return cb.PaymentIdentifier, nil
 }
 
 // errUnsupportedMedia is returned for bodies that are neither JSON nor a form.
@@ -97,6 +113,19 @@ func parseJSONCallback(body []byte) (callback, error) {
 			dst = &cb.PaymentID
 		case "txid":
 			dst = &cb.TxID
+		case "payment":
+			if seen[key] {
+				return callback{}, fmt.Errorf("field %q appears twice", key)
+			}
+			seen[key] = true
+			var posted struct {
+				Identifier *string `json:"identifier"`
+			}
+			if err := dec.Decode(&posted); err != nil || posted.Identifier == nil {
+				return callback{}, errors.New(`field "payment" must be the payment object the SDK gave, with its "identifier"`)
+			}
+			cb.PaymentIdentifier = *posted.Identifier
+			continue
 		}
 		if dst == nil {
 			var skip json.RawMessage

@@ -19,11 +19,15 @@ func TestParseCallback(t *testing.T) {
 		want           callback
 		err            string
 	}{
-		{"json", "application/json", `{"paymentId":"abc","txid":"ff"}`, callback{"abc", "ff"}, ""},
+		{"json", "application/json", `{"paymentId":"abc","txid":"ff"}`, callback{PaymentID: "abc", TxID: "ff"}, ""},
 		{"json charset", "application/json; charset=utf-8", `{"paymentId":"abc"}`, callback{PaymentID: "abc"}, ""},
 		{"json no content type", "", ` {"paymentId":"abc"}`, callback{PaymentID: "abc"}, ""},
 		{"json extra fields", "application/json", `{"cart":{"paymentId":"nested"},"paymentId":"abc","n":[1,2]}`, callback{PaymentID: "abc"}, ""},
-		{"form", "application/x-www-form-urlencoded", `paymentId=abc&txid=ff&x=1`, callback{"abc", "ff"}, ""},
+		{"form", "application/x-www-form-urlencoded", `paymentId=abc&txid=ff&x=1`, callback{PaymentID: "abc", TxID: "ff"}, ""},
+		{"incomplete payment", "application/json", `{"payment":{"identifier":"abc","amount":1,"transaction":{"txid":"ff"}}}`, callback{PaymentIdentifier: "abc"}, ""},
+		{"payment without identifier", "application/json", `{"payment":{"amount":1}}`, callback{}, "identifier"},
+		{"payment not an object", "application/json", `{"payment":"abc"}`, callback{}, "identifier"},
+		{"payment twice", "application/json", `{"payment":{"identifier":"a"},"payment":{"identifier":"b"}}`, callback{}, "appears twice"},
 		{"duplicate json", "application/json", `{"paymentId":"a","paymentId":"b"}`, callback{}, "appears twice"},
 		{"duplicate form", "application/x-www-form-urlencoded", `paymentId=a&paymentId=b`, callback{}, "appears twice"},
 		{"number id", "application/json", `{"paymentId":1}`, callback{}, "must be a string"},
@@ -46,6 +50,20 @@ func TestParseCallback(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+
+func TestCallbackID(t *testing.T) {
+	id, err := callback{PaymentID: "a"}.id()
+	require.NoError(t, err)
+	assert.Equal(t, "a", id)
+	id, err = callback{PaymentIdentifier: "b"}.id()
+	require.NoError(t, err)
+	assert.Equal(t, "b", id)
+	id, err = callback{PaymentID: "a", PaymentIdentifier: "a"}.id()
+	require.NoError(t, err)
+	assert.Equal(t, "a", id)
+	_, err = callback{PaymentID: "a", PaymentIdentifier: "b"}.id()
+	assert.ErrorContains(t, err, "different payments")
 }
 
 func TestReadBodyRestoresIt(t *testing.T) {

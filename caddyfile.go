@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -27,6 +29,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    network         "Pi Network"|"Pi Testnet"
 //	    approve         <path>
 //	    complete        <path>
+//	    incomplete      <path>
+//	    cancel          <path>
 //	    signing_key     <secret>
 //	    header          <name>
 //	    notice_header   <name>
@@ -36,6 +40,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    issuer          <iss>
 //	    audience        <aud>
 //	    respond_approve
+//	    cancel_rejected
+//	    min_amount      <decimal>
+//	    max_amount      <decimal>
+//	    horizon_url     <url>
+//	    wallet          <address>
+//	    bind_user       [authorization | header <name> | cookie <name>]
 //	    storage         <module> { ... }
 //	    redeliver_to    <url>
 //	    redeliver_attempts <n>
@@ -70,11 +80,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", modName, nil)
 			continue
 		}
-		if name == "respond_approve" {
+		switch name {
+		case "respond_approve", "cancel_rejected":
 			if d.NextArg() {
-				return d.Errf("pi_guard: respond_approve takes no argument")
+				return d.Errf("pi_guard: %s takes no argument", name)
 			}
-			h.RespondApprove = true
+			if name == "respond_approve" {
+				h.RespondApprove = true
+			} else {
+				h.CancelRejected = true
+			}
+			continue
+		case "bind_user":
+			args := d.RemainingArgs()
+			b := &UserBinding{}
+			switch {
+			case len(args) == 0 || (len(args) == 1 && args[0] == "authorization"):
+			case len(args) == 2 && (args[0] == "header" || args[0] == "cookie"):
+				b.From, b.Name = args[0], args[1]
+			default:
+				return d.Errf("pi_guard: bind_user takes nothing, authorization, header <name> or cookie <name>")
+			}
+			h.BindUser = b
 			continue
 		}
 		var val string
@@ -95,6 +122,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.ApprovePath = val
 		case "complete":
 			h.CompletePath = val
+		case "incomplete":
+			h.IncompletePath = val
+		case "cancel":
+			h.CancelPath = val
+		case "min_amount", "max_amount":
+			a, err := piclient.ParseAmount(val)
+			if err != nil || a.Rat().Sign() < 0 {
+				return d.Errf("pi_guard: %s %q must be a non-negative decimal number of Pi, such as 3.14", name, val)
+			}
+			if name == "min_amount" {
+				h.MinAmount = a
+			} else {
+				h.MaxAmount = a
+			}
+		case "horizon_url":
+			h.HorizonURL = val
+		case "wallet":
+			h.Wallet = val
 		case "signing_key":
 			h.SigningKey = val
 		case "header":
@@ -133,7 +178,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.RedeliverBackoff = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, signing_key, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
 		}
 	}
 	return nil

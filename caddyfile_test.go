@@ -36,6 +36,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		issuer my-guard
 		audience my-app
 		respond_approve
+		incomplete /api/incomplete
+		cancel /api/cancel
+		cancel_rejected
+		min_amount 1
+		max_amount 100.5
+		horizon_url https://api.testnet.minepi.com
+		wallet GABC
+		bind_user cookie pi_token
 		redeliver_to http://127.0.0.1:3000
 		redeliver_attempts 7
 		redeliver_backoff 2s
@@ -48,6 +56,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		SigningKey: "{file./run/secrets/signing}", Header: "X-Paid", NoticeHeader: "X-Notice",
 		MaxBody: 16 << 10, Timeout: caddy.Duration(5 * time.Second), TokenTTL: caddy.Duration(30 * time.Second),
 		Issuer: "my-guard", Audience: "my-app", RespondApprove: true,
+		IncompletePath: "/api/incomplete", CancelPath: "/api/cancel", CancelRejected: true,
+		MinAmount: "1", MaxAmount: "100.5", HorizonURL: "https://api.testnet.minepi.com", Wallet: "GABC",
+		BindUser:    &UserBinding{From: "cookie", Name: "pi_token"},
 		RedeliverTo: "http://127.0.0.1:3000", RedeliverAttempts: 7, RedeliverBackoff: caddy.Duration(2 * time.Second),
 	}, h)
 }
@@ -64,6 +75,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"negative":         {"pi_guard {\n token_ttl -1s\n}", "token_ttl"},
 		"flag with arg":    {"pi_guard {\n respond_approve yes\n}", "respond_approve takes no argument"},
 		"inline arguments": {"pi_guard foo", "wrong argument count"},
+		"bad amount":       {"pi_guard {\n min_amount lots\n}", "min_amount"},
+		"negative amount":  {"pi_guard {\n max_amount -1\n}", "max_amount"},
+		"bad bind_user":    {"pi_guard {\n bind_user header\n}", "bind_user takes"},
 		"bad attempts":     {"pi_guard {\n redeliver_attempts many\n}", "redeliver_attempts"},
 		"unknown storage":  {"pi_guard {\n storage nowhere\n}", "nowhere"},
 		"storage twice":    {"pi_guard {\n storage file_system /a\n storage file_system /b\n}", `"storage" given twice`},

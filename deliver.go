@@ -8,23 +8,23 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
-// deliver forwards a completed payment's request to the upstream with a fresh
+// deliver forwards a completed payment's request to the app with a fresh
 // verified header and records whether the app accepted it (a 2xx answer).
-// When the app cannot be reached, the client gets a clear, retryable error
-// and the record stays owed for redelivery.
-func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, p *piclient.Payment, body []byte) error {
-	token, err := h.signer.Sign(verify.KindVerified, phaseComplete, p, verify.Binding{Method: r.Method, Path: r.URL.Path, Body: body}, "")
+// The payment's locks are held. When the app cannot be reached, the client
+// gets a clear, retryable error and the record stays owed for redelivery.
+func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchange) error {
+	token, err := h.signer.Sign(verify.KindVerified, st.phase, rec.Payment, verify.Binding{Method: x.r.Method, Path: x.r.URL.Path, Body: x.body}, st.uid)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	r.Header.Set(h.Header, token)
+	x.r.Header.Set(h.Header, token)
 
-	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err = next.ServeHTTP(sw, r)
+	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: x.w}}
+	st.ready = time.Now()
+	err = x.next.ServeHTTP(sw, x.r)
 	status := sw.status
 	if status == 0 && err == nil {
 		status = http.StatusOK // nothing written: Caddy answers 200
@@ -37,40 +37,28 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request, next caddyhttp
 			why = err.Error()
 		}
 	}
-	h.markDelivery(r.Context(), p.Identifier, accepted, why)
+	h.recordDelivery(ctx, rec, accepted, why)
 
 	if err != nil && sw.status == 0 {
 		ge := refuse(http.StatusBadGateway, "upstream_unavailable",
 			"the payment is complete at Pi, but the app could not be reached; it will be delivered again, and retrying this request is safe")
-		ge.Retryable, ge.PaymentID, ge.cause = true, p.Identifier, err
-		h.logger.Warn("verified request not delivered", zap.String("payment_id", p.Identifier), zap.Error(err))
-		writeError(w, ge)
-		return nil
+		ge.Retryable, ge.cause = true, err
+		return ge
 	}
 	return err
 }
 
-// markDelivery updates a completed payment's record after a delivery attempt.
-// Delivered is final: a later failure never turns it back into owed.
-func (h *Handler) markDelivery(reqCtx context.Context, id string, accepted bool, why string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(reqCtx), time.Duration(h.Timeout))
-	defer cancel()
-	unlock, ge := h.lockPayment(ctx, id)
-	if ge != nil {
-		h.logger.Warn("could not update the delivery record", zap.String("payment_id", id), zap.Error(ge))
-		return
-	}
-	defer unlock()
-	rec, err := h.store.load(ctx, id)
-	if err != nil || rec == nil || !rec.completed() {
-		if err != nil {
-			h.logger.Warn("could not update the delivery record", zap.String("payment_id", id), zap.Error(err))
-		}
+// recordDelivery saves the outcome of a delivery attempt made while the
+// payment's locks are held. Delivered is final.
+func (h *Handler) recordDelivery(ctx context.Context, rec *record, accepted bool, why string) {
+	if rec.Delivery.State == deliveryDelivered && !accepted {
 		return
 	}
 	h.applyAttempt(rec, accepted, why)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
 	if err := h.store.save(ctx, rec); err != nil {
-		h.logger.Error("could not update the delivery record", zap.String("payment_id", id), zap.Error(err))
+		h.logger.Error("could not update the delivery record", zap.String("payment_id", rec.PaymentID), zap.Error(err))
 	}
 }
 
@@ -112,7 +100,7 @@ func (h *Handler) deliveryGrace() time.Duration {
 	return max(2*time.Duration(h.RedeliverBackoff), time.Duration(h.Timeout))
 }
 
-// statusWriter remembers the status the upstream answered with.
+// statusWriter remembers the status the app answered with.
 type statusWriter struct {
 	*caddyhttp.ResponseWriterWrapper
 	status int

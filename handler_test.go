@@ -93,6 +93,18 @@ func TestValidate(t *testing.T) {
 	h.ApprovePath = "payments/approve"
 	assert.ErrorContains(t, h.Validate(), "must start with /")
 	h = base()
+	h.MinAmount, h.MaxAmount = "10", "1"
+	assert.ErrorContains(t, h.Validate(), "above max_amount")
+	h = base()
+	h.HorizonURL = "http://127.0.0.1:1"
+	assert.ErrorContains(t, h.Validate(), "horizon_url and wallet go together")
+	h = base()
+	h.BindUser = &UserBinding{From: "header", Name: "bad name"}
+	assert.ErrorContains(t, h.Validate(), "bind_user must be")
+	h = base()
+	h.CancelPath = h.CompletePath
+	assert.ErrorContains(t, h.Validate(), "use the same path")
+	h = base()
 	h.Header = "Bad Header"
 	assert.ErrorContains(t, h.Validate(), "not a valid header name")
 }

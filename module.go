@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/horizon"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
@@ -39,9 +40,13 @@ func init() {
 const (
 	DefaultApprovePath  = "/payments/approve"
 	DefaultCompletePath = "/payments/complete"
-	DefaultMaxBody      = 64 << 10
-	DefaultTimeout      = 15 * time.Second
-	MinSigningKeyBytes  = 32
+	// DefaultIncompletePath and DefaultCancelPath are the reference frontend's
+	// routes for onIncompletePaymentFound and onCancel.
+	DefaultIncompletePath = "/payments/incomplete"
+	DefaultCancelPath     = "/payments/cancelled_payment"
+	DefaultMaxBody        = 64 << 10
+	DefaultTimeout        = 15 * time.Second
+	MinSigningKeyBytes    = 32
 )
 
 // Handler guards a Pi app's payment callback routes. Its JSON fields mirror the
@@ -60,6 +65,12 @@ type Handler struct {
 	ApprovePath string `json:"approve,omitempty"`
 	// CompletePath is the app's complete route; default /payments/complete.
 	CompletePath string `json:"complete,omitempty"`
+	// IncompletePath is the route the frontend posts an incomplete payment
+	// to ({"payment": {...}}); default /payments/incomplete.
+	IncompletePath string `json:"incomplete,omitempty"`
+	// CancelPath is the route the frontend posts a cancelled payment to;
+	// default /payments/cancelled_payment.
+	CancelPath string `json:"cancel,omitempty"`
 	// SigningKey is the HS256 secret the headers are signed with, at least 32
 	// bytes. Placeholders are resolved at provisioning. Required.
 	SigningKey string `json:"signing_key,omitempty"`
@@ -81,6 +92,21 @@ type Handler struct {
 	// RespondApprove answers an approve request directly, without forwarding
 	// it to the upstream.
 	RespondApprove bool `json:"respond_approve,omitempty"`
+	// CancelRejected cancels a payment at Pi when the app rejects its
+	// approval notice.
+	CancelRejected bool `json:"cancel_rejected,omitempty"`
+	// MinAmount and MaxAmount, when set, bound the amount (in Pi, exact
+	// decimals) of payments the guard approves or completes.
+	MinAmount piclient.Amount `json:"min_amount,omitempty"`
+	MaxAmount piclient.Amount `json:"max_amount,omitempty"`
+	// HorizonURL turns on the blockchain cross-check: the Pi blockchain API
+	// (Horizon) base URL, such as https://api.mainnet.minepi.com.
+	HorizonURL string `json:"horizon_url,omitempty"`
+	// Wallet is the app's wallet address; required with HorizonURL.
+	Wallet string `json:"wallet,omitempty"`
+	// BindUser, when set, requires the user's Pi access token on every
+	// payment route and refuses other users' payments.
+	BindUser *UserBinding `json:"bind_user,omitempty"`
 
 	// StorageRaw is the storage module where payment records and locks live;
 	// default Caddy's configured storage. Instances that share it coordinate.
@@ -96,6 +122,8 @@ type Handler struct {
 	RedeliverBackoff caddy.Duration `json:"redeliver_backoff,omitempty"`
 
 	pi              *piclient.Client
+	horizon         *horizon.Client
+	users           *users
 	signer          *verify.Signer
 	locks           *keyedMutex
 	store           *store
@@ -179,6 +207,14 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 		return fmt.Errorf("pi_guard: %w", err)
 	}
 	h.locks = newKeyedMutex()
+	if h.HorizonURL != "" {
+		if h.horizon, err = horizon.New(h.HorizonURL, time.Duration(h.Timeout)); err != nil {
+			return fmt.Errorf("pi_guard: horizon_url: %w", err)
+		}
+	}
+	if h.BindUser != nil {
+		h.users = newUsers(*h.BindUser, h.pi)
+	}
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
 	h.store = &store{s: storage, prefix: "pi_guard/" + keyID(apiKey)[3:]}
@@ -205,6 +241,12 @@ func (h *Handler) setDefaults() {
 	}
 	if h.CompletePath == "" {
 		h.CompletePath = DefaultCompletePath
+	}
+	if h.IncompletePath == "" {
+		h.IncompletePath = DefaultIncompletePath
+	}
+	if h.CancelPath == "" {
+		h.CancelPath = DefaultCancelPath
 	}
 	if h.Header == "" {
 		h.Header = verify.HeaderVerified
@@ -257,7 +299,7 @@ func (h *Handler) Validate() error {
 	if h.Network != piclient.NetworkMainnet && h.Network != piclient.NetworkTestnet {
 		return fmt.Errorf("pi_guard: network %q is unknown: use %q or %q", h.Network, piclient.NetworkMainnet, piclient.NetworkTestnet)
 	}
-	paths := map[string]string{"approve": h.ApprovePath, "complete": h.CompletePath}
+	paths := map[string]string{"approve": h.ApprovePath, "complete": h.CompletePath, "incomplete": h.IncompletePath, "cancel": h.CancelPath}
 	seen := map[string]string{}
 	for name, p := range paths {
 		if !strings.HasPrefix(p, "/") {
@@ -274,6 +316,28 @@ func (h *Handler) Validate() error {
 	for _, hdr := range []string{h.Header, h.NoticeHeader} {
 		if !validHeaderName(hdr) {
 			return fmt.Errorf("pi_guard: %q is not a valid header name", hdr)
+		}
+	}
+	for name, a := range map[string]piclient.Amount{"min_amount": h.MinAmount, "max_amount": h.MaxAmount} {
+		if a != "" && a.Rat() == nil {
+			return fmt.Errorf("pi_guard: %s %q is not a decimal number", name, a)
+		}
+	}
+	if h.MinAmount != "" && h.MaxAmount != "" && h.MinAmount.Cmp(h.MaxAmount) > 0 {
+		return fmt.Errorf("pi_guard: min_amount %s is above max_amount %s", h.MinAmount, h.MaxAmount)
+	}
+	if (h.HorizonURL == "") != (h.Wallet == "") {
+		return errors.New("pi_guard: horizon_url and wallet go together: the cross-check compares the transaction's destination with the app's wallet address")
+	}
+	if b := h.BindUser; b != nil {
+		switch {
+		case b.From == "" || b.From == "authorization":
+			if b.Name != "" {
+				return errors.New("pi_guard: bind_user authorization takes no name")
+			}
+		case (b.From == "header" && validHeaderName(b.Name)) || (b.From == "cookie" && b.Name != ""):
+		default:
+			return fmt.Errorf("pi_guard: bind_user must be authorization, header <name> or cookie <name>, got %q %q", b.From, b.Name)
 		}
 	}
 	if h.MaxBody < 1 {

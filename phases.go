@@ -7,15 +7,18 @@ import (
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
-// approve makes sure Pi has the payment approved.
-func (h *Handler) approve(ctx context.Context, st *step) (*piclient.Payment, *guardError) {
+// read reads the payment from Pi.
+func (h *Handler) read(ctx context.Context, st *step) (*piclient.Payment, *guardError) {
 	p, err := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
 	if err != nil {
 		return nil, piFailure(err, st.id)
 	}
-	if ge := h.acceptable(p); ge != nil {
-		return nil, ge
-	}
+	return p, nil
+}
+
+// approveAtPi makes sure Pi has the payment approved. p is the payment as
+// just read.
+func (h *Handler) approveAtPi(ctx context.Context, st *step, p *piclient.Payment) (*piclient.Payment, *guardError) {
 	if p.Status.DeveloperApproved {
 		st.outcome = "already_approved"
 		return p, nil
@@ -27,41 +30,45 @@ func (h *Handler) approve(ctx context.Context, st *step) (*piclient.Payment, *gu
 	}
 	// Pi refused, or its answer was lost or unclear: only a fresh read tells.
 	fresh, rerr := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
-	if rerr == nil && fresh.Status.DeveloperApproved && !fresh.IsCancelled() {
-		st.outcome = "approved_after_reread"
-		return fresh, nil
-	}
 	if rerr == nil {
-		if ge := h.acceptable(fresh); ge != nil {
+		if ge := h.acceptable(fresh, st); ge != nil {
 			return nil, ge
+		}
+		if fresh.Status.DeveloperApproved {
+			st.outcome = "approved_after_reread"
+			return fresh, nil
 		}
 	}
 	return nil, unresolved(err, rerr, st.id, "approved")
 }
 
-// complete makes sure Pi has the payment completed with the client's txid,
-// which must be the payment's own transaction as Pi reports it.
+// complete makes sure Pi has the payment completed with st.txid, which must
+// be the payment's own transaction as Pi reports it.
 //
-// When this guard approved the payment (known is its record), the payment's
-// network, direction and app were checked then and cannot change, so the
-// first read is skipped: Pi's answer to /complete, or a fresh read, is what
-// decides.
+// known is the payment as last seen: from this guard's record of its
+// approval (network, direction, app, amount and user were checked then and
+// cannot change), or from a read just made. With it, the first read is
+// skipped: Pi's answer to /complete, or a fresh read, is what decides.
 func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Payment) (*piclient.Payment, *guardError) {
 	if known == nil {
-		p, err := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
-		if err != nil {
-			return nil, piFailure(err, st.id)
-		}
-		if p.IsCompletedWith(st.txid) && h.acceptable(p) == nil {
-			st.outcome = "already_completed"
-			return p, nil
-		}
-		if ge := h.completable(p, st.txid); ge != nil {
+		p, ge := h.read(ctx, st)
+		if ge != nil {
 			return nil, ge
 		}
+		if p.IsCompletedWith(st.txid) && h.acceptable(p, st) == nil {
+			st.outcome = "already_completed"
+			return p, h.crossCheck(ctx, p, st.txid)
+		}
+		if ge := h.completable(p, st); ge != nil {
+			return nil, ge
+		}
+		known = p
+	}
+	if ge := h.crossCheck(ctx, known, st.txid); ge != nil {
+		return nil, ge
 	}
 	done, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Complete(ctx, st.id, st.txid) })
-	if err == nil && done.IsCompletedWith(st.txid) && h.acceptable(done) == nil {
+	if err == nil && done.IsCompletedWith(st.txid) && h.acceptable(done, st) == nil {
 		st.outcome = "completed"
 		return done, nil
 	}
@@ -69,26 +76,26 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 	// answer was lost or unclear: only a fresh read tells.
 	fresh, rerr := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
 	if rerr == nil {
-		if fresh.IsCompletedWith(st.txid) && h.acceptable(fresh) == nil {
+		if fresh.IsCompletedWith(st.txid) && h.acceptable(fresh, st) == nil {
 			st.outcome = "completed_after_reread"
 			return fresh, nil
 		}
-		if ge := h.completable(fresh, st.txid); ge != nil {
+		if ge := h.completable(fresh, st); ge != nil {
 			return nil, ge
 		}
 	}
 	return nil, unresolved(err, rerr, st.id, "completed with this txid")
 }
 
-// completable refuses payments that must not be completed with txid.
-func (h *Handler) completable(p *piclient.Payment, txid string) *guardError {
-	if ge := h.acceptable(p); ge != nil {
+// completable refuses payments that must not be completed with st.txid.
+func (h *Handler) completable(p *piclient.Payment, st *step) *guardError {
+	if ge := h.acceptable(p, st); ge != nil {
 		return ge
 	}
 	switch {
 	case p.TxID() == "":
 		return refuse(http.StatusConflict, "no_transaction", "Pi shows no blockchain transaction for this payment yet; complete it after the wallet submitted it")
-	case p.TxID() != txid:
+	case p.TxID() != st.txid:
 		return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 	case !p.Status.DeveloperApproved && !p.Status.DeveloperCompleted:
 		return refuse(http.StatusConflict, "not_approved", "the payment was never approved; approve it first")
@@ -96,15 +103,33 @@ func (h *Handler) completable(p *piclient.Payment, txid string) *guardError {
 	return nil
 }
 
-// acceptable refuses payments this app must not act on.
-func (h *Handler) acceptable(p *piclient.Payment) *guardError {
+// acceptable refuses payments this app must not approve or complete: not
+// ours (see ours), cancelled, or outside the configured amount limits.
+func (h *Handler) acceptable(p *piclient.Payment, st *step) *guardError {
+	if ge := h.ours(p, st); ge != nil {
+		return ge
+	}
+	switch {
+	case p.IsCancelled():
+		return refuse(http.StatusConflict, "payment_cancelled", "the payment was cancelled")
+	case h.MinAmount != "" && p.Amount.Cmp(h.MinAmount) < 0:
+		return refuse(http.StatusConflict, "amount_not_allowed", "the payment is for %s Pi; this app accepts at least %s", p.Amount, h.MinAmount)
+	case h.MaxAmount != "" && p.Amount.Cmp(h.MaxAmount) > 0:
+		return refuse(http.StatusConflict, "amount_not_allowed", "the payment is for %s Pi; this app accepts at most %s", p.Amount, h.MaxAmount)
+	}
+	return nil
+}
+
+// ours refuses payments that are not this app's to act on: on the other
+// network, not user-to-app, or (with user binding) another user's.
+func (h *Handler) ours(p *piclient.Payment, st *step) *guardError {
 	switch {
 	case p.Network != h.Network:
 		return refuse(http.StatusConflict, "wrong_network", "the payment is on %q but this app accepts %q only", p.Network, h.Network)
 	case p.Direction != piclient.DirectionUserToApp:
 		return refuse(http.StatusConflict, "wrong_direction", "the payment is not a user-to-app payment")
-	case p.IsCancelled():
-		return refuse(http.StatusConflict, "payment_cancelled", "the payment was cancelled")
+	case st.uid != "" && p.UserUID != st.uid:
+		return refuse(http.StatusForbidden, "wrong_user", "the payment belongs to another user")
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func TestHappyPath(t *testing.T) {
 	require.NotNil(t, reqs[0].Notice, "approve carries a valid notice")
 	assert.Equal(t, p.Identifier, reqs[0].Notice.Subject)
 	assert.Equal(t, "approve", reqs[0].Notice.Phase)
-	assert.True(t, reqs[0].Notice.Payment.Status.DeveloperApproved)
+	assert.False(t, reqs[0].Notice.Payment.Status.DeveloperApproved, "the app sees the payment before the guard approves it")
 
 	txid, err := e.pi.SubmitTransaction(p.Identifier)
 	require.NoError(t, err)

@@ -54,6 +54,9 @@ type upstream struct {
 	reqs     []recorded
 	status   int
 	failures int // answer the next failures verified requests with 503
+	// approveStatus, when set, is the app's answer to approval notices (its
+	// price policy saying no).
+	approveStatus int
 }
 
 func newUpstream(t *testing.T) *upstream {
@@ -78,6 +81,9 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	rec.Body, _ = io.ReadAll(r.Body)
 	u.mu.Lock()
 	status := u.status
+	if rec.Notice != nil && rec.Notice.Phase == "approve" && u.approveStatus != 0 {
+		status = u.approveStatus
+	}
 	if rec.Verified != nil && u.failures > 0 {
 		u.failures--
 		status = http.StatusServiceUnavailable

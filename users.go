@@ -1,0 +1,96 @@
+package piguard
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// UserBinding makes the guard check the user's Pi access token with GET /me
+// and refuse payments of other users. The token comes from the
+// Authorization header (Bearer, the default), another header or a cookie.
+type UserBinding struct {
+	// From is "authorization" (default), "header" or "cookie".
+	From string `json:"from,omitempty"`
+	// Name is the header or cookie name, for From "header" and "cookie".
+	Name string `json:"name,omitempty"`
+}
+
+// userCacheTTL is how long a token's user is remembered, and userCacheMax
+// how many tokens at most.
+const (
+	userCacheTTL = time.Minute
+	userCacheMax = 10000
+)
+
+// users authenticates access tokens with Pi, with a short cache.
+type users struct {
+	binding UserBinding
+	pi      *piclient.Client
+	mu      sync.Mutex
+	cache   map[[32]byte]cachedUser
+}
+
+type cachedUser struct {
+	uid     string
+	expires time.Time
+}
+
+func newUsers(b UserBinding, pi *piclient.Client) *users {
+	return &users{binding: b, pi: pi, cache: make(map[[32]byte]cachedUser)}
+}
+
+// token returns the access token the request carries, or "".
+func (u *users) token(r *http.Request) string {
+	switch u.binding.From {
+	case "header":
+		return strings.TrimSpace(r.Header.Get(u.binding.Name))
+	case "cookie":
+		if c, err := r.Cookie(u.binding.Name); err == nil {
+			return c.Value
+		}
+		return ""
+	}
+	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return ""
+}
+
+// authenticate returns the uid of the request's access token.
+func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (string, *guardError) {
+	tok := u.token(r)
+	if tok == "" {
+		return "", refuse(http.StatusUnauthorized, "user_token_missing", "send the user's Pi access token (from Pi.authenticate) with the request")
+	}
+	key := sha256.Sum256([]byte(tok))
+	now := time.Now()
+	u.mu.Lock()
+	c, ok := u.cache[key]
+	u.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.uid, nil
+	}
+	start := now
+	user, err := u.pi.Me(ctx, tok)
+	st.piTime += time.Since(start)
+	st.piCalls++
+	if err != nil {
+		if piclient.IsUnauthorized(err) || piclient.IsInvalid(err) {
+			return "", refuse(http.StatusUnauthorized, "user_token_invalid", "the Pi access token is invalid or expired; sign in again")
+		}
+		return "", piFailure(err, st.id)
+	}
+	u.mu.Lock()
+	if len(u.cache) >= userCacheMax {
+		clear(u.cache)
+	}
+	u.cache[key] = cachedUser{uid: user.UID, expires: now.Add(userCacheTTL)}
+	u.mu.Unlock()
+	return user.UID, nil
+}
