@@ -21,6 +21,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	x.r.Header.Set(h.Header, token)
+	h.metrics.verified.WithLabelValues(st.phase).Inc()
 
 	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: x.w}}
 	st.ready = time.Now()
@@ -77,6 +78,7 @@ func (h *Handler) applyAttempt(rec *record, accepted bool, why string) {
 	d.LastError = why
 	if d.Attempts >= h.RedeliverAttempts {
 		d.State, d.NextAttempt = deliveryExhausted, time.Time{}
+		h.metrics.exhausted.Inc()
 		h.logger.Error("payment completed at Pi but the app never accepted it: redelivery attempts exhausted; the operator must deliver it",
 			zap.String("payment_id", rec.PaymentID), zap.String("txid", rec.TxID), zap.Int("attempts", d.Attempts), zap.String("last_error", why))
 		return

@@ -210,10 +210,19 @@ func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardErr
 	return func() { unlockShared(); unlockLocal() }, nil
 }
 
-// logStep writes one line per guarded request: payment id, phase, outcome,
-// the time spent waiting for Pi, the guard's own time until it forwarded
-// (duration) and the whole request (total). Secrets are never logged.
+// logStep counts the request in the metrics and writes its log line: payment
+// id, phase, outcome, the time spent waiting for Pi, the guard's own time
+// until it forwarded (duration) and the whole request (total). Secrets are
+// never logged.
 func (h *Handler) logStep(st *step, err error) {
+	switch {
+	case st.outcome != "":
+	case err != nil:
+		st.outcome = "error"
+	default:
+		st.outcome = "ok"
+	}
+	h.metrics.requests.WithLabelValues(st.phase, st.outcome).Inc()
 	now := time.Now()
 	ready := st.ready
 	if ready.IsZero() {

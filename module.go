@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
@@ -129,6 +130,7 @@ type Handler struct {
 	store           *store
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
+	metrics         *metrics
 	logger          *zap.Logger
 }
 
@@ -144,6 +146,12 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // signer. It makes no network call, so `caddy validate` stays offline.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		var err error
+		if h.metrics, err = newMetrics(reg); err != nil {
+			return fmt.Errorf("pi_guard: registering metrics: %w", err)
+		}
+	}
 	storage := ctx.Storage()
 	if h.StorageRaw != nil {
 		mod, err := ctx.LoadModule(h, "StorageRaw")
@@ -158,9 +166,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	live.Store(h, struct{}{})
-	if h.redeliverURL != nil {
-		go h.redeliverLoop(ctx)
-	} else {
+	go h.redeliverLoop(ctx)
+	if h.redeliverURL == nil {
 		h.logger.Warn("redeliver_to is not set: a completed payment the app fails to accept is delivered again only when the client retries")
 	}
 	return nil
@@ -169,6 +176,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // provision does the work of Provision that needs nothing else from the Caddy
 // context; tests call it directly.
 func (h *Handler) provision(storage certmagic.Storage) error {
+	if h.metrics == nil {
+		var err error
+		if h.metrics, err = newMetrics(prometheus.NewRegistry()); err != nil {
+			return err
+		}
+	}
 	repl := caddy.NewReplacer()
 	apiKey := strings.TrimSpace(repl.ReplaceKnown(h.APIKey, ""))
 	signingKey := strings.TrimSpace(repl.ReplaceKnown(h.SigningKey, ""))
@@ -189,6 +202,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 		BaseURL: h.APIURL,
 		APIKey:  apiKey,
 		Timeout: time.Duration(h.Timeout),
+		Observe: h.metrics.observePi,
 	})
 	if err != nil {
 		return fmt.Errorf("pi_guard: %w", err)

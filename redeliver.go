@@ -21,9 +21,11 @@ const (
 	maxRedeliverBackoff      = 15 * time.Minute
 )
 
-// redeliverLoop re-sends owed deliveries to the app until ctx (the module's
-// context, cancelled when the config is unloaded) is done. Several instances
-// may run it over one storage: a record is taken only under its lock.
+// redeliverLoop keeps the owed-deliveries gauge current and, with
+// redeliver_to set, re-sends owed deliveries to the app, until ctx (the
+// module's context, cancelled when the config is unloaded) is done. Several
+// instances may run it over one storage: a record is sent only under its
+// lock.
 func (h *Handler) redeliverLoop(ctx context.Context) {
 	interval := min(max(time.Duration(h.RedeliverBackoff)/2, 10*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(interval)
@@ -38,22 +40,36 @@ func (h *Handler) redeliverLoop(ctx context.Context) {
 	}
 }
 
-// redeliverOnce makes one pass over the owed deliveries that are due.
+// redeliverOnce makes one pass over the owed deliveries: it counts them by
+// state and sends those that are due.
 func (h *Handler) redeliverOnce(ctx context.Context) {
 	ids, err := h.store.owed(ctx)
 	if err != nil {
 		h.logger.Warn("could not list owed deliveries", zap.Error(err))
 		return
 	}
+	counts := map[string]float64{deliveryPending: 0, deliveryExhausted: 0}
+	now := time.Now()
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			return
 		}
-		h.redeliver(ctx, id)
+		rec, err := h.store.load(ctx, id)
+		if err != nil || rec == nil {
+			continue
+		}
+		counts[rec.Delivery.State]++
+		if h.redeliverURL != nil && rec.Delivery.State == deliveryPending && !now.Before(rec.Delivery.NextAttempt) {
+			h.redeliver(ctx, id)
+		}
+	}
+	for state, n := range counts {
+		h.metrics.owed.WithLabelValues(state).Set(n)
 	}
 }
 
-// redeliver sends one owed delivery if it is due and no one else holds it.
+// redeliver sends one owed delivery if it is still due and no one else
+// holds it.
 func (h *Handler) redeliver(ctx context.Context, id string) {
 	unlockLocal, err := h.locks.Lock(ctx, id)
 	if err != nil {
@@ -79,13 +95,18 @@ func (h *Handler) redeliver(ctx context.Context, id string) {
 	case !accepted:
 		why = fmt.Sprintf("HTTP %d", status)
 	}
+	result := "failed"
+	if accepted {
+		result = "delivered"
+	}
+	h.metrics.redeliveries.WithLabelValues(result).Inc()
 	h.applyAttempt(rec, accepted, why)
 	if err := h.store.save(ctx, rec); err != nil {
 		h.logger.Error("could not update the delivery record", zap.String("payment_id", id), zap.Error(err))
 		return
 	}
 	if accepted {
-		h.logger.Info("payment redelivered", zap.String("payment_id", id), zap.Int("attempts", rec.Delivery.Attempts+1))
+		h.logger.Info("payment redelivered", zap.String("payment_id", id), zap.Int("failed_attempts", rec.Delivery.Attempts))
 	} else {
 		h.logger.Warn("payment redelivery failed", zap.String("payment_id", id), zap.Int("attempts", rec.Delivery.Attempts),
 			zap.String("error", why), zap.Time("next_attempt", rec.Delivery.NextAttempt))

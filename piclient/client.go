@@ -57,6 +57,11 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// UserAgent sent with every request; default "caddy-pi-guard".
 	UserAgent string
+	// Observe, when set, is called after every HTTP attempt (retries
+	// included) with the call ("get", "approve", "complete", "cancel",
+	// "incomplete" or "me"), Pi's status (0 when no answer came) and how
+	// long the attempt took. It must be safe for concurrent use.
+	Observe func(op string, status int, took time.Duration)
 }
 
 // Client calls the Pi Platform API. It is safe for concurrent use and reuses
@@ -71,6 +76,7 @@ type Client struct {
 	minBack   time.Duration
 	maxBack   time.Duration
 	userAgent string
+	observe   func(op string, status int, took time.Duration)
 	calls     atomic.Int64
 }
 
@@ -114,6 +120,7 @@ func New(opts Options) (*Client, error) {
 		minBack:   opts.MinBackoff,
 		maxBack:   opts.MaxBackoff,
 		userAgent: opts.UserAgent,
+		observe:   opts.Observe,
 	}
 	if opts.HTTPClient != nil {
 		hc := *opts.HTTPClient
@@ -332,7 +339,15 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 		req.Header.Set("Content-Type", "application/json")
 	}
 	c.calls.Add(1)
+	start := time.Now()
 	resp, err := c.http.Do(req)
+	if c.observe != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		defer func() { c.observe(cl.op, status, time.Since(start)) }()
+	}
 	if err != nil {
 		// A request never written certainly did not reach Pi.
 		return cl.idempotent || !wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}

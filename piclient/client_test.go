@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -458,4 +461,36 @@ func TestAttemptsCountsRetries(t *testing.T) {
 	require.Error(t, err)
 	assert.EqualValues(t, 3, c.Attempts())
 	assert.Equal(t, 3, f.Hits())
+}
+
+func TestObserveSeesEveryAttempt(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		if hits == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"identifier":"abc","amount":1,"status":{},"transaction":null}`)
+	}))
+	defer srv.Close()
+	c, err := piclient.New(piclient.Options{BaseURL: srv.URL, APIKey: "k", MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		Observe: func(op string, status int, took time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, fmt.Sprintf("%s %d", op, status))
+			assert.Positive(t, took)
+		}})
+	require.NoError(t, err)
+	_, err = c.GetPayment(t.Context(), "abc")
+	require.NoError(t, err)
+	srv.Close()
+	_, err = c.GetPayment(t.Context(), "abc")
+	require.Error(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"get 503", "get 200", "get 0"}, seen[:3])
 }
