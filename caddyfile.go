@@ -32,6 +32,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    incomplete      <path>
 //	    cancel          <path>
 //	    signing_key     <secret>
+//	    keys {
+//	        hs256 <kid> <secret>
+//	        eddsa <kid> <pem file>
+//	    }
+//	    jwks_path       <path>
 //	    header          <name>
 //	    notice_header   <name>
 //	    max_body        <size>
@@ -91,6 +96,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.CancelRejected = true
 			}
 			continue
+		case "keys":
+			if d.NextArg() {
+				return d.Errf("pi_guard: keys takes a block: keys { hs256 <kid> <secret> | eddsa <kid> <pem file> }")
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				alg := d.Val()
+				args := d.RemainingArgs()
+				if len(args) != 2 {
+					return d.Errf("pi_guard: keys: %s needs a kid and a %s", alg, map[bool]string{true: "secret", false: "PEM file"}[alg == "hs256"])
+				}
+				switch alg {
+				case "hs256":
+					h.Keys = append(h.Keys, KeyConfig{ID: args[0], Algorithm: "HS256", Secret: args[1]})
+				case "eddsa":
+					h.Keys = append(h.Keys, KeyConfig{ID: args[0], Algorithm: "EdDSA", KeyFile: args[1]})
+				default:
+					return d.Errf("pi_guard: keys: unknown key type %q (use hs256 or eddsa)", alg)
+				}
+			}
+			if len(h.Keys) == 0 {
+				return d.Errf("pi_guard: keys block is empty")
+			}
+			continue
 		case "bind_user":
 			args := d.RemainingArgs()
 			b := &UserBinding{}
@@ -142,6 +170,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Wallet = val
 		case "signing_key":
 			h.SigningKey = val
+		case "jwks_path":
+			h.JWKSPath = val
 		case "header":
 			h.Header = val
 		case "notice_header":
@@ -178,7 +208,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.RedeliverBackoff = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
 		}
 	}
 	return nil

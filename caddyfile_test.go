@@ -63,6 +63,22 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}, h)
 }
 
+func TestUnmarshalCaddyfileKeys(t *testing.T) {
+	var h Handler
+	require.NoError(t, h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`pi_guard {
+		keys {
+			eddsa ed-2026-11 /etc/pi-guard/ed-2026-11.pem
+			hs256 hs-old {env.OLD_SECRET}
+		}
+		jwks_path /.well-known/pi-guard/jwks.json
+	}`)))
+	assert.Equal(t, []KeyConfig{
+		{ID: "ed-2026-11", Algorithm: "EdDSA", KeyFile: "/etc/pi-guard/ed-2026-11.pem"},
+		{ID: "hs-old", Algorithm: "HS256", Secret: "{env.OLD_SECRET}"},
+	}, h.Keys)
+	assert.Equal(t, "/.well-known/pi-guard/jwks.json", h.JWKSPath)
+}
+
 func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	cases := map[string]struct{ input, want string }{
 		"unknown":          {"pi_guard {\n bogus 1\n}", `unknown subdirective "bogus"`},
@@ -78,6 +94,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"bad amount":       {"pi_guard {\n min_amount lots\n}", "min_amount"},
 		"negative amount":  {"pi_guard {\n max_amount -1\n}", "max_amount"},
 		"bad bind_user":    {"pi_guard {\n bind_user header\n}", "bind_user takes"},
+		"keys with args":   {"pi_guard {\n keys a\n}", "keys takes a block"},
+		"empty keys":       {"pi_guard {\n keys {\n }\n}", "keys block is empty"},
+		"bad key type":     {"pi_guard {\n keys {\n rs256 a b\n }\n}", "unknown key type"},
+		"key without kid":  {"pi_guard {\n keys {\n hs256 secret\n }\n}", "needs a kid and a secret"},
 		"bad attempts":     {"pi_guard {\n redeliver_attempts many\n}", "redeliver_attempts"},
 		"unknown storage":  {"pi_guard {\n storage nowhere\n}", "nowhere"},
 		"storage twice":    {"pi_guard {\n storage file_system /a\n storage file_system /b\n}", `"storage" given twice`},

@@ -54,6 +54,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.stripHeaders(r.Header)
 	phase := h.phaseOf(r.URL.Path)
 	if phase == "" {
+		if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
+			return h.serveJWKS(w, r)
+		}
 		return next.ServeHTTP(w, r)
 	}
 	st := &step{phase: phase, start: time.Now()}

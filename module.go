@@ -73,8 +73,15 @@ type Handler struct {
 	// default /payments/cancelled_payment.
 	CancelPath string `json:"cancel,omitempty"`
 	// SigningKey is the HS256 secret the headers are signed with, at least 32
-	// bytes. Placeholders are resolved at provisioning. Required.
+	// bytes. Placeholders are resolved at provisioning. Required unless Keys
+	// is given.
 	SigningKey string `json:"signing_key,omitempty"`
+	// Keys replaces SigningKey for EdDSA keys and for rotation: the first key
+	// signs, the others stay published (EdDSA) until retired.
+	Keys []KeyConfig `json:"keys,omitempty"`
+	// JWKSPath, when set, is where the guard serves the JWK Set of its EdDSA
+	// public keys (GET), for apps that verify without a shared secret.
+	JWKSPath string `json:"jwks_path,omitempty"`
 	// Header is the name of the verified header; default Pi-Payment-Verified.
 	Header string `json:"header,omitempty"`
 	// NoticeHeader is the name of the notice header sent on approve; default
@@ -126,6 +133,7 @@ type Handler struct {
 	horizon         *horizon.Client
 	users           *users
 	signer          *verify.Signer
+	jwks            []byte
 	locks           *keyedMutex
 	store           *store
 	redeliverURL    *url.URL
@@ -184,20 +192,16 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	repl := caddy.NewReplacer()
 	apiKey := strings.TrimSpace(repl.ReplaceKnown(h.APIKey, ""))
-	signingKey := strings.TrimSpace(repl.ReplaceKnown(h.SigningKey, ""))
 	h.setDefaults()
 
 	if apiKey == "" {
 		return errors.New("pi_guard: api_key is empty: set it to the app's server API key, for example api_key {env.PI_API_KEY}, and make sure the variable is set")
 	}
-	if signingKey == "" {
-		return errors.New("pi_guard: signing_key is empty: set it to a random secret of at least 32 bytes, for example signing_key {env.PI_GUARD_SIGNING_KEY} (openssl rand -base64 48)")
-	}
-	if len(signingKey) < MinSigningKeyBytes {
-		return fmt.Errorf("pi_guard: signing_key is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48)", len(signingKey), MinSigningKeyBytes)
+	keys, err := h.loadKeys(repl)
+	if err != nil {
+		return fmt.Errorf("pi_guard: %w", err)
 	}
 
-	var err error
 	h.pi, err = piclient.New(piclient.Options{
 		BaseURL: h.APIURL,
 		APIKey:  apiKey,
@@ -207,18 +211,22 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	if err != nil {
 		return fmt.Errorf("pi_guard: %w", err)
 	}
-	key, err := verify.HS256Key(keyID(signingKey), []byte(signingKey))
-	if err != nil {
-		return fmt.Errorf("pi_guard: signing_key: %w", err)
-	}
 	h.signer, err = verify.NewSigner(verify.SignerOptions{
-		Keys:     []verify.Key{key},
+		Keys:     keys,
 		Issuer:   h.Issuer,
 		Audience: h.Audience,
 		TTL:      time.Duration(h.TokenTTL),
 	})
 	if err != nil {
 		return fmt.Errorf("pi_guard: %w", err)
+	}
+	if h.JWKSPath != "" {
+		if h.jwks, err = verify.JWKS(keys); err != nil {
+			return fmt.Errorf("pi_guard: %w", err)
+		}
+		if string(h.jwks) == `{"keys":[]}` {
+			return errors.New("pi_guard: jwks_path is set but no EdDSA key is configured: the JWK Set publishes EdDSA public keys only (HS256 secrets are never published)")
+		}
 	}
 	h.locks = newKeyedMutex()
 	if h.HorizonURL != "" {
@@ -314,6 +322,9 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("pi_guard: network %q is unknown: use %q or %q", h.Network, piclient.NetworkMainnet, piclient.NetworkTestnet)
 	}
 	paths := map[string]string{"approve": h.ApprovePath, "complete": h.CompletePath, "incomplete": h.IncompletePath, "cancel": h.CancelPath}
+	if h.JWKSPath != "" {
+		paths["jwks_path"] = h.JWKSPath
+	}
 	seen := map[string]string{}
 	for name, p := range paths {
 		if !strings.HasPrefix(p, "/") {

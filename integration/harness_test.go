@@ -137,6 +137,10 @@ func (e *env) load() {
 }
 
 func caddyfile(storage, piURL, upstreamURL, extra string) string {
+	signing := "signing_key {env.PI_GUARD_IT_SIGNING_KEY}"
+	if strings.Contains(extra, "keys {") {
+		signing = "" // the test brings its own keys
+	}
 	return fmt.Sprintf(`{
 	skip_install_trust
 	admin localhost:2999
@@ -152,13 +156,13 @@ http://localhost:9080 {
 		api_key {env.PI_GUARD_IT_API_KEY}
 		api_url %s
 		network "Pi Testnet"
-		signing_key {env.PI_GUARD_IT_SIGNING_KEY}
+		%s
 		timeout 2s
 		%s
 	}
 	reverse_proxy %s
 }
-`, storage, piURL, extra, strings.TrimPrefix(upstreamURL, "http://"))
+`, storage, piURL, signing, extra, strings.TrimPrefix(upstreamURL, "http://"))
 }
 
 // post sends a JSON body to Caddy and returns the status and decoded body.
