@@ -67,6 +67,9 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, rec *record, x *ex
 // serveComplete handles onReadyForServerCompletion.
 func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *exchange) error {
 	if rec.completed() {
+		if ge := h.ours(rec.Payment, st); ge != nil {
+			return ge
+		}
 		if rec.TxID != st.txid {
 			return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 		}
@@ -92,6 +95,9 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 // the order.
 func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x *exchange) error {
 	if rec.completed() {
+		if ge := h.ours(rec.Payment, st); ge != nil {
+			return ge
+		}
 		st.txid, st.outcome = rec.TxID, "replayed"
 		return h.deliver(ctx, st, rec, x)
 	}

@@ -63,6 +63,8 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 			return nil, ge
 		}
 		known = p
+	} else if ge := h.acceptable(known, st); ge != nil {
+		return nil, ge // checked again for this request: its user may differ
 	}
 	if ge := h.crossCheck(ctx, known, st.txid); ge != nil {
 		return nil, ge

@@ -198,5 +198,14 @@ func TestUserBinding(t *testing.T) {
 	last := reqs[len(reqs)-1]
 	require.NotNil(t, last.Verified)
 	assert.Equal(t, "alice", last.Verified.UserUID, "the token's uid is in the claims")
+
+	// Replays from the record are bound too: mallory cannot replay alice's
+	// completed payment, by complete or incomplete.
+	status, body = e.post("/payments/complete", map[string]string{"paymentId": p.Identifier, "txid": txid}, "Authorization", "Bearer mallory-token")
+	assert.Equal(t, http.StatusForbidden, status, "%v", body)
+	status, body = e.post("/payments/incomplete", incompleteBody(p.Identifier, txid, "", "1"), "Authorization", "Bearer mallory-token")
+	assert.Equal(t, http.StatusForbidden, status, "%v", body)
+	assert.Equal(t, 1, e.verifiedDeliveries(p.Identifier))
+	assert.Zero(t, e.pi.RedundantCompletes(p.Identifier), "mallory's attempts never reached Pi's /complete")
 	assert.Equal(t, 3, e.pi.Calls(pitest.EndpointMe), "alice's token is checked once and cached (forged, mallory, alice)")
 }
