@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 RACE    ?= -race
 
-.PHONY: all build run test test-go test-node test-python vet fmt-check fuzz clean
+.PHONY: all build run test test-go test-node test-python test-e2e vet fmt-check fuzz clean
 
 all: build
 
@@ -17,8 +17,8 @@ build:
 run: build
 	./scripts/run.sh
 
-## test: every test: gofmt, vet, Go tests with the race detector, the Node and Python examples
-test: fmt-check vet test-go test-node test-python
+## test: every test: gofmt, vet, Go tests with the race detector, the Node and Python examples, the demo in a browser
+test: fmt-check vet test-go test-node test-python test-e2e
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,6 +35,11 @@ test-node:
 
 test-python:
 	python3 -m unittest discover -s examples/python -v
+
+## test-e2e: the `make run` demo in headless Chromium (/usr/bin/chromium, or CHROMIUM=...);
+## screenshots into out/e2e/ (UPDATE_DEMO_PNG=1 also refreshes docs/demo.png)
+test-e2e: build
+	cd e2e && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 ## fuzz: run every fuzz target for FUZZTIME each (not part of make test)
 FUZZTIME ?= 30s

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Starts the local fake Pi platform, the example app and Caddy with pi_guard in
-# front of it; stops all three on Ctrl-C. Used by `make run` after `make build`.
+# front of it; stops all three on Ctrl-C (or SIGTERM). Used by `make run` after
+# `make build`, and by the browser test in e2e/ (on other ports).
+#
+# Environment: PORT (Caddy, default 8080), FAKEPI_ADDR (default
+# 127.0.0.1:8090), APP_ADDR (default 127.0.0.1:8081), ADMIN_PORT (Caddy's
+# admin API, default 2019).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT="${PORT:-8080}"
 FAKEPI_ADDR="${FAKEPI_ADDR:-127.0.0.1:8090}"
 APP_ADDR="${APP_ADDR:-127.0.0.1:8081}"
-export PORT FAKEPI_ADDR APP_ADDR
+ADMIN_PORT="${ADMIN_PORT:-2019}"
+export PORT FAKEPI_ADDR APP_ADDR ADMIN_PORT
 export PI_API_URL="http://${FAKEPI_ADDR}/v2"
 export PI_API_KEY="pitest-api-key" # the fake platform's app key; never a real one
 # A fresh signing secret for every run, shared by Caddy and the example app.
@@ -47,6 +53,7 @@ wait_for "http://localhost:${PORT}/orders"
 cat <<MSG
 
   caddy-pi-guard is running. Open http://localhost:${PORT}/
+  and pay for a pie with the simulated Pi wallet, then play the attacker.
 
   fake Pi platform  http://${FAKEPI_ADDR}/v2   (control API: /control)
   example app       http://${APP_ADDR}        (behind Caddy)

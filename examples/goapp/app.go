@@ -111,6 +111,7 @@ func newApp(v *verify.Verifier) http.Handler {
 	mux.HandleFunc("POST /payments/cancelled_payment", a.cancelled)
 	mux.HandleFunc("GET /orders", a.listOrders)
 	mux.HandleFunc("GET /{$}", home)
+	mux.HandleFunc("GET /static/{name}", static)
 	return mux
 }
 
@@ -179,23 +180,6 @@ func (a *app) listOrders(w http.ResponseWriter, _ *http.Request) {
 	orders := a.orders.list()
 	slices.SortStableFunc(orders, func(x, y Order) int { return strings.Compare(x.PaymentID, y.PaymentID) })
 	writeJSON(w, http.StatusOK, map[string]any{"orders": orders})
-}
-
-const homePage = `<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>example app behind caddy-pi-guard</title></head>
-<body>
-<h1>example app behind caddy-pi-guard</h1>
-<p>This placeholder app marks an order paid only when the payment callback
-carries a valid <code>Pi-Payment-Verified</code> header. See
-<a href="/orders">/orders</a>.</p>
-</body>
-</html>
-`
-
-func home(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write([]byte(homePage))
 }
 
 func refuse(w http.ResponseWriter, code string, err error) {

@@ -1,6 +1,8 @@
 // Command goapp is an example upstream Pi app behind caddy-pi-guard. It marks
 // an order paid only when the payment callback carries a valid
-// Pi-Payment-Verified header, verified with the verify package.
+// Pi-Payment-Verified header, verified with the verify package. At / it
+// serves the `make run` demo page (web/, embedded): a shop with a "Pay with
+// Pi" button on a simulated Pi SDK, and an attacker panel.
 //
 // Configuration, from the environment:
 //

@@ -211,7 +211,7 @@ func TestPagesAndRoutes(t *testing.T) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Contains(t, string(page), "example app behind caddy-pi-guard")
+	assert.Contains(t, string(page), "Pay with Pi")
 
 	assert.Empty(t, h.orders())
 
