@@ -239,7 +239,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
-	h.store = &store{s: storage, prefix: "pi_guard/" + keyID(apiKey)[3:]}
+	h.store = newStore(storage, "pi_guard/"+keyID(apiKey)[3:])
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
 			return fmt.Errorf("pi_guard: %w", err)

@@ -88,6 +88,17 @@ func newStoredRequest(r *http.Request, body []byte) *storedRequest {
 type store struct {
 	s      certmagic.Storage
 	prefix string
+	// files replaces the storage's own lock for file_system storage (see
+	// fileLocker); nil for other storage modules.
+	files *fileLocker
+}
+
+func newStore(s certmagic.Storage, prefix string) *store {
+	st := &store{s: s, prefix: prefix}
+	if fs, ok := s.(*certmagic.FileStorage); ok {
+		st.files = newFileLocker(fs.Path)
+	}
+	return st
 }
 
 func (st *store) recordKey(id string) string { return path.Join(st.prefix, "payments", id+".json") }
@@ -177,6 +188,13 @@ func (st *store) all(ctx context.Context) ([]string, error) {
 // (it re-reads Pi before acting and treats "already done" as success).
 func (st *store) lock(ctx context.Context, id string) (func(), error) {
 	name := st.lockName(id)
+	if st.files != nil {
+		unlock, err := st.files.lock(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("taking the lock of payment %s: %w", id, err)
+		}
+		return unlock, nil
+	}
 	if err := st.s.Lock(ctx, name); err != nil {
 		return nil, fmt.Errorf("taking the storage lock of payment %s: %w", id, err)
 	}
@@ -192,6 +210,10 @@ func (st *store) lock(ctx context.Context, id string) (func(), error) {
 // supports that; otherwise it waits at most wait.
 func (st *store) tryLock(ctx context.Context, id string, wait time.Duration) (func(), bool) {
 	name := st.lockName(id)
+	if st.files != nil {
+		unlock, err := st.files.tryLock(name)
+		return unlock, err == nil && unlock != nil
+	}
 	if tl, ok := st.s.(certmagic.TryLocker); ok {
 		got, err := tl.TryLock(ctx, name)
 		if err != nil || !got {
