@@ -50,5 +50,10 @@ fuzz:
 	  done; \
 	done
 
+## bench: benchmarks (passthrough, payment flows, Go micro-benchmarks) into docs/benchmarks.md; not part of make test
+.PHONY: bench
+bench:
+	./scripts/bench.sh
+
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/bench/loadgen"
+)
+
+// passthrough measures requests that are not payment routes through two Caddy
+// sites in front of the same upstream: one with pi_guard + reverse_proxy
+// (guard) and one with reverse_proxy alone (plain). The two are run in
+// alternating rounds (guard, plain, then plain, guard, ...) after a warm-up,
+// so that drift in the machine's speed affects both alike.
+func passthrough(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("passthrough", flag.ContinueOnError)
+	guardURL := fs.String("guard", "http://127.0.0.1:18401", "base URL of the site with pi_guard + reverse_proxy")
+	plainURL := fs.String("plain", "http://127.0.0.1:18402", "base URL of the site with reverse_proxy alone")
+	path := fs.String("path", "/hello", "request path (not a payment route)")
+	conns := fs.Int("conns", 32, "concurrent keep-alive connections")
+	rounds := fs.Int("rounds", 20, "rounds per configuration")
+	round := fs.Duration("round", time.Second, "length of one round")
+	warmup := fs.Duration("warmup", time.Second, "warm-up per configuration before the rounds")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	type config struct {
+		name   string
+		url    string
+		client *http.Client
+		total  loadgen.Result
+		rates  []float64
+	}
+	cfgs := []*config{
+		{name: "pi_guard + reverse_proxy", url: *guardURL + *path, client: loadgen.NewClient(*conns)},
+		{name: "reverse_proxy alone", url: *plainURL + *path, client: loadgen.NewClient(*conns)},
+	}
+	run := func(c *config, d time.Duration) *loadgen.Result {
+		return loadgen.Run(ctx, *conns, d, func(ctx context.Context, _ int) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Accept", "*/*")
+			resp, err := c.client.Do(req)
+			if err != nil {
+				return err
+			}
+			drain(resp)
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", c.url, resp.Status)
+			}
+			return nil
+		})
+	}
+
+	for _, c := range cfgs {
+		if res := run(c, *warmup); res.Ops == 0 {
+			return fmt.Errorf("warm-up of %s: no request succeeded: %v", c.name, res.FirstErr)
+		}
+	}
+	guard, plain := cfgs[0], cfgs[1]
+	var ratios []float64
+	for i := range *rounds {
+		order := []*config{guard, plain}
+		if i%2 == 1 {
+			order = []*config{plain, guard}
+		}
+		for _, c := range order {
+			res := run(c, *round)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.rates = append(c.rates, res.Rate())
+			c.total.Ops += res.Ops
+			c.total.Errors += res.Errors
+			c.total.Elapsed += res.Elapsed
+			c.total.Lat.Merge(&res.Lat)
+			if c.total.FirstErr == nil {
+				c.total.FirstErr = res.FirstErr
+			}
+		}
+		ratios = append(ratios, guard.rates[i]/plain.rates[i])
+	}
+
+	fmt.Fprintf(out, "### Passthrough (GET %s, not a payment route)\n\n", *path)
+	fmt.Fprintf(out, "%d keep-alive connections, %d alternating rounds of %s per configuration after a %s warm-up each; same Caddy process, same upstream.\n\n",
+		*conns, *rounds, *round, *warmup)
+	var rows [][]string
+	for _, c := range cfgs {
+		rows = append(rows, []string{
+			c.name,
+			fmt.Sprint(c.total.Ops),
+			fmt.Sprint(c.total.Errors),
+			fmt.Sprintf("%.0f", c.total.Rate()),
+			fmt.Sprintf("%.0f–%.0f", slices.Min(c.rates), slices.Max(c.rates)),
+			loadgen.Ms(c.total.Lat.Quantile(0.50)),
+			loadgen.Ms(c.total.Lat.Quantile(0.99)),
+		})
+	}
+	fmt.Fprint(out, loadgen.Table([]string{"configuration", "requests", "errors", "req/s", "req/s per round", "p50 ms", "p99 ms"}, rows))
+	ratio := guard.total.Rate() / plain.total.Rate()
+	verdict := "meets"
+	if ratio < 0.97 {
+		verdict = "MISSES"
+	}
+	gm, lo, hi := geoMeanCI(ratios)
+	fmt.Fprintf(out, "\nThroughput ratio guard/plain: **%.3f** (%s the target ≥ 0.97). "+
+		"Per round (each guard round against the plain round next to it): geometric mean %.3f, 95%% confidence interval %.3f–%.3f, "+
+		"median %.3f, min %.3f, max %.3f.",
+		ratio, verdict, gm, lo, hi, median(ratios), slices.Min(ratios), slices.Max(ratios))
+	if lo < 0.97 && hi > 0.97 {
+		fmt.Fprintf(out, " The interval spans 0.97: this run cannot tell whether the target is met (the machine was too noisy); run again on a quieter machine.")
+	}
+	fmt.Fprint(out, "\n\n")
+	for _, c := range cfgs {
+		if c.total.Errors > 0 {
+			fmt.Fprintf(out, "%s: first error: %v\n\n", c.name, c.total.FirstErr)
+		}
+	}
+	return nil
+}
+
+// median of a non-empty slice.
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// geoMeanCI returns the geometric mean of positive ratios and its 95%
+// confidence interval (Student's t on the logarithms).
+func geoMeanCI(v []float64) (mean, lo, hi float64) {
+	n := len(v)
+	logs := make([]float64, n)
+	var sum float64
+	for i, x := range v {
+		logs[i] = math.Log(x)
+		sum += logs[i]
+	}
+	m := sum / float64(n)
+	if n < 2 {
+		return math.Exp(m), math.Exp(m), math.Exp(m)
+	}
+	var ss float64
+	for _, l := range logs {
+		ss += (l - m) * (l - m)
+	}
+	half := tQuantile975(n-1) * math.Sqrt(ss/float64(n-1)) / math.Sqrt(float64(n))
+	return math.Exp(m), math.Exp(m - half), math.Exp(m + half)
+}
+
+// tQuantile975 is the 97.5th percentile of Student's t with df degrees of
+// freedom.
+func tQuantile975(df int) float64 {
+	table := []float64{12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+		2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+		2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042}
+	if df >= 1 && df <= len(table) {
+		return table[df-1]
+	}
+	return 1.96
+}

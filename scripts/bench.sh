@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Benchmarks of caddy-pi-guard, run by `make bench` (never by `make test`).
+#
+# Builds Caddy with pi_guard, the fake Pi platform and the load generator
+# (bench/cmd/piguard-bench), runs the Go micro-benchmarks, then starts on
+# loopback a tiny upstream, the fake Pi and one Caddy with two sites in front
+# of that upstream (pi_guard + reverse_proxy, and reverse_proxy alone), and
+# measures:
+#   1. passthrough throughput and latency, the two sites alternating in rounds;
+#   2. payment flows at several concurrencies with 0 and 50 ms of Pi latency,
+#      with the time the guard adds read from its own log lines;
+#   3. Pi API calls per payment, from the fake's counters;
+#   4. when /dev/shm is a tmpfs, the flows at 0 ms once more against a third
+#      site whose pi_guard keeps its records there, which tells the cost of
+#      syncing records to disk from the guard's CPU time.
+# Prints every table and writes them, with the machine they ran on, to
+# docs/benchmarks.md. All processes it starts are stopped on exit.
+#
+# Environment (all optional):
+#   BENCH_PORT_BASE   base of the loopback ports (default 18400: 18401-18406
+#                     are used)
+#   BENCH_OUT         the report to write (default docs/benchmarks.md)
+#   BENCH_STORAGE     directory for Caddy's storage (default: in a fresh
+#                     temporary directory); its file system decides the cost
+#                     of the records' fsyncs
+#   BENCH_TMPFS       directory on a tmpfs for the third site's records
+#                     (default /dev/shm when it is a writable tmpfs; "off"
+#                     skips that run)
+#   BENCH_PROFILE=1   also profile Caddy (CPU and allocations, through the
+#                     admin endpoint's /debug/pprof/) during an extra run of
+#                     64 flows at 0 ms against each guarded site, and write
+#                     `go tool pprof -top` views to top.txt beside them
+#   BENCH_PROFILE_DIR where the profiles go (default out/bench-profile)
+#   BENCH_QUICK=1     short runs, to check the script itself (numbers are noise)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO="${GO:-go}"
+base="${BENCH_PORT_BASE:-18400}"
+GUARD_PORT=$((base + 1))
+PLAIN_PORT=$((base + 2))
+ADMIN_PORT=$((base + 3))
+UP_PORT=$((base + 4))
+PI_PORT=$((base + 5))
+TMPFS_PORT=$((base + 6))
+OUT="${BENCH_OUT:-docs/benchmarks.md}"
+PROFILE_DIR="${BENCH_PROFILE_DIR:-out/bench-profile}"
+
+if [[ "${BENCH_QUICK:-}" == 1 ]]; then
+	PT_FLAGS=(-rounds 2 -round 500ms -warmup 250ms)
+	PAY_FLAGS=(-duration 1s -warmup 250ms)
+	BENCHTIME=100ms
+else
+	PT_FLAGS=(-rounds 20 -round 1s -warmup 1s -conns 32)
+	PAY_FLAGS=(-duration 8s -warmup 1s)
+	BENCHTIME=1s
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/piguard-bench.XXXXXX")"
+tmpfs_dir=""
+tmpfs="${BENCH_TMPFS:-/dev/shm}"
+if [[ "$tmpfs" != off && -d "$tmpfs" && -w "$tmpfs" && "$(df -T "$tmpfs" 2>/dev/null | awk 'NR==2 {print $2}')" == tmpfs ]]; then
+	tmpfs_dir="$(mktemp -d "$tmpfs/piguard-bench.XXXXXX")"
+fi
+pids=()
+cleanup() {
+	local status=$?
+	trap - INT TERM EXIT
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -rf "$work"
+	if [[ -n "$tmpfs_dir" ]]; then rm -rf "$tmpfs_dir"; fi
+	exit "$status"
+}
+trap cleanup INT TERM EXIT
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT"; do
+	if ! port_free "$p"; then
+		echo "bench: port 127.0.0.1:$p is in use; set BENCH_PORT_BASE to another base" >&2
+		exit 1
+	fi
+done
+
+wait_for() { # url [pid]
+	for _ in $(seq 1 150); do
+		if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+		if [[ -n "${2:-}" ]] && ! kill -0 "$2" 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	echo "bench: did not come up: $1" >&2
+	return 1
+}
+
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+say "building"
+mkdir -p bin
+"$GO" build -o bin/caddy ./caddy
+"$GO" build -o bin/fakepi ./piclient/pitest/cmd/fakepi
+"$GO" build -o bin/piguard-bench ./bench/cmd/piguard-bench
+
+say "Go micro-benchmarks (go test -bench, benchtime $BENCHTIME)"
+"$GO" test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count 1 . ./verify | tee "$work/micro.txt"
+
+# --- the servers ---------------------------------------------------------
+storage="${BENCH_STORAGE:-$work/storage}"
+mkdir -p "$storage"
+export XDG_DATA_HOME="$work/xdg-data" XDG_CONFIG_HOME="$work/xdg-config"
+PI_GUARD_SIGNING_KEY="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
+export PI_GUARD_SIGNING_KEY
+log="$work/caddy.log"
+cat >"$work/Caddyfile" <<EOF
+{
+	admin 127.0.0.1:${ADMIN_PORT}
+	persist_config off
+	auto_https off
+	storage file_system {
+		root ${storage}
+	}
+	log {
+		output file ${log}
+		format json
+		level INFO
+	}
+}
+
+# pi_guard + reverse_proxy
+http://127.0.0.1:${GUARD_PORT} {
+	pi_guard {
+		api_key pitest-api-key
+		api_url http://127.0.0.1:${PI_PORT}/v2
+		network "Pi Testnet"
+		signing_key {env.PI_GUARD_SIGNING_KEY}
+		redeliver_to http://127.0.0.1:${UP_PORT}
+	}
+	reverse_proxy 127.0.0.1:${UP_PORT}
+}
+
+# reverse_proxy alone, in front of the same upstream
+http://127.0.0.1:${PLAIN_PORT} {
+	reverse_proxy 127.0.0.1:${UP_PORT}
+}
+EOF
+if [[ -n "$tmpfs_dir" ]]; then
+	cat >>"$work/Caddyfile" <<EOF
+
+# pi_guard + reverse_proxy with the guard's records on a tmpfs
+http://127.0.0.1:${TMPFS_PORT} {
+	pi_guard {
+		api_key pitest-api-key
+		api_url http://127.0.0.1:${PI_PORT}/v2
+		network "Pi Testnet"
+		signing_key {env.PI_GUARD_SIGNING_KEY}
+		redeliver_to http://127.0.0.1:${UP_PORT}
+		storage file_system {
+			root ${tmpfs_dir}
+		}
+	}
+	reverse_proxy 127.0.0.1:${UP_PORT}
+}
+EOF
+fi
+
+say "starting the upstream, the fake Pi and Caddy on 127.0.0.1:${base}+"
+bin/piguard-bench upstream -addr "127.0.0.1:${UP_PORT}" 2>"$work/upstream.err" &
+pids+=($!)
+bin/fakepi -addr "127.0.0.1:${PI_PORT}" -api-key pitest-api-key -network "Pi Testnet" >"$work/fakepi.out" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:${UP_PORT}/" "${pids[0]}"
+wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "${pids[1]}"
+bin/caddy run --adapter caddyfile --config "$work/Caddyfile" >"$work/caddy.out" 2>&1 &
+caddy_pid=$!
+pids+=("$caddy_pid")
+if ! wait_for "http://127.0.0.1:${PLAIN_PORT}/hello" "$caddy_pid" || ! wait_for "http://127.0.0.1:${GUARD_PORT}/hello" "$caddy_pid"; then
+	cat "$work/caddy.out" >&2
+	exit 1
+fi
+
+say "passthrough: pi_guard + reverse_proxy vs reverse_proxy alone"
+bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "http://127.0.0.1:${PLAIN_PORT}" \
+	"${PT_FLAGS[@]}" | tee "$work/passthrough.md"
+
+say "payment flows against the fake Pi"
+bin/piguard-bench payments -guard "http://127.0.0.1:${GUARD_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+	-log "$log" -concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
+
+: >"$work/tmpfs.md"
+if [[ -n "$tmpfs_dir" ]]; then
+	say "payment flows at 0 ms with the guard's records on tmpfs"
+	bin/piguard-bench payments -guard "http://127.0.0.1:${TMPFS_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+		-log "$log" -concurrency 1,16,64 -latency 0 -title "records on tmpfs" "${PAY_FLAGS[@]}" | tee "$work/tmpfs.md"
+fi
+load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# profile <site port> <directory>: CPU and allocation profiles of Caddy during
+# 64 flows at 0 ms against one site, and their `go tool pprof -top`.
+profile() {
+	local port="$1" dir="$2"
+	mkdir -p "$dir"
+	bin/piguard-bench payments -guard "http://127.0.0.1:${port}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+		-log "$log" -concurrency 64 -latency 0 -duration 12s -warmup 1s \
+		-admin "http://127.0.0.1:${ADMIN_PORT}" -profile-dir "$dir" >"$dir/run.md"
+	cp bin/caddy "$dir/caddy"
+	local guard_re='caddy-pi-guard\.\(\*Handler\)\.ServeHTTP$'
+	local cpu=("$dir/caddy" "$dir/cpu-0ms-64.pprof")
+	local allocs=(-sample_index alloc_space -base "$dir/allocs-before-0ms-64.pprof" "$dir/caddy" "$dir/allocs-after-0ms-64.pprof")
+	{
+		echo "### CPU, whole Caddy process"
+		"$GO" tool pprof -top -nodecount 40 "${cpu[@]}" 2>/dev/null
+		echo "### CPU, cumulative, under pi_guard's ServeHTTP, without the forwarding (reverse_proxy)"
+		"$GO" tool pprof -top -cum -nodecount 80 -focus "$guard_re" -ignore reverseproxy "${cpu[@]}" 2>/dev/null
+		echo "### CPU, flat, under pi_guard's ServeHTTP, without the forwarding (reverse_proxy)"
+		"$GO" tool pprof -top -nodecount 30 -focus "$guard_re" -ignore reverseproxy "${cpu[@]}" 2>/dev/null
+		echo "### Allocated bytes during the run, whole process"
+		"$GO" tool pprof -top -nodecount 40 "${allocs[@]}" 2>/dev/null
+		echo "### Allocated bytes during the run, cumulative, under pi_guard's ServeHTTP, without the forwarding"
+		"$GO" tool pprof -top -cum -nodecount 80 -focus "$guard_re" -ignore reverseproxy "${allocs[@]}" 2>/dev/null
+	} >"$dir/top.txt"
+	echo "bench: profiles and pprof -top in $dir (top.txt)" >&2
+}
+
+if [[ "${BENCH_PROFILE:-}" == 1 ]]; then
+	say "profiling Caddy during 64 flows at 0 ms Pi latency (profiles in $PROFILE_DIR)"
+	rm -rf "$PROFILE_DIR"
+	profile "$GUARD_PORT" "$PROFILE_DIR/disk"
+	if [[ -n "$tmpfs_dir" ]]; then
+		profile "$TMPFS_PORT" "$PROFILE_DIR/tmpfs"
+	fi
+fi
+
+# --- the report ----------------------------------------------------------
+say "writing $OUT"
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then commit="$commit (with uncommitted changes)"; fi
+fs="$(df -T "$storage" 2>/dev/null | awk 'NR==2 {print $2}')"
+mkdir -p "$(dirname "$OUT")"
+{
+	cat <<EOF
+# Benchmarks
+
+Written by \`make bench\` (scripts/bench.sh); run it again to refresh this file. Numbers from one
+run on one machine: compare runs on the same machine only.
+
+## Machine
+
+| | |
+|---|---|
+| Date | $(date -u '+%Y-%m-%d %H:%M UTC') |
+| Commit | ${commit} |
+| CPU | ${cpu} |
+| nproc | $(nproc) |
+| Memory | ${mem} |
+| Kernel | $(uname -sr) |
+| Go | $("$GO" env GOVERSION) |
+| Caddy storage | file_system on ${fs:-unknown} (records and locks are synced to disk) |
+| Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
+
+Everything runs on this one machine over loopback: the load generator, Caddy, the upstream and
+the fake Pi share its CPUs (and any other load on it, see the load average), so throughput figures
+are lower bounds for Caddy alone. Caddy runs all sites in one process; its log is JSON in a file.
+Times measured inside Caddy are wall-clock: when the CPUs are saturated (64 flows in flight) they
+include the time a request waits for a CPU, not only the work the guard does.
+
+## Passthrough
+
+EOF
+	cat "$work/passthrough.md"
+	cat <<'EOF'
+## Payment flows
+
+The guard's site (`pi_guard` + `reverse_proxy`, records in Caddy's file storage), with the fake Pi
+platform answering every API call after the added latency (`POST /control/latency`). The client
+latencies include everything; the guard's own log line per request separates its time from Pi's.
+
+EOF
+	cat "$work/payments.md"
+	if [[ -s "$work/tmpfs.md" ]]; then
+		cat <<'EOF'
+
+## Payment flows with the records on tmpfs
+
+The same flows at 0 ms against a third site whose pi_guard keeps its records and locks on a tmpfs
+(`storage file_system` in /dev/shm): what remains is the guard's CPU time and waiting for a CPU,
+without the cost of syncing files to disk.
+
+EOF
+		cat "$work/tmpfs.md"
+	fi
+	cat <<'EOF'
+
+## Micro-benchmarks
+
+`go test -run '^$' -bench . -benchmem . ./verify`: the callback body parse, record write and read
+and storage lock (file storage in a temporary directory), the guard on a passthrough request, a
+whole payment in process against the fake Pi (bench_test.go), and token signing and verification
+(verify/bench_test.go).
+
+```
+EOF
+	grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$work/micro.txt"
+	echo '```'
+} >"$OUT"
+echo >&2
+echo "bench: wrote $OUT" >&2
