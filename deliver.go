@@ -24,8 +24,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	h.metrics.verified.WithLabelValues(st.phase).Inc()
 
 	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: x.w}}
-	st.ready = time.Now()
-	err = x.next.ServeHTTP(sw, x.r)
+	err = st.forward(x, sw)
 	status := sw.status
 	if status == 0 && err == nil {
 		status = http.StatusOK // nothing written: Caddy answers 200

@@ -18,7 +18,7 @@ import (
 // first, in a signed notice, and decides: a 2xx answer lets the guard approve
 // at Pi; any other answer goes back to the client and Pi is not asked (and,
 // with cancel_rejected, the payment is cancelled at Pi).
-func (h *Handler) serveApprove(ctx context.Context, st *step, rec *record, x *exchange) error {
+func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error {
 	p, ge := h.read(ctx, st)
 	if ge != nil {
 		return ge
@@ -30,7 +30,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, rec *record, x *ex
 		if p, ge = h.approveAtPi(ctx, st, p); ge != nil {
 			return ge
 		}
-		h.recordApproval(ctx, rec, p)
+		h.approvals.put(p)
 		st.ready = time.Now()
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
@@ -42,8 +42,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, rec *record, x *ex
 	}
 	var buf bytes.Buffer
 	rr := caddyhttp.NewResponseRecorder(x.w, &buf, func(int, http.Header) bool { return true })
-	st.ready = time.Now()
-	if err := x.next.ServeHTTP(rr, x.r); err != nil {
+	if err := st.forward(x, rr); err != nil {
 		return err // the app could not be asked; Pi is not asked either
 	}
 	if status := rr.Status(); status != 0 && (status < 200 || status > 299) {
@@ -60,7 +59,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, rec *record, x *ex
 	if p, ge = h.approveAtPi(ctx, st, p); ge != nil {
 		return ge
 	}
-	h.recordApproval(ctx, rec, p)
+	h.approvals.put(p)
 	return rr.WriteResponse()
 }
 
@@ -76,11 +75,7 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 		st.outcome = "replayed"
 		return h.deliver(ctx, st, rec, x)
 	}
-	var known *piclient.Payment
-	if rec != nil && rec.Phase == phaseApprove {
-		known = rec.Payment
-	}
-	p, ge := h.complete(ctx, st, known)
+	p, ge := h.complete(ctx, st, h.approvals.take(st.id))
 	if ge != nil {
 		return ge
 	}
@@ -166,20 +161,7 @@ func (h *Handler) forwardNotice(st *step, p *piclient.Payment, x *exchange) erro
 	if err := h.setNotice(st, p, x); err != nil {
 		return err
 	}
-	st.ready = time.Now()
-	return x.next.ServeHTTP(x.w, x.r)
-}
-
-// recordApproval remembers that this guard saw the payment approved, so that
-// its completion can skip the first read. Approval needs no durability: the
-// complete phase falls back to reading Pi.
-func (h *Handler) recordApproval(ctx context.Context, rec *record, p *piclient.Payment) {
-	if rec != nil {
-		return
-	}
-	if err := h.store.save(ctx, &record{PaymentID: p.Identifier, Phase: phaseApprove, Payment: p}); err != nil {
-		h.logger.Warn("could not record an approval", zap.String("payment_id", p.Identifier), zap.Error(err))
-	}
+	return st.forward(x, x.w)
 }
 
 // recordCompletion records a payment Pi completed, with the request to

@@ -28,7 +28,16 @@ type step struct {
 	outcome              string
 	piCalls              int
 	piTime               time.Duration
-	start, ready         time.Time // ready: the guard's own work is done; forwarding starts
+	start, ready         time.Time     // ready: the guard's own work is done; forwarding starts
+	upstream             time.Duration // time spent in the app (next handler)
+}
+
+// forward hands the request to the next handler (the app), timing it.
+func (s *step) forward(x *exchange, w http.ResponseWriter) error {
+	s.ready = time.Now()
+	err := x.next.ServeHTTP(w, x.r)
+	s.upstream += time.Since(s.ready)
+	return err
 }
 
 // pi runs one Pi API call and accounts for its latency.
@@ -90,9 +99,11 @@ func (h *Handler) phaseOf(path string) string {
 	return ""
 }
 
-// serve reads and checks the callback, takes the payment's locks (held until
+// serve reads and checks the callback, takes the payment's lock (held until
 // the app has answered, so duplicates queue instead of racing) and runs the
-// phase.
+// phase. Completions also take the cross-instance storage lock and read the
+// payment's record; approvals and cancellations change nothing that a
+// duplicate on another instance could double, so they lock in-process only.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, st *step) error {
 	body, ge := h.readCallback(w, r, st)
 	if ge != nil {
@@ -105,6 +116,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return ge
 		}
 	}
+	x := &exchange{w: w, r: r, next: next, body: body}
+	if st.phase == phaseApprove || st.phase == phaseCancel {
+		unlock, err := h.locks.Lock(ctx, st.id)
+		if err != nil {
+			return piFailure(err, st.id)
+		}
+		defer unlock()
+		if st.phase == phaseApprove {
+			return h.serveApprove(ctx, st, x)
+		}
+		return h.serveCancel(ctx, st, x)
+	}
 	unlock, ge := h.lockPayment(ctx, st.id)
 	if ge != nil {
 		return ge
@@ -114,16 +137,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if err != nil {
 		return storageFailure(err, st.id)
 	}
-	x := &exchange{w: w, r: r, next: next, body: body}
 	switch st.phase {
-	case phaseApprove:
-		return h.serveApprove(ctx, st, rec, x)
 	case phaseComplete:
 		return h.serveComplete(ctx, st, rec, x)
-	case phaseIncomplete:
-		return h.serveIncomplete(ctx, st, rec, x)
 	default:
-		return h.serveCancel(ctx, st, x)
+		return h.serveIncomplete(ctx, st, rec, x)
 	}
 }
 
@@ -214,9 +232,10 @@ func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardErr
 }
 
 // logStep counts the request in the metrics and writes its log line: payment
-// id, phase, outcome, the time spent waiting for Pi, the guard's own time
-// until it forwarded (duration) and the whole request (total). Secrets are
-// never logged.
+// id, phase, outcome, the time spent waiting for Pi, the time until the
+// request was forwarded (duration), the time in the app (upstream) and the
+// whole request (total); the guard's own time is total - pi_latency -
+// upstream. Secrets are never logged.
 func (h *Handler) logStep(st *step, err error) {
 	switch {
 	case st.outcome != "":
@@ -238,6 +257,7 @@ func (h *Handler) logStep(st *step, err error) {
 		zap.Int("pi_calls", st.piCalls),
 		zap.Duration("pi_latency", st.piTime),
 		zap.Duration("duration", ready.Sub(st.start)),
+		zap.Duration("upstream", st.upstream),
 		zap.Duration("total", now.Sub(st.start)),
 	}
 	if st.txid != "" {

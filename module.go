@@ -135,6 +135,7 @@ type Handler struct {
 	signer          *verify.Signer
 	jwks            []byte
 	locks           *keyedMutex
+	approvals       *approvals
 	store           *store
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
@@ -229,6 +230,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 		}
 	}
 	h.locks = newKeyedMutex()
+	h.approvals = newApprovals()
 	if h.HorizonURL != "" {
 		if h.horizon, err = horizon.New(h.HorizonURL, time.Duration(h.Timeout)); err != nil {
 			return fmt.Errorf("pi_guard: horizon_url: %w", err)

@@ -31,7 +31,7 @@ const (
 // Pi stays the source of truth; the record is what the guard did and owes.
 type record struct {
 	PaymentID string            `json:"payment_id"`
-	Phase     string            `json:"phase"` // last phase that succeeded at Pi: approve or complete
+	Phase     string            `json:"phase"` // "complete": Pi completed the payment
 	TxID      string            `json:"txid,omitempty"`
 	Payment   *piclient.Payment `json:"payment"`
 	Request   *storedRequest    `json:"request,omitempty"`

@@ -1,0 +1,64 @@
+package piguard
+
+import (
+	"sync"
+	"time"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// approvals remembers, in this process, payments the guard saw approved, so
+// that their completion can go straight to Pi's /complete (three Pi calls per
+// payment in all). It is only a shortcut: a payment approved by another
+// instance, or before a restart, is read from Pi first. Keeping it out of
+// storage saves a synced write on every approval.
+type approvals struct {
+	mu      sync.Mutex
+	entries map[string]approval
+}
+
+type approval struct {
+	payment *piclient.Payment
+	expires time.Time
+}
+
+const (
+	approvalTTL = time.Hour // Pi payments do not stay approved-but-unpaid for long
+	approvalMax = 100000
+)
+
+func newApprovals() *approvals {
+	return &approvals{entries: make(map[string]approval)}
+}
+
+func (a *approvals) put(p *piclient.Payment) {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.entries) >= approvalMax {
+		for id, e := range a.entries {
+			if now.After(e.expires) {
+				delete(a.entries, id)
+			}
+		}
+		if len(a.entries) >= approvalMax {
+			clear(a.entries)
+		}
+	}
+	a.entries[p.Identifier] = approval{payment: p, expires: now.Add(approvalTTL)}
+}
+
+// take returns and forgets the approved payment id, if remembered.
+func (a *approvals) take(id string) *piclient.Payment {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.entries[id]
+	if !ok {
+		return nil
+	}
+	delete(a.entries, id)
+	if time.Now().After(e.expires) {
+		return nil
+	}
+	return e.payment
+}
