@@ -37,7 +37,20 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 			why = err.Error()
 		}
 	}
-	h.recordDelivery(ctx, rec, accepted, why)
+	switch {
+	case accepted && rec.Delivery.State == deliveryDelivered:
+		// A replay of a payment the app already has: nothing to record.
+	case accepted:
+		// Not needed for safety (a lost mark means a duplicate delivery,
+		// which the app must take anyway), so off the request's path.
+		h.background.Add(1)
+		go func() {
+			defer h.background.Done()
+			h.markDelivered(rec.PaymentID)
+		}()
+	default:
+		h.recordDelivery(ctx, rec, false, why)
+	}
 
 	if err != nil && sw.status == 0 {
 		ge := refuse(http.StatusBadGateway, "upstream_unavailable",
@@ -46,6 +59,25 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		return ge
 	}
 	return err
+}
+
+// markDelivered records, in the background, that the app accepted a
+// payment. It takes the payment's locks, so it runs once the request that
+// delivered it has released them.
+func (h *Handler) markDelivered(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.Timeout))
+	defer cancel()
+	unlock, ge := h.lockPayment(ctx, id)
+	if ge != nil {
+		h.logger.Warn("could not record a delivery; the payment may be delivered again", zap.String("payment_id", id), zap.Error(ge))
+		return
+	}
+	defer unlock()
+	rec, err := h.store.load(ctx, id)
+	if err != nil || rec == nil || !rec.completed() || rec.Delivery.State == deliveryDelivered {
+		return
+	}
+	h.recordDelivery(ctx, rec, true, "")
 }
 
 // recordDelivery saves the outcome of a delivery attempt made while the

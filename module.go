@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -140,6 +141,7 @@ type Handler struct {
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
 	metrics         *metrics
+	background      *sync.WaitGroup // writes still running after their request
 	logger          *zap.Logger
 }
 
@@ -231,6 +233,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	h.locks = newKeyedMutex()
 	h.approvals = newApprovals()
+	h.background = new(sync.WaitGroup)
 	if h.HorizonURL != "" {
 		if h.horizon, err = horizon.New(h.HorizonURL, time.Duration(h.Timeout)); err != nil {
 			return fmt.Errorf("pi_guard: horizon_url: %w", err)
@@ -312,6 +315,9 @@ func keyID(secret string) string {
 // The redelivery worker stops with the module's context.
 func (h *Handler) Cleanup() error {
 	live.Delete(h)
+	if h.background != nil {
+		h.background.Wait()
+	}
 	if h.pi != nil {
 		h.pi.CloseIdleConnections()
 	}

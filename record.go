@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -82,9 +83,12 @@ func newStoredRequest(r *http.Request, body []byte) *storedRequest {
 
 // store keeps records in Caddy storage, under prefix:
 //
-//	<prefix>/payments/<id>.json  one record per payment
-//	<prefix>/owed/<id>           marker while a delivery is pending or exhausted
+//	<prefix>/owed/<id>.json      the record while its delivery is pending or exhausted
+//	<prefix>/payments/<id>.json  the record once the app accepted the payment
 //	<prefix>/locks/<id>          cross-instance lock name
+//
+// A completion is one synced write (to owed/) before anything is forwarded;
+// the worker lists owed/ to find what is due.
 type store struct {
 	s      certmagic.Storage
 	prefix string
@@ -102,29 +106,33 @@ func newStore(s certmagic.Storage, prefix string) *store {
 }
 
 func (st *store) recordKey(id string) string { return path.Join(st.prefix, "payments", id+".json") }
-func (st *store) owedKey(id string) string   { return path.Join(st.prefix, "owed", id) }
+func (st *store) owedKey(id string) string   { return path.Join(st.prefix, "owed", id+".json") }
 func (st *store) lockName(id string) string  { return path.Join(st.prefix, "locks", id) }
 
-// load returns the payment's record, or nil when there is none.
+// load returns the payment's record, or nil when there is none. A settled
+// record wins over an owed one (both exist only if a crash came between
+// writing the first and deleting the second).
 func (st *store) load(ctx context.Context, id string) (*record, error) {
-	data, err := st.s.Load(ctx, st.recordKey(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	for _, key := range []string{st.recordKey(id), st.owedKey(id)} {
+		data, err := st.s.Load(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("loading the record of payment %s: %w", id, err)
+		}
+		var rec record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
+		}
+		return &rec, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("loading the record of payment %s: %w", id, err)
-	}
-	var rec record
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
-	}
-	return &rec, nil
+	return nil, nil
 }
 
-// save writes rec and keeps the pending marker in step with its delivery
-// state: it exists while the delivery is pending or exhausted. The marker is
-// written first, so that a crash between the two writes
-// leaves at worst a marker with nothing owed, never a debt without a marker.
+// save writes rec where its delivery state puts it: an owed record (pending
+// or exhausted) in one write to owed/; a delivered one to payments/, then
+// its owed copy is removed.
 func (st *store) save(ctx context.Context, rec *record) error {
 	now := time.Now().UTC()
 	if rec.Created.IsZero() {
@@ -135,19 +143,17 @@ func (st *store) save(ctx context.Context, rec *record) error {
 	if err != nil {
 		return err
 	}
-	owed := rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted
-	if owed {
-		if err := st.s.Store(ctx, st.owedKey(rec.PaymentID), []byte(rec.PaymentID)); err != nil {
-			return fmt.Errorf("marking payment %s owed: %w", rec.PaymentID, err)
+	if rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted {
+		if err := st.s.Store(ctx, st.owedKey(rec.PaymentID), data); err != nil {
+			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 		}
+		return nil
 	}
 	if err := st.s.Store(ctx, st.recordKey(rec.PaymentID), data); err != nil {
 		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 	}
-	if !owed && rec.Phase == phaseComplete { // only completions are ever owed
-		if err := st.s.Delete(ctx, st.owedKey(rec.PaymentID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("clearing the owed mark of payment %s: %w", rec.PaymentID, err)
-		}
+	if err := st.s.Delete(ctx, st.owedKey(rec.PaymentID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clearing the owed record of payment %s: %w", rec.PaymentID, err)
 	}
 	return nil
 }
@@ -160,23 +166,8 @@ func (st *store) owed(ctx context.Context) ([]string, error) {
 	}
 	ids := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if id := path.Base(k); piclient.ValidatePaymentID(id) == nil {
-			ids = append(ids, id)
-		}
-	}
-	return ids, err
-}
-
-// all lists the ids of every recorded payment.
-func (st *store) all(ctx context.Context) ([]string, error) {
-	keys, err := st.s.List(ctx, path.Join(st.prefix, "payments"), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	ids := make([]string, 0, len(keys))
-	for _, k := range keys {
 		base := path.Base(k)
-		if id := base[:len(base)-len(path.Ext(base))]; piclient.ValidatePaymentID(id) == nil {
+		if id, ok := strings.CutSuffix(base, ".json"); ok && piclient.ValidatePaymentID(id) == nil {
 			ids = append(ids, id)
 		}
 	}

@@ -81,7 +81,7 @@ func TestExhaustedDeliveriesAreListed(t *testing.T) {
 	e.up.failNext(0)
 	status, body := e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid})
 	require.Equal(t, http.StatusOK, status, "%v", body)
-	assert.Empty(t, e.deliveries(""), "an accepted delivery settles the record")
+	e.waitFor("an accepted delivery to settle the record", func() bool { return len(e.deliveries("")) == 0 })
 	assert.Equal(t, 1, e.pi.Calls(pitest.EndpointComplete))
 }
 

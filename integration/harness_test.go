@@ -126,7 +126,13 @@ func setup(t *testing.T, extra ...string) *env {
 	pi := pitest.NewServer(pitest.Options{APIKey: testAPIKey, Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	up := newUpstream(t)
-	e := &env{t: t, pi: pi, up: up, tester: caddytest.NewTester(t), storage: t.TempDir(), extra: extra}
+	// Not t.TempDir: the guard may still be writing a record in the
+	// background when the test ends (its config stays loaded until the next
+	// test loads another), and TempDir's cleanup fails on that.
+	storage, err := os.MkdirTemp("", "pi-guard-it-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(storage) })
+	e := &env{t: t, pi: pi, up: up, tester: caddytest.NewTester(t), storage: storage, extra: extra}
 	e.load()
 	return e
 }
