@@ -1,38 +1,20 @@
 package piguard
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/testkeys"
 	"go.uber.org/zap"
 )
 
 // writeEd25519 writes a fresh key pair as PEM files and returns their paths.
-func writeEd25519(t *testing.T) (privPath, pubPath string) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	require.NoError(t, err)
-	privPath = filepath.Join(dir, "priv.pem")
-	require.NoError(t, os.WriteFile(privPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
-	der, err = x509.MarshalPKIXPublicKey(pub)
-	require.NoError(t, err)
-	pubPath = filepath.Join(dir, "pub.pem")
-	require.NoError(t, os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644))
-	return privPath, pubPath
-}
 
 func TestKeysConfiguration(t *testing.T) {
-	newPriv, _ := writeEd25519(t)
-	_, oldPub := writeEd25519(t)
+	newPriv, _ := testkeys.WriteEd25519(t)
+	_, oldPub := testkeys.WriteEd25519(t)
 	provision := func(h *Handler) error {
 		h.APIKey, h.logger = "k", zap.NewNop()
 		return h.provision(testStorage(t))

@@ -1,36 +1,17 @@
 package integration
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/testkeys"
+
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
-
-func writeKeyPair(t *testing.T) (priv, pub string) {
-	pk, sk, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	der, err := x509.MarshalPKCS8PrivateKey(sk)
-	require.NoError(t, err)
-	priv = filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
-	der, err = x509.MarshalPKIXPublicKey(pk)
-	require.NoError(t, err)
-	pub = filepath.Join(dir, "key.pub.pem")
-	require.NoError(t, os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644))
-	return priv, pub
-}
 
 // fetchJWKS reads the guard's JWK Set through Caddy, as an app would.
 func (e *env) fetchJWKS() []verify.Key {
@@ -62,8 +43,8 @@ func (e *env) lastVerifiedToken() string {
 // With EdDSA the app verifies with the published public keys and no secret,
 // and a rotation keeps tokens signed before it valid.
 func TestEdDSAWithJWKSAndRotation(t *testing.T) {
-	oldPriv, oldPub := writeKeyPair(t)
-	newPriv, _ := writeKeyPair(t)
+	oldPriv, oldPub := testkeys.WriteEd25519(t)
+	newPriv, _ := testkeys.WriteEd25519(t)
 	e := setup(t)
 	e.extra = []string{"keys {\n\t\t\teddsa ed-old " + oldPriv + "\n\t\t}", "jwks_path /.well-known/pi-guard/jwks.json"}
 	e.load()
