@@ -139,10 +139,11 @@ func FuzzHeaderStripping(f *testing.F) {
 	defer pi.Close()
 	h := newTestHandler(f, pi.URL)
 	f.Fuzz(func(t *testing.T, name, value, path string) {
-		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \t\r\n?#%") || path == h.ApprovePath || path == h.CompletePath {
-			path = "/x"
+		if h.phaseOf(path) != "" {
+			path = "/x" // payment routes are the other tests' subject
 		}
-		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.URL.Path = path // any bytes at all, as a proxy in front might pass them
 		r.Header[name] = []string{value}
 		r.Header.Add("Pi-Payment-Verified", value)
 		next := &nextRecorder{}
