@@ -81,8 +81,9 @@ func parseCallback(contentType string, body []byte) (callback, error) {
 			return callback{}, fmt.Errorf("%w: %q", errUnsupportedMedia, contentType)
 		}
 	}
+	trimmed := bytes.TrimSpace(body)
 	switch {
-	case mt == "application/json" || (mt == "" && len(bytes.TrimSpace(body)) > 0 && bytes.TrimSpace(body)[0] == '{'):
+	case mt == "application/json" || (mt == "" && len(trimmed) > 0 && trimmed[0] == '{'):
 		return parseJSONCallback(body)
 	case mt == "application/x-www-form-urlencoded":
 		return parseFormCallback(body)

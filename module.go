@@ -244,7 +244,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
-	h.store = newStore(storage, "pi_guard/"+keyID(apiKey)[3:])
+	h.store = newStore(storage, "pi_guard/"+shortHash(apiKey))
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
 			return fmt.Errorf("pi_guard: %w", err)
@@ -304,12 +304,15 @@ func (h *Handler) setDefaults() {
 	}
 }
 
-// keyID names a secret by a short hash of it, so rotated keys get distinct
-// kids without the secret being revealed.
-func keyID(secret string) string {
+// shortHash names a secret by the first 8 hex digits of its SHA-256, which
+// tell secrets apart without revealing them.
+func shortHash(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
-	return "hs-" + hex.EncodeToString(sum[:4])
+	return hex.EncodeToString(sum[:4])
 }
+
+// keyID is the kid of a signing_key secret, so rotated keys get distinct kids.
+func keyID(secret string) string { return "hs-" + shortHash(secret) }
 
 // Cleanup releases the Pi client's idle connections when the config unloads.
 // The redelivery worker stops with the module's context.

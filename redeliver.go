@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -150,13 +151,6 @@ func parseRedeliverURL(s string) (*url.URL, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("redeliver_to %q must be the app's base URL, such as http://127.0.0.1:3000", s)
 	}
-	u.Path = trimSlash(u.Path)
+	u.Path = strings.TrimRight(u.Path, "/")
 	return u, nil
-}
-
-func trimSlash(p string) string {
-	for len(p) > 0 && p[len(p)-1] == '/' {
-		p = p[:len(p)-1]
-	}
-	return p
 }
