@@ -2,12 +2,12 @@ package piguard
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,7 +21,7 @@ func TestParseCallback(t *testing.T) {
 	}{
 		{"json", "application/json", `{"paymentId":"abc","txid":"ff"}`, callback{PaymentID: "abc", TxID: "ff"}, ""},
 		{"json charset", "application/json; charset=utf-8", `{"paymentId":"abc"}`, callback{PaymentID: "abc"}, ""},
-		{"json no content type", "", ` {"paymentId":"abc"}`, callback{PaymentID: "abc"}, ""},
+		{"json no content type", "", ` {"paymentId":"abc"}`, callback{}, "no Content-Type"},
 		{"json extra fields", "application/json", `{"cart":{"paymentId":"nested"},"paymentId":"abc","n":[1,2]}`, callback{PaymentID: "abc"}, ""},
 		{"form", "application/x-www-form-urlencoded", `paymentId=abc&txid=ff&x=1`, callback{PaymentID: "abc", TxID: "ff"}, ""},
 		{"incomplete payment", "application/json", `{"payment":{"identifier":"abc","amount":1,"transaction":{"txid":"ff"}}}`, callback{PaymentIdentifier: "abc"}, ""},
@@ -92,30 +92,48 @@ func TestReadBodyIsBounded(t *testing.T) {
 	require.ErrorAs(t, err, &tooLarge)
 }
 
-// FuzzParseCallback: no input panics, and whatever is accepted is what a
-// plain JSON or form reader would see too (no parser differential).
+// FuzzParseCallback: no input panics, and whatever is accepted is what Go's
+// own decoder (case-insensitive, the last of repeated keys wins, the way many
+// frameworks read a body) reads too: no parser differential, at any level.
 func FuzzParseCallback(f *testing.F) {
 	f.Add("application/json", `{"paymentId":"abc","txid":"ff"}`)
 	f.Add("application/json", `{"paymentId":"a","paymentId":"b"}`)
+	f.Add("application/json", `{"paymentId":"a","PAYMENTID":"b"}`)
 	f.Add("application/json", `{"paymentId":"a\u0000","txid":null}`)
-	f.Add("", `{"x":{"paymentId":"y"},"paymentId":"z"}`)
+	f.Add("application/json", `{"payment":{"identifier":"a","Identifier":"b"}}`)
+	f.Add("application/json", `{"x":{"paymentId":"y"},"paymentId":"z"}`)
 	f.Add("application/x-www-form-urlencoded", `paymentId=a&txid=b&paymentId=c`)
 	f.Add("application/x-www-form-urlencoded", `paymentId=%zz`)
 	f.Add("text/plain", ``)
 	f.Fuzz(func(t *testing.T, ct, body string) {
 		cb, err := parseCallback(ct, []byte(body))
-		if err != nil {
+		if err != nil || !strings.HasPrefix(ct, "application/json") {
 			return
 		}
-		if strings.HasPrefix(ct, "application/json") || ct == "" {
-			var plain struct {
-				PaymentID *string `json:"paymentId"`
+		var plain struct {
+			PaymentID *string `json:"paymentId"`
+			TxID      *string `json:"txid"`
+			Payment   *struct {
+				Identifier *string `json:"identifier"`
+			} `json:"payment"`
+		}
+		if json.Unmarshal([]byte(body), &plain) != nil {
+			return
+		}
+		deref := func(s *string) string {
+			if s == nil {
+				return ""
 			}
-			if jsonErr := jsonUnmarshalStrict([]byte(body), &plain); jsonErr == nil && plain.PaymentID != nil && utf8.ValidString(*plain.PaymentID) {
-				if *plain.PaymentID != cb.PaymentID {
-					t.Fatalf("guard read %q, a plain decoder reads %q", cb.PaymentID, *plain.PaymentID)
-				}
-			}
+			return *s
+		}
+		if got := deref(plain.PaymentID); got != cb.PaymentID {
+			t.Fatalf("guard read paymentId %q, encoding/json reads %q", cb.PaymentID, got)
+		}
+		if got := deref(plain.TxID); got != cb.TxID {
+			t.Fatalf("guard read txid %q, encoding/json reads %q", cb.TxID, got)
+		}
+		if plain.Payment != nil && deref(plain.Payment.Identifier) != cb.PaymentIdentifier {
+			t.Fatalf("guard read payment.identifier %q, encoding/json reads %q", cb.PaymentIdentifier, deref(plain.Payment.Identifier))
 		}
 	})
 }

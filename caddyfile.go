@@ -46,6 +46,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    audience        <aud>
 //	    respond_approve
 //	    cancel_rejected
+//	    cancel_incomplete_after <duration>
+//	    max_pi_calls    <n>
 //	    min_amount      <decimal>
 //	    max_amount      <decimal>
 //	    horizon_url     <url>
@@ -188,13 +190,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("pi_guard: redeliver_attempts %q must be a whole number from 1 to 1000", val)
 			}
 			h.RedeliverAttempts = n
+		case "max_pi_calls":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > 100000 {
+				return d.Errf("pi_guard: max_pi_calls %q must be a whole number from 1 to 100000", val)
+			}
+			h.MaxPiCalls = n
 		case "max_body":
 			n, err := humanize.ParseBytes(val)
 			if err != nil || n == 0 || n > 1<<30 {
 				return d.Errf("pi_guard: max_body %q must be a size between 1B and 1GiB, such as 64KiB", val)
 			}
 			h.MaxBody = int64(n)
-		case "timeout", "token_ttl", "redeliver_backoff":
+		case "timeout", "token_ttl", "redeliver_backoff", "cancel_incomplete_after":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil || dur <= 0 {
 				return d.Errf("pi_guard: %s %q must be a positive duration, such as 15s", name, val)
@@ -204,11 +212,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Timeout = caddy.Duration(dur)
 			case "token_ttl":
 				h.TokenTTL = caddy.Duration(dur)
+			case "cancel_incomplete_after":
+				h.CancelIncompleteAfter = caddy.Duration(dur)
 			default:
 				h.RedeliverBackoff = caddy.Duration(dur)
 			}
 		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
 		}
 	}
 	return nil

@@ -43,11 +43,12 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 	var buf bytes.Buffer
 	rr := caddyhttp.NewResponseRecorder(x.w, &buf, func(int, http.Header) bool { return true })
 	if err := st.forward(x, rr); err != nil {
-		return err // the app could not be asked; Pi is not asked either
+		// The app could not be asked; Pi is not asked either.
+		return appUnreachable(err, "the app could not be asked to accept this payment, so Pi was not asked to approve it; retrying this request is safe")
 	}
 	if status := rr.Status(); status != 0 && (status < 200 || status > 299) {
 		st.outcome = "rejected_by_app"
-		if h.CancelRejected && !p.Status.DeveloperApproved {
+		if h.CancelRejected && !p.Status.DeveloperApproved && st.uid != "" && p.UserUID == st.uid {
 			if _, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Cancel(ctx, st.id) }); err != nil {
 				h.logger.Warn("could not cancel a payment the app rejected", zap.String("payment_id", st.id), zap.Error(err))
 			} else {
@@ -85,9 +86,14 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 // serveIncomplete handles onIncompletePaymentFound. The posted payment is
 // not trusted: only its identifier is used, and the payment is re-read from
 // Pi. With a transaction it is completed (or found completed) and forwarded
-// as verified, exactly like a completion; without one it is cancelled at Pi,
-// as the Pi reference app does, and the app gets a notice so it can release
-// the order.
+// as verified, exactly like a completion. Without one it is cancelled at Pi,
+// so that the user can start a new payment, but only for a caller the guard
+// can tie to the payment's user (its owner, with bind_user) or once the
+// payment is older than cancel_incomplete_after: payment ids are not
+// secrets, and a stranger must not cancel a payment its owner is still
+// paying. The app gets a notice so it can release the order. (Pi's reference
+// backend never cancels on this route; without a transaction it has nothing
+// to complete either, and the user stays blocked.)
 func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x *exchange) error {
 	if rec.completed() {
 		if ge := h.ours(rec.Payment, st); ge != nil {
@@ -104,6 +110,9 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		return ge
 	}
 	if st.txid = p.TxID(); st.txid == "" {
+		if ge := h.mayCancelIncomplete(p, st); ge != nil {
+			return ge
+		}
 		cancelled, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Cancel(ctx, st.id) })
 		if err != nil {
 			return piFailure(err, st.id)
@@ -112,7 +121,7 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		return h.forwardNotice(st, cancelled, x)
 	}
 	done := p
-	if !p.IsCompletedWith(st.txid) {
+	if !paid(p, st.txid) {
 		if ge := h.completable(p, st); ge != nil {
 			return ge
 		}
@@ -126,6 +135,24 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		}
 	}
 	return h.deliver(ctx, st, h.recordCompletion(ctx, st, rec, done, x), x)
+}
+
+// mayCancelIncomplete refuses to cancel an incomplete payment without a
+// transaction for a caller that is not its owner while it is younger than
+// cancel_incomplete_after (or when its age cannot be told).
+func (h *Handler) mayCancelIncomplete(p *piclient.Payment, st *step) *guardError {
+	if st.uid != "" && p.UserUID == st.uid {
+		return nil // bind_user: the signed-in owner
+	}
+	limit := time.Duration(h.CancelIncompleteAfter)
+	created, err := time.Parse(time.RFC3339Nano, p.CreatedAt)
+	if err == nil && time.Since(created) >= limit {
+		return nil
+	}
+	ge := refuse(http.StatusConflict, "payment_in_progress",
+		"the payment has no blockchain transaction yet; the guard cancels it only for its signed-in owner, or once it is older than %s; retry later", limit)
+	ge.Retryable = true
+	return ge
 }
 
 // serveCancel handles onCancel: when Pi confirms the payment is cancelled,
@@ -161,7 +188,19 @@ func (h *Handler) forwardNotice(st *step, p *piclient.Payment, x *exchange) erro
 	if err := h.setNotice(st, p, x); err != nil {
 		return err
 	}
-	return st.forward(x, x.w)
+	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: x.w}}
+	if err := st.forward(x, sw); err != nil && sw.status == 0 {
+		return appUnreachable(err, "Pi shows the payment cancelled, but the app could not be told; retrying this request is safe")
+	}
+	return nil
+}
+
+// appUnreachable is the answer when the app could not be reached with a
+// notice (nothing was written to the client yet).
+func appUnreachable(err error, msg string) *guardError {
+	ge := refuse(http.StatusBadGateway, "upstream_unavailable", "%s", msg)
+	ge.Retryable, ge.cause = true, err
+	return ge
 }
 
 // recordCompletion records a payment Pi completed, with the request to

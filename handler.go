@@ -3,7 +3,10 @@ package piguard
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	pathpkg "path"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -30,6 +33,8 @@ type step struct {
 	piTime               time.Duration
 	start, ready         time.Time     // ready: the guard's own work is done; forwarding starts
 	upstream             time.Duration // time spent in the app (next handler)
+	limit                *piLimit      // bounds the Pi calls in flight
+	facts                *facts        // what Pi told of payments, to refuse without asking again
 }
 
 // forward hands the request to the next handler (the app), timing it.
@@ -40,12 +45,19 @@ func (s *step) forward(x *exchange, w http.ResponseWriter) error {
 	return err
 }
 
-// pi runs one Pi API call and accounts for its latency.
+// pi runs one Pi API call, within the bound on calls in flight, accounts for
+// its latency and remembers what the answer settles.
 func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, error) {
+	release, err := s.limit.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	start := time.Now()
 	p, err := call()
 	s.piTime += time.Since(start)
 	s.piCalls++
+	s.facts.learn(s.id, p, err)
 	return p, err
 }
 
@@ -58,9 +70,11 @@ type exchange struct {
 }
 
 // ServeHTTP strips any client-sent copy of the guard's headers from every
-// request, then guards the payment routes and passes everything else on.
+// request (as headers, as trailers, and from the Connection list that would
+// make a proxy drop the guard's own copy), then guards the payment routes and
+// passes everything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	h.stripHeaders(r.Header)
+	h.stripHeaders(r)
 	phase := h.phaseOf(r.URL.Path)
 	if phase == "" {
 		if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
@@ -68,7 +82,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return next.ServeHTTP(w, r)
 	}
-	st := &step{phase: phase, start: time.Now()}
+	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, facts: h.facts}
 	err := h.serve(w, r, next, st)
 	var ge *guardError
 	if errors.As(err, &ge) {
@@ -85,6 +99,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return err
 }
 
+// phaseOf returns the payment route path is, or "". Besides the exact
+// configured path it matches the variants a web framework routes to the same
+// handler (Express, by default: any letter case, a trailing slash; also
+// "//" and dot segments), so that a frontend posting to one never passes
+// through unguarded.
 func (h *Handler) phaseOf(path string) string {
 	switch path {
 	case h.ApprovePath:
@@ -96,7 +115,16 @@ func (h *Handler) phaseOf(path string) string {
 	case h.CancelPath:
 		return phaseCancel
 	}
-	return ""
+	return h.routes[routeKey(path)]
+}
+
+// routeKey is the form of a path under which route variants compare equal.
+func routeKey(p string) string {
+	p = strings.ToLower(pathpkg.Clean("/" + p))
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+	}
+	return p
 }
 
 // serve reads and checks the callback, takes the payment's lock (held until
@@ -116,23 +144,34 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return ge
 		}
 	}
+	if ge := h.facts.refuse(st); ge != nil {
+		return ge // settled by what Pi already told: no lock, no Pi call
+	}
 	x := &exchange{w: w, r: r, next: next, body: body}
 	if st.phase == phaseApprove || st.phase == phaseCancel {
-		unlock, err := h.locks.Lock(ctx, st.id)
-		if err != nil {
-			return piFailure(err, st.id)
+		unlock, ge := h.lockLocal(ctx, st.id)
+		if ge != nil {
+			return ge
 		}
 		defer unlock()
+		if ge := h.facts.refuse(st); ge != nil {
+			return ge // learnt while this request waited
+		}
 		if st.phase == phaseApprove {
 			return h.serveApprove(ctx, st, x)
 		}
 		return h.serveCancel(ctx, st, x)
 	}
-	unlock, ge := h.lockPayment(ctx, st.id)
+	wait, stop := h.lockWaitContext(ctx)
+	unlock, ge := h.lockPayment(wait, st.id)
+	stop()
 	if ge != nil {
-		return ge
+		return busyIfWaited(ge, ctx, st.id)
 	}
 	defer unlock()
+	if ge := h.facts.refuse(st); ge != nil {
+		return ge // learnt while this request waited
+	}
 	rec, err := h.store.load(ctx, st.id)
 	if err != nil {
 		return storageFailure(err, st.id)
@@ -151,6 +190,12 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 	if r.Method != http.MethodPost {
 		return nil, refuse(http.StatusMethodNotAllowed, "method_not_allowed", "%s accepts POST only", r.URL.Path)
 	}
+	if len(r.Trailer) > 0 {
+		return nil, refuse(http.StatusBadRequest, "trailers_not_allowed", "payment routes do not accept trailers: send every header before the body")
+	}
+	if key := queryNamesField(r.URL.RawQuery); key != "" {
+		return nil, refuse(http.StatusBadRequest, "bad_request", "the query string names %q: send the payment's fields in the body only", key)
+	}
 	body, err := readBody(w, r, h.MaxBody)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -161,6 +206,10 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 		ge.cause = err
 		return nil, ge
 	}
+	if len(r.Trailer) > 0 { // undeclared trailers appear only at the end of the body
+		return nil, refuse(http.StatusBadRequest, "trailers_not_allowed", "payment routes do not accept trailers: send every header before the body")
+	}
+	r.Trailer = nil
 	cb, err := parseCallback(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		if errors.Is(err, errUnsupportedMedia) {
@@ -180,20 +229,84 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 		if err := piclient.ValidateTxID(cb.TxID); err != nil {
 			return nil, refuse(http.StatusBadRequest, "invalid_txid", "txid: %v", err)
 		}
-		st.txid = cb.TxID
+		st.txid = strings.ToLower(cb.TxID) // Pi and Horizon write txids in lower case
 	}
 	return body, nil
 }
 
-// stripHeaders removes every incoming copy of the guard's headers, including
-// spellings with underscores, which CGI, WSGI and PHP apps read as the same
-// header.
-func (h *Handler) stripHeaders(hdr http.Header) {
-	for name := range hdr {
-		if sameHeader(name, h.Header) || sameHeader(name, h.NoticeHeader) {
-			delete(hdr, name)
+// stripHeaders removes every incoming copy of the guard's headers,
+// including spellings with underscores, which CGI, WSGI and PHP apps read as
+// the same header. It also removes their names from the Connection header (a
+// proxy drops the headers it names, which would delete the guard's own
+// copy) and from trailers, declared or not.
+func (h *Handler) stripHeaders(r *http.Request) {
+	for name := range r.Header {
+		if h.ownHeader(name) {
+			delete(r.Header, name)
 		}
 	}
+	for _, list := range []string{"Connection", "Trailer"} {
+		if vals, ok := r.Header[list]; ok {
+			if kept := h.dropTokens(vals); len(kept) > 0 {
+				r.Header[list] = kept
+			} else {
+				delete(r.Header, list)
+			}
+		}
+	}
+	for name := range r.Trailer {
+		if h.ownHeader(name) {
+			delete(r.Trailer, name)
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerStripper{ReadCloser: r.Body, r: r, h: h}
+	}
+}
+
+// ownHeader reports whether an app could read header name as one of the
+// guard's headers.
+func (h *Handler) ownHeader(name string) bool {
+	return sameHeader(name, h.Header) || sameHeader(name, h.NoticeHeader)
+}
+
+// dropTokens returns the comma-separated header values without the tokens
+// that name one of the guard's headers; nil when nothing is left.
+func (h *Handler) dropTokens(vals []string) []string {
+	var kept []string
+	for _, v := range vals {
+		var keep []string
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = strings.TrimSpace(tok); tok != "" && !h.ownHeader(tok) {
+				keep = append(keep, tok)
+			}
+		}
+		if len(keep) > 0 {
+			kept = append(kept, strings.Join(keep, ", "))
+		}
+	}
+	return kept
+}
+
+// trailerStripper removes the guard's headers from the request's trailers
+// when the body is read to its end, which is when net/http fills them in:
+// reverse_proxy copies the trailers it forwards in that same Read.
+type trailerStripper struct {
+	io.ReadCloser
+	r *http.Request
+	h *Handler
+}
+
+func (t *trailerStripper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		for name := range t.r.Trailer {
+			if t.h.ownHeader(name) {
+				delete(t.r.Trailer, name)
+			}
+		}
+	}
+	return n, err
 }
 
 // sameHeader compares header names case-insensitively, with '_' and '-' equal.
@@ -216,6 +329,17 @@ func sameHeader(a, b string) bool {
 	return true
 }
 
+// lockLocal takes the payment's in-process lock, waiting at most lockWait.
+func (h *Handler) lockLocal(ctx context.Context, id string) (func(), *guardError) {
+	wait, stop := h.lockWaitContext(ctx)
+	unlock, err := h.locks.Lock(wait, id)
+	stop()
+	if err != nil {
+		return nil, busyIfWaited(piFailure(err, id), ctx, id)
+	}
+	return unlock, nil
+}
+
 // lockPayment serialises work on one payment: first in this process, then
 // across instances through the storage lock.
 func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardError) {
@@ -229,6 +353,29 @@ func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardErr
 		return nil, storageFailure(err, id)
 	}
 	return func() { unlockShared(); unlockLocal() }, nil
+}
+
+// lockWait bounds how long a request waits for a payment another request is
+// working on: a flood of requests for one payment must not make its owner's
+// request wait out the whole timeout.
+const lockWait = 5 * time.Second
+
+// lockWaitContext is ctx, bounded for waiting on a lock. Locks use it only
+// while waiting, so stop may be called as soon as the lock is held.
+func (h *Handler) lockWaitContext(ctx context.Context) (wait context.Context, stop context.CancelFunc) {
+	return context.WithTimeout(ctx, min(lockWait, time.Duration(h.Timeout)/2))
+}
+
+// busyIfWaited turns a lock wait that ran out (while the request itself still
+// had time) into its own retryable answer.
+func busyIfWaited(ge *guardError, ctx context.Context, id string) *guardError {
+	if ctx.Err() != nil || !errors.Is(ge, context.DeadlineExceeded) {
+		return ge
+	}
+	busy := refuse(http.StatusConflict, "payment_busy", "another request for this payment is in progress; retry in a moment")
+	busy.Retryable, busy.cause, busy.PaymentID = true, ge.cause, id
+	busy.retryAfter = 1
+	return busy
 }
 
 // logStep counts the request in the metrics and writes its log line: payment

@@ -113,7 +113,7 @@ func TestStripHeadersOnEveryRoute(t *testing.T) {
 	pi := pitest.NewServer()
 	defer pi.Close()
 	h := newTestHandler(t, pi.URL)
-	for _, path := range []string{"/", "/payments/approvex", "/payments/complete/"} {
+	for _, path := range []string{"/", "/payments/approvex", "/payments/completed"} {
 		r := httptest.NewRequest(http.MethodGet, path, nil)
 		r.Header.Set("Pi-Payment-Verified", "forged")
 		r.Header["pi-payment-verified"] = []string{"raw lowercase"}

@@ -14,8 +14,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +50,9 @@ const (
 	DefaultCancelPath     = "/payments/cancelled_payment"
 	DefaultMaxBody        = 64 << 10
 	DefaultTimeout        = 15 * time.Second
-	MinSigningKeyBytes    = 32
+	// DefaultCancelIncompleteAfter: see Handler.CancelIncompleteAfter.
+	DefaultCancelIncompleteAfter = 5 * time.Minute
+	MinSigningKeyBytes           = 32
 )
 
 // Handler guards a Pi app's payment callback routes. Its JSON fields mirror the
@@ -102,8 +106,18 @@ type Handler struct {
 	// it to the upstream.
 	RespondApprove bool `json:"respond_approve,omitempty"`
 	// CancelRejected cancels a payment at Pi when the app rejects its
-	// approval notice.
+	// approval notice. It needs BindUser: the guard changes a payment's state
+	// at Pi only for a caller it can tie to the payment's user.
 	CancelRejected bool `json:"cancel_rejected,omitempty"`
+	// CancelIncompleteAfter is the age after which an incomplete payment
+	// without a blockchain transaction, posted to the incomplete route, is
+	// cancelled at Pi for any caller; a younger one is cancelled only for its
+	// owner (with BindUser) and otherwise answered 409 payment_in_progress.
+	// Default 5m, well past the wallet's own timeout of about a minute.
+	CancelIncompleteAfter caddy.Duration `json:"cancel_incomplete_after,omitempty"`
+	// MaxPiCalls bounds the Pi API calls in flight; default 128. A request
+	// that finds no free slot within 2s is answered 503 pi_busy (retryable).
+	MaxPiCalls int `json:"max_pi_calls,omitempty"`
 	// MinAmount and MaxAmount, when set, bound the amount (in Pi, exact
 	// decimals) of payments the guard approves or completes.
 	MinAmount piclient.Amount `json:"min_amount,omitempty"`
@@ -137,6 +151,9 @@ type Handler struct {
 	jwks            []byte
 	locks           *keyedMutex
 	approvals       *approvals
+	facts           *facts
+	piLimit         *piLimit
+	routes          map[string]string // routeKey(path) → phase
 	store           *store
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
@@ -233,6 +250,12 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	h.locks = newKeyedMutex()
 	h.approvals = newApprovals()
+	h.facts = newFacts()
+	h.piLimit = newPiLimit(h.MaxPiCalls)
+	h.routes = map[string]string{
+		routeKey(h.ApprovePath): phaseApprove, routeKey(h.CompletePath): phaseComplete,
+		routeKey(h.IncompletePath): phaseIncomplete, routeKey(h.CancelPath): phaseCancel,
+	}
 	h.background = new(sync.WaitGroup)
 	if h.HorizonURL != "" {
 		if h.horizon, err = horizon.New(h.HorizonURL, time.Duration(h.Timeout)); err != nil {
@@ -302,6 +325,12 @@ func (h *Handler) setDefaults() {
 	if h.RedeliverBackoff == 0 {
 		h.RedeliverBackoff = caddy.Duration(DefaultRedeliverBackoff)
 	}
+	if h.CancelIncompleteAfter == 0 {
+		h.CancelIncompleteAfter = caddy.Duration(DefaultCancelIncompleteAfter)
+	}
+	if h.MaxPiCalls == 0 {
+		h.MaxPiCalls = DefaultMaxPiCalls
+	}
 }
 
 // shortHash names a secret by the first 8 hex digits of its SHA-256, which
@@ -337,14 +366,17 @@ func (h *Handler) Validate() error {
 		paths["jwks_path"] = h.JWKSPath
 	}
 	seen := map[string]string{}
-	for name, p := range paths {
+	for _, name := range slices.Sorted(maps.Keys(paths)) {
+		p := paths[name]
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("pi_guard: %s path %q must start with /", name, p)
 		}
-		if other, dup := seen[p]; dup {
-			return fmt.Errorf("pi_guard: %s and %s use the same path %q: give each its own", other, name, p)
+		// Variants of a payment route (letter case, trailing slash) are
+		// guarded as that route, so two routes must differ in more.
+		if other, dup := seen[routeKey(p)]; dup {
+			return fmt.Errorf("pi_guard: %s and %s use the same path %q (paths are compared ignoring letter case and trailing slashes): give each its own", other, name, p)
 		}
-		seen[p] = name
+		seen[routeKey(p)] = name
 	}
 	if strings.EqualFold(h.Header, h.NoticeHeader) {
 		return fmt.Errorf("pi_guard: header and notice_header are both %q: they must differ, or a notice could pass for proof of payment", h.Header)
@@ -375,6 +407,12 @@ func (h *Handler) Validate() error {
 		default:
 			return fmt.Errorf("pi_guard: bind_user must be authorization, header <name> or cookie <name>, got %q %q", b.From, b.Name)
 		}
+	}
+	if h.CancelRejected && h.BindUser == nil {
+		return errors.New("pi_guard: cancel_rejected needs bind_user: without it the guard cannot tell a payment's owner from a stranger who knows its id, and a stranger could get the owner's payment cancelled by making the app reject it")
+	}
+	if h.CancelIncompleteAfter < 0 || h.MaxPiCalls < 0 {
+		return errors.New("pi_guard: cancel_incomplete_after and max_pi_calls must not be negative")
 	}
 	if h.MaxBody < 1 {
 		return fmt.Errorf("pi_guard: max_body must be positive, got %d", h.MaxBody)

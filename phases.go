@@ -55,7 +55,7 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 		if ge != nil {
 			return nil, ge
 		}
-		if p.IsCompletedWith(st.txid) && h.acceptable(p, st) == nil {
+		if paid(p, st.txid) && h.acceptable(p, st) == nil {
 			st.outcome = "already_completed"
 			return p, h.crossCheck(ctx, p, st.txid)
 		}
@@ -70,7 +70,7 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 		return nil, ge
 	}
 	done, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Complete(ctx, st.id, st.txid) })
-	if err == nil && done.IsCompletedWith(st.txid) && h.acceptable(done, st) == nil {
+	if err == nil && paid(done, st.txid) && h.acceptable(done, st) == nil {
 		st.outcome = "completed"
 		return done, nil
 	}
@@ -78,7 +78,7 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 	// answer was lost or unclear: only a fresh read tells.
 	fresh, rerr := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
 	if rerr == nil {
-		if fresh.IsCompletedWith(st.txid) && h.acceptable(fresh, st) == nil {
+		if paid(fresh, st.txid) && h.acceptable(fresh, st) == nil {
 			st.outcome = "completed_after_reread"
 			return fresh, nil
 		}
@@ -87,6 +87,14 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 		}
 	}
 	return nil, unresolved(err, rerr, st.id, "completed with this txid")
+}
+
+// paid reports whether Pi shows p completed with txid, with belt and
+// braces: developer_completed with that very transaction, and Pi's own
+// verification of it (status.transaction_verified and transaction.verified).
+// Only then is a request forwarded as verified.
+func paid(p *piclient.Payment, txid string) bool {
+	return p.IsCompletedWith(txid) && p.Status.TransactionVerified && p.Transaction.Verified
 }
 
 // completable refuses payments that must not be completed with st.txid.
@@ -101,6 +109,10 @@ func (h *Handler) completable(p *piclient.Payment, st *step) *guardError {
 		return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 	case !p.Status.DeveloperApproved && !p.Status.DeveloperCompleted:
 		return refuse(http.StatusConflict, "not_approved", "the payment was never approved; approve it first")
+	case !p.Status.TransactionVerified || !p.Transaction.Verified:
+		ge := refuse(http.StatusConflict, "transaction_not_verified", "Pi has not verified the blockchain transaction yet; retry later")
+		ge.Retryable = true
+		return ge
 	}
 	return nil
 }

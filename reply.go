@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
@@ -19,6 +20,8 @@ type guardError struct {
 	PaymentID string `json:"paymentId,omitempty"`
 	Retryable bool   `json:"retryable"`
 	cause     error
+	// retryAfter, when set, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 func (e *guardError) Error() string {
@@ -41,6 +44,9 @@ func writeError(w http.ResponseWriter, e *guardError) {
 	if e.Status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
 	w.WriteHeader(e.Status)
 	_ = json.NewEncoder(w).Encode(e)
 }
@@ -53,6 +59,9 @@ func piFailure(err error, id string) *guardError {
 	}
 	var e *guardError
 	switch {
+	case errors.Is(err, errPiBusy):
+		e = refuse(http.StatusServiceUnavailable, "pi_busy", "the guard has too many Pi API calls in flight; retry in a moment")
+		e.Retryable, e.retryAfter = true, 1
 	case errors.Is(err, context.DeadlineExceeded):
 		e = refuse(http.StatusGatewayTimeout, "pi_timeout", "the Pi Platform API did not answer in time; retry the request")
 		e.Retryable = true

@@ -76,8 +76,13 @@ func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (st
 	if ok && now.Before(c.expires) {
 		return c.uid, nil
 	}
-	start := now
+	release, err := st.limit.acquire()
+	if err != nil {
+		return "", piFailure(err, st.id)
+	}
+	start := time.Now()
 	user, err := u.pi.Me(ctx, tok)
+	release()
 	st.piTime += time.Since(start)
 	st.piCalls++
 	if err != nil {

@@ -124,15 +124,16 @@ func TestBlockchainCrossCheck(t *testing.T) {
 }
 
 // The app's price policy: it sees the payment first and can say no; Pi is
-// then not asked to approve, and with cancel_rejected the payment is
-// cancelled at Pi.
+// then not asked to approve, and with cancel_rejected (which needs bind_user)
+// the owner's payment is cancelled at Pi.
 func TestAppCanRejectApproval(t *testing.T) {
 	e := setup(t)
-	e.extra = []string{"cancel_rejected"}
+	e.extra = []string{"bind_user", "cancel_rejected"}
 	e.load()
+	e.pi.AddUser("alice", "alice-token", "alice")
 	e.up.approveStatus = http.StatusPaymentRequired
-	p := e.pi.CreatePayment(pitest.NewPayment{Amount: "0.01", Metadata: []byte(`{"product":"pie","price":"10"}`)})
-	status, body := e.post("/payments/approve", map[string]string{"paymentId": p.Identifier})
+	p := e.pi.CreatePayment(pitest.NewPayment{UserUID: "alice", Amount: "0.01", Metadata: []byte(`{"product":"pie","price":"10"}`)})
+	status, body := e.post("/payments/approve", map[string]string{"paymentId": p.Identifier}, "Authorization", "Bearer alice-token")
 	assert.Equal(t, http.StatusPaymentRequired, status, "the app's answer reaches the client: %v", body)
 	assert.Equal(t, true, body["upstream"])
 	assert.Zero(t, e.pi.Calls(pitest.EndpointApprove))
