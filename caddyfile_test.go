@@ -47,6 +47,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		redeliver_to http://127.0.0.1:3000
 		redeliver_attempts 7
 		redeliver_backoff 2s
+		cancel_incomplete_after 10m
+		max_pi_calls 32
 	}`)
 	var h Handler
 	require.NoError(t, h.UnmarshalCaddyfile(d))
@@ -60,6 +62,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		MinAmount: "1", MaxAmount: "100.5", HorizonURL: "https://api.testnet.minepi.com", Wallet: "GABC",
 		BindUser:    &UserBinding{From: "cookie", Name: "pi_token"},
 		RedeliverTo: "http://127.0.0.1:3000", RedeliverAttempts: 7, RedeliverBackoff: caddy.Duration(2 * time.Second),
+		CancelIncompleteAfter: caddy.Duration(10 * time.Minute), MaxPiCalls: 32,
 	}, h)
 }
 
@@ -87,6 +90,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"two values":       {"pi_guard {\n network Pi Testnet\n}", "takes exactly one value"},
 		"bad size":         {"pi_guard {\n max_body lots\n}", "max_body"},
 		"zero size":        {"pi_guard {\n max_body 0\n}", "max_body"},
+		"zero pi calls":    {"pi_guard {\n max_pi_calls 0\n}", "max_pi_calls"},
+		"bad cancel age":   {"pi_guard {\n cancel_incomplete_after soon\n}", "cancel_incomplete_after"},
 		"bad duration":     {"pi_guard {\n timeout soon\n}", "timeout"},
 		"negative":         {"pi_guard {\n token_ttl -1s\n}", "token_ttl"},
 		"flag with arg":    {"pi_guard {\n respond_approve yes\n}", "respond_approve takes no argument"},

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"log"
 	"net/http"
@@ -34,6 +36,31 @@ type Order struct {
 	// order is paid once all the same.
 	Deliveries int       `json:"deliveries"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	session    string    // the browser session the order belongs to
+}
+
+// sessionCookie names the demo shop's browser session. An order belongs to
+// the session that asked for its approval, and GET /orders lists that
+// session's orders only: payment ids are not secrets, but a shop must not
+// publish them all (with an id, a stranger can post callbacks for a payment).
+const sessionCookie = "shop_session"
+
+// sessionOf returns the request's shop session, or "".
+func sessionOf(r *http.Request) string {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// ensureSession gives a browser a session cookie if it has none.
+func ensureSession(w http.ResponseWriter, r *http.Request) {
+	if sessionOf(r) != "" {
+		return
+	}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: hex.EncodeToString(b), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
 // store is an in-memory order book keyed by payment id. A real app uses its
@@ -46,9 +73,9 @@ type store struct {
 
 func newStore() *store { return &store{orders: map[string]*Order{}} }
 
-// update applies f to the order of c's payment, creating it if needed, and
-// returns a copy of the result.
-func (s *store) update(c *verify.Claims, f func(o *Order)) Order {
+// update applies f to the order of c's payment, creating it for session if
+// needed, and returns a copy of the result.
+func (s *store) update(c *verify.Claims, session string, f func(o *Order)) Order {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.orders[c.Subject]
@@ -57,27 +84,33 @@ func (s *store) update(c *verify.Claims, f func(o *Order)) Order {
 		s.orders[c.Subject] = o
 		s.seq = append(s.seq, c.Subject)
 	}
+	if o.session == "" {
+		o.session = session
+	}
 	o.Amount, o.Memo = c.Payment.Amount, c.Payment.Memo
 	f(o)
 	o.UpdatedAt = time.Now().UTC()
 	return *o
 }
 
-func (s *store) list() []Order {
+// list returns the orders of session.
+func (s *store) list(session string) []Order {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Order, 0, len(s.seq))
+	out := make([]Order, 0)
 	for _, id := range s.seq {
-		out = append(out, *s.orders[id])
+		if o := s.orders[id]; session != "" && o.session == session {
+			out = append(out, *o)
+		}
 	}
 	return out
 }
 
 // markPaid records the payment as paid, once: a second delivery changes
 // nothing but the delivery count.
-func (s *store) markPaid(c *verify.Claims) (Order, bool) {
+func (s *store) markPaid(c *verify.Claims, session string) (Order, bool) {
 	first := false
-	o := s.update(c, func(o *Order) {
+	o := s.update(c, session, func(o *Order) {
 		o.Deliveries++
 		if o.Status != StatusPaid {
 			o.Status, o.TxID, first = StatusPaid, c.Payment.TxID(), true
@@ -87,8 +120,8 @@ func (s *store) markPaid(c *verify.Claims) (Order, bool) {
 }
 
 // note records a notice's state unless the order is already paid.
-func (s *store) note(c *verify.Claims, status string) Order {
-	return s.update(c, func(o *Order) {
+func (s *store) note(c *verify.Claims, session, status string) Order {
+	return s.update(c, session, func(o *Order) {
 		if o.Status != StatusPaid {
 			o.Status = status
 		}
@@ -123,7 +156,7 @@ func (a *app) approve(w http.ResponseWriter, r *http.Request) {
 		refuse(w, "notice_not_verified", err)
 		return
 	}
-	o := a.orders.note(c, StatusPending)
+	o := a.orders.note(c, sessionOf(r), StatusPending)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "order": o})
 }
 
@@ -131,11 +164,11 @@ func (a *app) approve(w http.ResponseWriter, r *http.Request) {
 // paid.
 func (a *app) complete(w http.ResponseWriter, r *http.Request) {
 	c, _ := verify.FromContext(r.Context())
-	a.paid(w, c)
+	a.paid(w, r, c)
 }
 
-func (a *app) paid(w http.ResponseWriter, c *verify.Claims) {
-	o, first := a.orders.markPaid(c)
+func (a *app) paid(w http.ResponseWriter, r *http.Request, c *verify.Claims) {
+	o, first := a.orders.markPaid(c, sessionOf(r))
 	if first {
 		log.Printf("payment %s paid: %s Pi, tx %s", o.PaymentID, o.Amount, o.TxID)
 	}
@@ -153,7 +186,7 @@ func (a *app) incomplete(w http.ResponseWriter, r *http.Request) {
 			refuse(w, "payment_not_verified", err)
 			return
 		}
-		a.paid(w, c)
+		a.paid(w, r, c)
 		return
 	}
 	c, err := a.v.VerifyNotice(r)
@@ -161,7 +194,7 @@ func (a *app) incomplete(w http.ResponseWriter, r *http.Request) {
 		refuse(w, "notice_not_verified", err)
 		return
 	}
-	o := a.orders.note(c, StatusIncomplete)
+	o := a.orders.note(c, sessionOf(r), StatusIncomplete)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "order": o})
 }
 
@@ -172,12 +205,12 @@ func (a *app) cancelled(w http.ResponseWriter, r *http.Request) {
 		refuse(w, "notice_not_verified", err)
 		return
 	}
-	o := a.orders.note(c, StatusCancelled)
+	o := a.orders.note(c, sessionOf(r), StatusCancelled)
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "order": o})
 }
 
-func (a *app) listOrders(w http.ResponseWriter, _ *http.Request) {
-	orders := a.orders.list()
+func (a *app) listOrders(w http.ResponseWriter, r *http.Request) {
+	orders := a.orders.list(sessionOf(r))
 	slices.SortStableFunc(orders, func(x, y Order) int { return strings.Compare(x.PaymentID, y.PaymentID) })
 	writeJSON(w, http.StatusOK, map[string]any{"orders": orders})
 }

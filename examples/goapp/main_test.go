@@ -72,6 +72,7 @@ func (h *harness) post(path, body string, headers ...string) (int, map[string]an
 	req, err := http.NewRequest(http.MethodPost, h.srv.URL+path, strings.NewReader(body))
 	require.NoError(h.t, err)
 	req.Header.Set("Content-Type", "application/json")
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "test-session"})
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
@@ -83,8 +84,17 @@ func (h *harness) post(path, body string, headers ...string) (int, map[string]an
 	return resp.StatusCode, out
 }
 
-func (h *harness) orders() []Order {
-	resp, err := http.Get(h.srv.URL + "/orders")
+func (h *harness) orders() []Order { return h.ordersOf("test-session") }
+
+// ordersOf lists the orders GET /orders shows to a browser session ("" for
+// none).
+func (h *harness) ordersOf(session string) []Order {
+	req, err := http.NewRequest(http.MethodGet, h.srv.URL+"/orders", nil)
+	require.NoError(h.t, err)
+	if session != "" {
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: session})
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(h.t, err)
 	defer resp.Body.Close()
 	var out struct{ Orders []Order }
@@ -105,6 +115,18 @@ const (
 	approveBody  = `{"paymentId":"` + payID + `"}`
 	completeBody = `{"paymentId":"` + payID + `","txid":"` + txID + `"}`
 )
+
+// Payment ids are not published: GET /orders shows a browser its own orders
+// only.
+func TestOrdersAreListedToTheirSessionOnly(t *testing.T) {
+	h := newHarness(t)
+	notice := h.token(verify.KindNotice, verify.PhaseApprove, "/payments/approve", approveBody, payment(false))
+	status, _ := h.post("/payments/approve", approveBody, verify.HeaderNotice, notice)
+	require.Equal(t, http.StatusOK, status)
+	assert.Len(t, h.orders(), 1)
+	assert.Empty(t, h.ordersOf(""), "no session, no orders")
+	assert.Empty(t, h.ordersOf("someone-else"))
+}
 
 func TestValidVerifiedMarksPaidOnce(t *testing.T) {
 	h := newHarness(t)

@@ -32,6 +32,7 @@ const pageCSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; ba
 
 // home serves the demo page.
 func home(w http.ResponseWriter, r *http.Request) {
+	ensureSession(w, r)
 	serveWeb(w, r, "index.html")
 }
 
