@@ -21,6 +21,9 @@ type callback struct {
 	// body ({"payment": {...}}, the PaymentDTO the SDK handed the frontend).
 	// Only the identifier is read: the rest is untrusted and re-read from Pi.
 	PaymentIdentifier string
+	// PostedTxID is payment.transaction.txid from such a body. The guard
+	// never uses it, but an app may read it: it must be Pi's.
+	PostedTxID string
 }
 
 // id returns the payment id the callback names: paymentId, or else the
@@ -88,9 +91,15 @@ func parseCallback(contentType string, body []byte) (callback, error) {
 	if contentType == "" {
 		return callback{}, fmt.Errorf("%w: the request has no Content-Type (send Content-Type: application/json)", errUnsupportedMedia)
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
+	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return callback{}, fmt.Errorf("%w: %q", errUnsupportedMedia, contentType)
+	}
+	// The guard reads UTF-8. An app's parser honours the charset (Express's
+	// body-parser decodes UTF-7, where "payment+AEk-d" is "paymentId"), so
+	// any other charset could make the two read different fields.
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return callback{}, fmt.Errorf("%w: charset %q (send UTF-8)", errUnsupportedMedia, cs)
 	}
 	switch mt {
 	case "application/json":
@@ -105,7 +114,8 @@ func parseCallback(contentType string, body []byte) (callback, error) {
 // paymentFields those it reads inside "payment".
 var (
 	callbackFields = []string{"paymentId", "txid", "payment"}
-	paymentFields  = []string{"identifier"}
+	paymentFields  = []string{"identifier", "transaction"}
+	txFields       = []string{"txid"}
 )
 
 // fieldSet tracks the fields of one JSON object or form that the guard
@@ -147,8 +157,8 @@ func parseJSONCallback(body []byte) (callback, error) {
 		case err != nil:
 			return err
 		case name == "payment":
-			id, err := readPosted(dec)
-			cb.PaymentIdentifier = id
+			var err error
+			cb.PaymentIdentifier, cb.PostedTxID, err = readPosted(dec)
 			return err
 		case name == "paymentId":
 			return decodeString(dec, name, &cb.PaymentID)
@@ -167,33 +177,56 @@ func parseJSONCallback(body []byte) (callback, error) {
 }
 
 // readPosted reads the identifier of the posted payment object ({"payment":
-// {...}}); the rest of it is untrusted and skipped.
-func readPosted(dec *json.Decoder) (string, error) {
+// {...}}) and the txid of its transaction, if any; the rest of it is
+// untrusted and skipped.
+func readPosted(dec *json.Decoder) (id, txid string, err error) {
 	const want = `field "payment" must be the payment object the SDK gave, with its "identifier"`
-	var id *string
+	var found bool
 	fields := fieldSet{known: paymentFields}
-	err := readObject(dec, want, func(key string) error {
+	err = readObject(dec, want, func(key string) error {
 		name, err := fields.check(key)
 		switch {
 		case err != nil:
 			return fmt.Errorf("payment: %w", err)
 		case name == "identifier":
-			var s string
-			if err := decodeString(dec, "payment.identifier", &s); err != nil {
-				return err
-			}
-			id = &s
-			return nil
+			found = true
+			return decodeString(dec, "payment.identifier", &id)
+		case name == "transaction":
+			txid, err = readPostedTx(dec)
+			return err
 		}
 		return skipValue(dec)
 	})
-	if err != nil {
-		return "", err
+	if err == nil && !found {
+		err = errors.New(want)
 	}
-	if id == nil {
-		return "", errors.New(want)
+	return id, txid, err
+}
+
+// readPostedTx reads payment.transaction: null, or an object whose txid
+// (if any) is returned.
+func readPostedTx(dec *json.Decoder) (string, error) {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return "", fmt.Errorf("malformed JSON: %w", err)
 	}
-	return *id, nil
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return "", nil
+	}
+	var txid string
+	fields := fieldSet{known: txFields}
+	inner := json.NewDecoder(bytes.NewReader(raw))
+	err := readObject(inner, `field "payment.transaction" must be null or an object`, func(key string) error {
+		name, err := fields.check(key)
+		switch {
+		case err != nil:
+			return fmt.Errorf("payment.transaction: %w", err)
+		case name == "txid":
+			return decodeString(inner, "payment.transaction.txid", &txid)
+		}
+		return skipValue(inner)
+	})
+	return txid, err
 }
 
 // readObject reads one JSON object from dec, calling member for each key
@@ -249,9 +282,19 @@ func parseFormCallback(body []byte) (callback, error) {
 		return callback{}, fmt.Errorf("malformed form: %w", err)
 	}
 	var cb callback
-	fields := fieldSet{known: callbackFields[:2]} // a form has no "payment" object
+	fields := fieldSet{known: callbackFields}
 	for key, v := range vals {
-		name, err := fields.check(key)
+		// Frameworks with nested form parsing (Express's extended parser,
+		// Rails, PHP) read "paymentId[]" or "payment[identifier]" as the
+		// field before the bracket: compare that part, and refuse the rest.
+		base, _, nested := strings.Cut(key, "[")
+		if b, _, dotted := strings.Cut(base, "."); dotted {
+			base, nested = b, true
+		}
+		name, err := fields.check(base)
+		if err == nil && name != "" && (nested || name == "payment") {
+			err = fmt.Errorf("field %q: send %q as a plain form field", key, name)
+		}
 		if err != nil {
 			return callback{}, err
 		}
@@ -268,22 +311,4 @@ func parseFormCallback(body []byte) (callback, error) {
 		}
 	}
 	return cb, nil
-}
-
-// queryNamesField returns the first query parameter that names a field the
-// guard reads from the body (in any spelling): an app that merges the query
-// into its request parameters could read a different id from it.
-func queryNamesField(rawQuery string) string {
-	if rawQuery == "" {
-		return ""
-	}
-	vals, _ := url.ParseQuery(rawQuery)
-	for key := range vals {
-		for _, name := range callbackFields {
-			if strings.EqualFold(key, name) {
-				return key
-			}
-		}
-	}
-	return ""
 }

@@ -24,7 +24,7 @@ func TestParseCallback(t *testing.T) {
 		{"json no content type", "", ` {"paymentId":"abc"}`, callback{}, "no Content-Type"},
 		{"json extra fields", "application/json", `{"cart":{"paymentId":"nested"},"paymentId":"abc","n":[1,2]}`, callback{PaymentID: "abc"}, ""},
 		{"form", "application/x-www-form-urlencoded", `paymentId=abc&txid=ff&x=1`, callback{PaymentID: "abc", TxID: "ff"}, ""},
-		{"incomplete payment", "application/json", `{"payment":{"identifier":"abc","amount":1,"transaction":{"txid":"ff"}}}`, callback{PaymentIdentifier: "abc"}, ""},
+		{"incomplete payment", "application/json", `{"payment":{"identifier":"abc","amount":1,"transaction":{"txid":"ff"}}}`, callback{PaymentIdentifier: "abc", PostedTxID: "ff"}, ""},
 		{"payment without identifier", "application/json", `{"payment":{"amount":1}}`, callback{}, "identifier"},
 		{"payment not an object", "application/json", `{"payment":"abc"}`, callback{}, "identifier"},
 		{"payment twice", "application/json", `{"payment":{"identifier":"a"},"payment":{"identifier":"b"}}`, callback{}, "appears twice"},

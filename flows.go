@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -108,6 +109,11 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 	}
 	if ge := h.acceptable(p, st); ge != nil {
 		return ge
+	}
+	if st.claimed != "" && !strings.EqualFold(st.claimed, p.TxID()) {
+		// An app that reads the posted payment's transaction would read
+		// another one than Pi's.
+		return refuse(http.StatusConflict, "txid_mismatch", "the posted payment names another transaction than Pi shows for it")
 	}
 	if st.txid = p.TxID(); st.txid == "" {
 		if ge := h.mayCancelIncomplete(p, st); ge != nil {

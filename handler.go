@@ -28,6 +28,7 @@ const (
 // step is what one guarded request did, for its log line.
 type step struct {
 	phase, id, txid, uid string
+	claimed              string // incomplete route: the txid the posted body names, if any
 	outcome              string
 	piCalls              int
 	piTime               time.Duration
@@ -118,13 +119,17 @@ func (h *Handler) phaseOf(path string) string {
 	return h.routes[routeKey(path)]
 }
 
-// routeKey is the form of a path under which route variants compare equal.
+// routeKey is the form of a path under which route variants compare equal:
+// letter case, a trailing slash, "//" and dot segments, path parameters
+// (";jsessionid=...", read by Java servlets) and a ".json" format suffix
+// (read by Rails) do not matter.
 func routeKey(p string) string {
+	p, _, _ = strings.Cut(p, ";")
 	p = strings.ToLower(pathpkg.Clean("/" + p))
 	if len(p) > 1 {
 		p = strings.TrimRight(p, "/")
 	}
-	return p
+	return strings.TrimSuffix(p, ".json")
 }
 
 // serve reads and checks the callback, takes the payment's lock (held until
@@ -162,11 +167,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 		return h.serveCancel(ctx, st, x)
 	}
-	wait, stop := h.lockWaitContext(ctx)
-	unlock, ge := h.lockPayment(wait, st.id)
-	stop()
+	unlock, ge := h.lockPayment(ctx, st.id)
 	if ge != nil {
-		return busyIfWaited(ge, ctx, st.id)
+		return ge
 	}
 	defer unlock()
 	if ge := h.facts.refuse(st); ge != nil {
@@ -193,8 +196,15 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 	if len(r.Trailer) > 0 {
 		return nil, refuse(http.StatusBadRequest, "trailers_not_allowed", "payment routes do not accept trailers: send every header before the body")
 	}
-	if key := queryNamesField(r.URL.RawQuery); key != "" {
-		return nil, refuse(http.StatusBadRequest, "bad_request", "the query string names %q: send the payment's fields in the body only", key)
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		// Many frameworks merge the query into the request's parameters
+		// (Rails, PHP's $_REQUEST, Express's req.query with brackets), where
+		// it could name another payment than the body.
+		return nil, refuse(http.StatusBadRequest, "bad_request", "payment routes take no query string: send the payment's fields in the body only")
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		// The guard reads the body as sent; an app's parser may inflate it.
+		return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "payment routes take no Content-Encoding (got %q): send the body uncompressed", ce)
 	}
 	body, err := readBody(w, r, h.MaxBody)
 	if err != nil {
@@ -225,6 +235,20 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 		return nil, refuse(http.StatusBadRequest, "invalid_payment_id", "paymentId: %v", err)
 	}
 	st.id = id
+	if st.phase == phaseIncomplete {
+		// Not used, but an app may read them: checked against Pi's.
+		for _, tx := range []string{cb.TxID, cb.PostedTxID} {
+			if tx != "" && piclient.ValidateTxID(tx) != nil {
+				return nil, refuse(http.StatusBadRequest, "invalid_txid", "the posted txid is not a transaction id")
+			}
+			if tx != "" && st.claimed != "" && !strings.EqualFold(tx, st.claimed) {
+				return nil, refuse(http.StatusBadRequest, "bad_request", "the body names two different transactions")
+			}
+			if tx != "" {
+				st.claimed = strings.ToLower(tx)
+			}
+		}
+	}
 	if st.phase == phaseComplete {
 		if err := piclient.ValidateTxID(cb.TxID); err != nil {
 			return nil, refuse(http.StatusBadRequest, "invalid_txid", "txid: %v", err)
@@ -340,12 +364,14 @@ func (h *Handler) lockLocal(ctx context.Context, id string) (func(), *guardError
 	return unlock, nil
 }
 
-// lockPayment serialises work on one payment: first in this process, then
-// across instances through the storage lock.
+// lockPayment serialises work on one payment: first in this process
+// (waiting at most lockWait), then across instances through the storage
+// lock. The storage lock gets the request's own context: a storage module
+// may keep its lock fresh only while that context lives.
 func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardError) {
-	unlockLocal, err := h.locks.Lock(ctx, id)
-	if err != nil {
-		return nil, piFailure(err, id)
+	unlockLocal, ge := h.lockLocal(ctx, id)
+	if ge != nil {
+		return nil, ge
 	}
 	unlockShared, err := h.store.lock(ctx, id)
 	if err != nil {

@@ -50,11 +50,67 @@ func TestParseCallbackRefusesOtherSpellings(t *testing.T) {
 	assert.Equal(t, "A", cb.PaymentIdentifier)
 }
 
-func TestQueryNamesField(t *testing.T) {
-	assert.Empty(t, queryNamesField(""))
-	assert.Empty(t, queryNamesField("a=1&paymentIds=2"))
-	assert.Equal(t, "paymentId", queryNamesField("paymentId=B"))
-	assert.Equal(t, "TXID", queryNamesField("x=1&TXID=ff"))
+// Reviewer's findings: a charset other than UTF-8 (body-parser decodes
+// UTF-7, where "payment+AEk-d" is "paymentId"), bracketed form keys that
+// nested parsers read as the field, and a posted transaction other than Pi's.
+func TestParseCallbackRefusesWhatAnAppReadsDifferently(t *testing.T) {
+	_, err := parseCallback("application/json; charset=utf-7", []byte(`{"paymentId":"A","payment+AEk-d":"B"}`))
+	assert.ErrorIs(t, err, errUnsupportedMedia)
+	for _, ct := range []string{"application/json; charset=UTF-8", "application/json; charset=utf8", "application/json"} {
+		_, err := parseCallback(ct, []byte(`{"paymentId":"A"}`))
+		assert.NoError(t, err, ct)
+	}
+	for _, body := range []string{"paymentId=A&payment[identifier]=B", "paymentId[]=B", "paymentId=A&paymentId.x=B", "payment=B"} {
+		_, err := parseCallback("application/x-www-form-urlencoded", []byte(body))
+		assert.Error(t, err, body)
+	}
+	cb, err := parseCallback("application/json", []byte(`{"payment":{"identifier":"A","transaction":{"txid":"AB","_link":"x"}}}`))
+	require.NoError(t, err)
+	assert.Equal(t, "AB", cb.PostedTxID)
+	cb, err = parseCallback("application/json", []byte(`{"payment":{"identifier":"A","transaction":null}}`))
+	require.NoError(t, err)
+	assert.Empty(t, cb.PostedTxID)
+	_, err = parseCallback("application/json", []byte(`{"payment":{"identifier":"A","transaction":{"txid":"a","TXID":"b"}}}`))
+	assert.Error(t, err)
+}
+
+func TestIncompleteRefusesAPostedTransactionOtherThanPis(t *testing.T) {
+	pi := pitest.NewServer()
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	p := pi.CreatePayment(pitest.NewPayment{})
+	w, _ := postJSON(t, h, "/payments/approve", `{"paymentId":"`+p.Identifier+`"}`)
+	require.Equal(t, http.StatusNoContent, w.Code)
+	txid, err := pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+	other := strings.Repeat("cd", 32)
+	next := &nextRecorder{}
+	w, body := postJSON(t, h, "/payments/incomplete", `{"payment":{"identifier":"`+p.Identifier+`","transaction":{"txid":"`+other+`"}}}`, next)
+	assert.Equal(t, http.StatusConflict, w.Code, "%v", body)
+	assert.Equal(t, "txid_mismatch", body["error"])
+	assert.False(t, next.called)
+	w, body = postJSON(t, h, "/payments/incomplete", `{"payment":{"identifier":"`+p.Identifier+`","transaction":{"txid":"`+strings.ToUpper(txid)+`"}}}`, next)
+	assert.Equal(t, http.StatusNoContent, w.Code, "Pi's own transaction, in any case: %v", body)
+}
+
+func TestPaymentRoutesRefuseQueriesAndEncodings(t *testing.T) {
+	pi := pitest.NewServer()
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	for _, target := range []string{"/payments/approve?x=1", "/payments/approve?paymentId[]=B", "/payments/approve?", "/payments/approve?a;paymentId=B"} {
+		r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(`{"paymentId":"abc"}`))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		require.NoError(t, h.ServeHTTP(w, r, &nextRecorder{}))
+		assert.Equal(t, http.StatusBadRequest, w.Code, target)
+	}
+	r := httptest.NewRequest(http.MethodPost, "/payments/approve", strings.NewReader(`{"paymentId":"abc"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Content-Encoding", "gzip")
+	w := httptest.NewRecorder()
+	require.NoError(t, h.ServeHTTP(w, r, &nextRecorder{}))
+	assert.Equal(t, http.StatusUnsupportedMediaType, w.Code)
+	assert.Zero(t, pi.Calls(pitest.EndpointGet))
 }
 
 // Route variants that frameworks route to the same handler are guarded,
@@ -63,7 +119,7 @@ func TestRouteVariantsAreGuarded(t *testing.T) {
 	pi := pitest.NewServer()
 	defer pi.Close()
 	h := newTestHandler(t, pi.URL)
-	for _, path := range []string{"/payments/complete/", "/PAYMENTS/Complete", "//payments/complete", "/payments/./complete", "/payments/x/../complete//"} {
+	for _, path := range []string{"/payments/complete/", "/PAYMENTS/Complete", "//payments/complete", "/payments/./complete", "/payments/x/../complete//", "/payments/complete;jsessionid=1", "/payments/complete.json"} {
 		assert.Equal(t, phaseComplete, h.phaseOf(path), path)
 	}
 	for _, path := range []string{"/payments/completed", "/payments", "/payments/complete/x"} {
@@ -353,4 +409,22 @@ func TestApproveWithAppDownAnswersJSON(t *testing.T) {
 	assert.Contains(t, w.Body.String(), `"upstream_unavailable"`)
 	assert.Zero(t, pi.Calls(pitest.EndpointApprove), "Pi is not asked")
 	var _ = piclient.NetworkTestnet
+}
+
+// A token Pi refused is remembered: repeating it costs no /me call.
+func TestInvalidTokenIsRemembered(t *testing.T) {
+	pi := pitest.NewServer()
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	h.BindUser = &UserBinding{}
+	require.NoError(t, h.provision(testStorage(t)))
+	for range 10 {
+		r := httptest.NewRequest(http.MethodPost, "/payments/approve", strings.NewReader(`{"paymentId":"abc"}`))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer not-a-token")
+		w := httptest.NewRecorder()
+		require.NoError(t, h.ServeHTTP(w, r, &nextRecorder{}))
+		require.Equal(t, http.StatusUnauthorized, w.Code)
+	}
+	assert.Equal(t, 1, pi.Calls(pitest.EndpointMe))
 }

@@ -62,6 +62,16 @@ func (u *users) token(r *http.Request) string {
 	return ""
 }
 
+// remember caches a token's uid ("" for a token Pi refused).
+func (u *users) remember(key [32]byte, uid string, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.cache) >= userCacheMax {
+		clear(u.cache)
+	}
+	u.cache[key] = cachedUser{uid: uid, expires: now.Add(userCacheTTL)}
+}
+
 // authenticate returns the uid of the request's access token.
 func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (string, *guardError) {
 	tok := u.token(r)
@@ -74,6 +84,9 @@ func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (st
 	c, ok := u.cache[key]
 	u.mu.Unlock()
 	if ok && now.Before(c.expires) {
+		if c.uid == "" {
+			return "", refuse(http.StatusUnauthorized, "user_token_invalid", "the Pi access token is invalid or expired; sign in again")
+		}
 		return c.uid, nil
 	}
 	release, err := st.limit.acquire()
@@ -87,15 +100,11 @@ func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (st
 	st.piCalls++
 	if err != nil {
 		if piclient.IsUnauthorized(err) || piclient.IsInvalid(err) {
+			u.remember(key, "", now) // a flood of bad tokens costs one /me each per minute
 			return "", refuse(http.StatusUnauthorized, "user_token_invalid", "the Pi access token is invalid or expired; sign in again")
 		}
 		return "", piFailure(err, st.id)
 	}
-	u.mu.Lock()
-	if len(u.cache) >= userCacheMax {
-		clear(u.cache)
-	}
-	u.cache[key] = cachedUser{uid: user.UID, expires: now.Add(userCacheTTL)}
-	u.mu.Unlock()
+	u.remember(key, user.UID, now)
 	return user.UID, nil
 }

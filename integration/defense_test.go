@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
-	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
 // incompleteBody is what the frontend posts from onIncompletePaymentFound:
@@ -54,20 +53,17 @@ func TestForgedIncompletePaymentIsNotTrusted(t *testing.T) {
 
 	p := e.approved(pitest.NewPayment{Amount: "10"})
 	forgedTx := strings.Repeat("ab", 32)
+	before := len(e.up.requests())
 	status, body := e.post("/payments/incomplete", incompleteBody(p.Identifier, forgedTx, internal.URL+"/admin", "10"))
-	require.Equal(t, http.StatusOK, status, "%v", body)
+	require.Equal(t, http.StatusConflict, status, "%v", body)
+	assert.Equal(t, "payment_in_progress", body["error"], "Pi shows no transaction, and a stranger may not cancel a fresh payment")
 
 	assert.Zero(t, internalHits.Load(), "the posted _link is never fetched")
 	assert.Zero(t, e.verifiedDeliveries(p.Identifier))
 	assert.Zero(t, e.pi.Calls(pitest.EndpointComplete))
 	got, _ := e.pi.Payment(p.Identifier)
-	assert.True(t, got.Status.Cancelled, "Pi shows no transaction: the payment is cancelled, as the reference app does")
-	reqs := e.up.requests()
-	last := reqs[len(reqs)-1]
-	require.NotNil(t, last.Notice, "the app gets a notice so it can release the order")
-	assert.Equal(t, "incomplete", last.Notice.Phase)
-	assert.True(t, last.Notice.Payment.Status.Cancelled)
-	assert.Empty(t, last.Header.Get(verify.HeaderVerified))
+	assert.False(t, got.Status.Cancelled)
+	assert.Len(t, e.up.requests(), before, "the app hears nothing")
 }
 
 func TestCancelledPaymentIsForwardedAsNotice(t *testing.T) {
