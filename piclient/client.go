@@ -21,7 +21,9 @@ import (
 // DefaultBaseURL is the Pi Platform API's production base URL.
 const DefaultBaseURL = "https://api.minepi.com/v2"
 
-// Defaults used when Options leaves a field zero.
+// Defaults used when Options leaves a field zero. DefaultTimeout bounds each
+// HTTP attempt: half the 20 s that Pi's own SDKs allow, so that a re-read
+// still fits in the Pi wallet's minute (see the package documentation).
 const (
 	DefaultTimeout    = 10 * time.Second
 	DefaultMaxRetries = 3
