@@ -71,7 +71,7 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 		if ge := h.ours(rec.Payment, st); ge != nil {
 			return ge
 		}
-		if rec.TxID != st.txid {
+		if piclient.NormalizeTxID(rec.TxID) != st.txid {
 			return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 		}
 		st.outcome = "replayed"
@@ -121,7 +121,14 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		}
 		cancelled, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Cancel(ctx, st.id) })
 		if err != nil {
-			return piFailure(err, st.id)
+			// Pi refuses to cancel a payment cancelled meanwhile
+			// (cancelled_payment) or one whose transaction was just recorded
+			// (payment_tx_present): only a fresh read tells.
+			fresh, rerr := st.pi(func() (*piclient.Payment, error) { return h.pi.GetPayment(ctx, st.id) })
+			if rerr != nil || !fresh.IsCancelled() || fresh.TxID() != "" {
+				return piFailure(err, st.id)
+			}
+			cancelled = fresh
 		}
 		st.outcome = "cancelled_without_transaction"
 		return h.forwardNotice(st, cancelled, x)

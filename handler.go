@@ -253,7 +253,9 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 		if err := piclient.ValidateTxID(cb.TxID); err != nil {
 			return nil, refuse(http.StatusBadRequest, "invalid_txid", "txid: %v", err)
 		}
-		st.txid = strings.ToLower(cb.TxID) // Pi and Horizon write txids in lower case
+		// Pi and Horizon write txids in lower case; so does the guard, in
+		// comparisons, records and URLs.
+		st.txid = piclient.NormalizeTxID(cb.TxID)
 	}
 	return body, nil
 }

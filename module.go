@@ -49,7 +49,14 @@ const (
 	DefaultIncompletePath = "/payments/incomplete"
 	DefaultCancelPath     = "/payments/cancelled_payment"
 	DefaultMaxBody        = 64 << 10
-	DefaultTimeout        = 15 * time.Second
+	// DefaultTimeout bounds the Pi conversation of one guarded request. The
+	// Pi wallet gives up on a payment step after about 60 s: 20 s leaves room
+	// for one retry by the client and for the app's answer.
+	DefaultTimeout = 20 * time.Second
+	// DefaultPiCallTimeout bounds each Pi API call (or timeout, if shorter).
+	// Pi's own SDKs allow 20 s; half of that lets a lost /approve or
+	// /complete be settled by a re-read within the same request.
+	DefaultPiCallTimeout = piclient.DefaultTimeout
 	// DefaultCancelIncompleteAfter: see Handler.CancelIncompleteAfter.
 	DefaultCancelIncompleteAfter = 5 * time.Minute
 	MinSigningKeyBytes           = 32
@@ -94,7 +101,8 @@ type Handler struct {
 	NoticeHeader string `json:"notice_header,omitempty"`
 	// MaxBody bounds a callback request's body, in bytes; default 64 KiB.
 	MaxBody int64 `json:"max_body,omitempty"`
-	// Timeout bounds the whole Pi conversation of one request; default 15s.
+	// Timeout bounds the whole Pi conversation of one request; default 20s.
+	// Each Pi call is also bounded by DefaultPiCallTimeout.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// TokenTTL is the lifetime of a signed header; default 60s.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
@@ -225,7 +233,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	h.pi, err = piclient.New(piclient.Options{
 		BaseURL: h.APIURL,
 		APIKey:  apiKey,
-		Timeout: time.Duration(h.Timeout),
+		Timeout: min(DefaultPiCallTimeout, time.Duration(h.Timeout)),
 		Observe: h.metrics.observePi,
 	})
 	if err != nil {

@@ -12,14 +12,18 @@ import (
 )
 
 // guardError is a refusal or failure answered to the client as JSON:
-// {"error": "<stable code>", "message": "...", "retryable": bool}.
+// {"error": "<stable code>", "message": "...", "retryable": bool}, plus, when
+// Pi's JSON error body said why, "pi_error" (Pi's code) and
+// "verification_error" (Pi's reason for verification_failed).
 type guardError struct {
-	Status    int    `json:"-"`
-	Code      string `json:"error"`
-	Message   string `json:"message"`
-	PaymentID string `json:"paymentId,omitempty"`
-	Retryable bool   `json:"retryable"`
-	cause     error
+	Status            int    `json:"-"`
+	Code              string `json:"error"`
+	Message           string `json:"message"`
+	PaymentID         string `json:"paymentId,omitempty"`
+	Retryable         bool   `json:"retryable"`
+	PiError           string `json:"pi_error,omitempty"`
+	VerificationError string `json:"verification_error,omitempty"`
+	cause             error
 	// retryAfter, when set, is sent as Retry-After (seconds).
 	retryAfter int
 }
@@ -51,7 +55,9 @@ func writeError(w http.ResponseWriter, e *guardError) {
 	_ = json.NewEncoder(w).Encode(e)
 }
 
-// piFailure turns a failed Pi call into the answer for the client.
+// piFailure turns a failed Pi call into the answer for the client. Only Pi's
+// JSON error body counts as Pi saying no: an HTML page with a 4xx or 5xx
+// (Pi's front servers, a proxy) is "Pi unavailable", retryable.
 func piFailure(err error, id string) *guardError {
 	var ge *guardError
 	if errors.As(err, &ge) {
@@ -77,14 +83,22 @@ func piFailure(err error, id string) *guardError {
 	}
 	e.cause = err
 	e.PaymentID = id
+	e.PiError = piclient.ErrorCode(err)
+	e.VerificationError = piclient.VerificationError(err)
 	return e
 }
 
+// piCode names Pi's refusal for a message: its code, with the reason for
+// verification_failed, or the HTTP status.
 func piCode(err error) string {
-	if c := piclient.ErrorCode(err); c != "" {
-		return c
+	c := piclient.ErrorCode(err)
+	if c == "" {
+		return fmt.Sprintf("HTTP %d", piclient.StatusCode(err))
 	}
-	return fmt.Sprintf("HTTP %d", piclient.StatusCode(err))
+	if v := piclient.VerificationError(err); v != "" {
+		return c + ": " + v
+	}
+	return c
 }
 
 // storageFailure is the answer when the guard cannot read or lock its own

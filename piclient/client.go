@@ -21,7 +21,9 @@ import (
 // DefaultBaseURL is the Pi Platform API's production base URL.
 const DefaultBaseURL = "https://api.minepi.com/v2"
 
-// Defaults used when Options leaves a field zero.
+// Defaults used when Options leaves a field zero. DefaultTimeout bounds each
+// HTTP attempt: half the 20 s that Pi's own SDKs allow, so that a re-read
+// still fits in the Pi wallet's minute (see the package documentation).
 const (
 	DefaultTimeout    = 10 * time.Second
 	DefaultMaxRetries = 3
@@ -185,7 +187,8 @@ func (c *Client) Approve(ctx context.Context, id string) (*Payment, error) {
 }
 
 // Complete completes a payment with the transaction id the user's wallet
-// submitted: POST /payments/{id}/complete {"txid": txid}.
+// submitted: POST /payments/{id}/complete {"txid": txid}. The txid is sent in
+// lower case (NormalizeTxID), as Pi writes it.
 func (c *Client) Complete(ctx context.Context, id, txid string) (*Payment, error) {
 	if err := ValidatePaymentID(id); err != nil {
 		return nil, &Error{Op: "complete", Err: err}
@@ -195,7 +198,7 @@ func (c *Client) Complete(ctx context.Context, id, txid string) (*Payment, error
 	}
 	body, _ := json.Marshal(struct {
 		TxID string `json:"txid"`
-	}{txid})
+	}{NormalizeTxID(txid)})
 	var p Payment
 	return c.checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, path: "/payments/" + id + "/complete", body: body}, &p))
 }
@@ -359,14 +362,13 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
-		var eb apiErrorBody
-		if readErr == nil && json.Unmarshal(data, &eb) == nil {
-			e.Code = truncate(redact(eb.Error, secret), 100)
-			e.Message = eb.ErrorMessage
-			if e.Message == "" {
-				e.Message = eb.Message
-			}
-			e.Message = redact(e.Message, secret)
+		switch eb, ok := parseErrorBody(data, secret); {
+		case readErr != nil:
+			e.Err = redactErr(fmt.Errorf("reading answer: %w", scrubURL(readErr)), secret)
+		case ok:
+			e.Code, e.Message, e.VerificationError, e.Payment = eb.Code, eb.Message, eb.VerificationError, eb.Payment
+		default:
+			e.Err = notAPIError(resp.Header.Get("Content-Type"))
 		}
 		// 429 means Pi did not act on the request; reads retry on any
 		// unavailability.

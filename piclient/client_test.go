@@ -135,7 +135,9 @@ func TestPostCalls(t *testing.T) {
 	}
 }
 
-func TestCompleteKeepsTxIDCase(t *testing.T) {
+// Pi and Horizon write txids in lower case and compare them exactly: an
+// upper-case txid (valid hex) is sent in lower case.
+func TestCompleteSendsLowerCaseTxID(t *testing.T) {
 	upper := strings.ToUpper(testTxID)
 	f := newFakePi(t, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, minimalPaymentJSON(testID))
@@ -143,7 +145,7 @@ func TestCompleteKeepsTxIDCase(t *testing.T) {
 	c := newClient(t, f.URL())
 	_, err := c.Complete(context.Background(), testID, upper)
 	require.NoError(t, err)
-	assert.Equal(t, `{"txid":"`+upper+`"}`, string(f.Requests()[0].Body))
+	assert.Equal(t, `{"txid":"`+testTxID+`"}`, string(f.Requests()[0].Body))
 }
 
 func TestIncompleteServerPayments(t *testing.T) {

@@ -58,12 +58,13 @@ type Transaction struct {
 	Link string `json:"_link"`
 }
 
-// TxID returns the payment's transaction id, or "" when it has none.
+// TxID returns the payment's transaction id in lower case (NormalizeTxID), or
+// "" when it has none.
 func (p *Payment) TxID() string {
 	if p == nil || p.Transaction == nil {
 		return ""
 	}
-	return p.Transaction.TxID
+	return NormalizeTxID(p.Transaction.TxID)
 }
 
 // IsCancelled reports whether the developer or the user cancelled the payment.
@@ -72,9 +73,10 @@ func (p *Payment) IsCancelled() bool {
 }
 
 // IsCompletedWith reports whether Pi marks the payment completed by the
-// developer with the given transaction id.
+// developer with the given transaction id (compared in lower case, as
+// NormalizeTxID writes it).
 func (p *Payment) IsCompletedWith(txid string) bool {
-	return p != nil && p.Status.DeveloperCompleted && txid != "" && p.TxID() == txid
+	return p != nil && p.Status.DeveloperCompleted && txid != "" && p.TxID() == NormalizeTxID(txid)
 }
 
 // User is the Pi Platform API's UserDTO, returned by GET /me.

@@ -208,7 +208,12 @@ func TestPaymentHelpers(t *testing.T) {
 	assert.Equal(t, testTxID, p.TxID())
 	assert.True(t, p.IsCompletedWith(testTxID))
 	assert.False(t, p.IsCompletedWith(""))
-	assert.False(t, p.IsCompletedWith(strings.ToUpper(testTxID)), "exact match")
+	assert.True(t, p.IsCompletedWith(strings.ToUpper(testTxID)), "txids compare in lower case")
+	assert.False(t, p.IsCompletedWith(strings.Repeat("0", 64)))
+	// Pi's txid in upper case (never seen, but harmless) reads in lower case.
+	p.Transaction.TxID = strings.ToUpper(testTxID)
+	assert.Equal(t, testTxID, p.TxID())
+	assert.True(t, p.IsCompletedWith(testTxID))
 	p.Status.DeveloperCompleted = false
 	assert.False(t, p.IsCompletedWith(testTxID), "a txid alone is not completion")
 	p = &piclient.Payment{Status: piclient.Status{DeveloperCompleted: true}}

@@ -3,6 +3,7 @@ package piclient
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // MaxPaymentIDLength is the longest payment identifier accepted. Pi's
@@ -39,7 +40,9 @@ func ValidatePaymentID(id string) error {
 	return nil
 }
 
-// ValidateTxID checks that txid is exactly TxIDLength hexadecimal digits.
+// ValidateTxID checks that txid is exactly TxIDLength hexadecimal digits, in
+// either case. Pi and Horizon write txids in lower case: pass a valid txid
+// through NormalizeTxID before comparing, storing or sending it.
 func ValidateTxID(txid string) error {
 	if len(txid) != TxIDLength {
 		return fmt.Errorf("%w: must be %d hexadecimal digits", ErrInvalidTxID, TxIDLength)
@@ -52,3 +55,8 @@ func ValidateTxID(txid string) error {
 	}
 	return nil
 }
+
+// NormalizeTxID returns txid in lower case, the form Pi and Horizon use. Two
+// valid txids name the same transaction exactly when their normalized forms
+// are equal.
+func NormalizeTxID(txid string) string { return strings.ToLower(txid) }

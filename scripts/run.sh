@@ -5,7 +5,8 @@
 #
 # Environment: PORT (Caddy, default 8080), FAKEPI_ADDR (default
 # 127.0.0.1:8090), APP_ADDR (default 127.0.0.1:8081), ADMIN_PORT (Caddy's
-# admin API, default 2019).
+# admin API, default 2019), PI_NETWORK (the fake platform's network and the
+# guard's, one setting for both; default "Pi Testnet", fakepi's default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,8 @@ PORT="${PORT:-8080}"
 FAKEPI_ADDR="${FAKEPI_ADDR:-127.0.0.1:8090}"
 APP_ADDR="${APP_ADDR:-127.0.0.1:8081}"
 ADMIN_PORT="${ADMIN_PORT:-2019}"
-export PORT FAKEPI_ADDR APP_ADDR ADMIN_PORT
+PI_NETWORK="${PI_NETWORK:-Pi Testnet}"
+export PORT FAKEPI_ADDR APP_ADDR ADMIN_PORT PI_NETWORK
 export PI_API_URL="http://${FAKEPI_ADDR}/v2"
 export PI_API_KEY="pitest-api-key" # the fake platform's app key; never a real one
 # A fresh signing secret for every run, shared by Caddy and the example app.
@@ -39,7 +41,7 @@ wait_for() { # url
 	return 1
 }
 
-bin/fakepi -addr "$FAKEPI_ADDR" -api-key "$PI_API_KEY" -network "Pi Testnet" &
+bin/fakepi -addr "$FAKEPI_ADDR" -api-key "$PI_API_KEY" -network "$PI_NETWORK" &
 pids+=($!)
 ADDR="$APP_ADDR" bin/goapp &
 pids+=($!)
@@ -55,7 +57,7 @@ cat <<MSG
   caddy-pi-guard is running. Open http://localhost:${PORT}/
   and pay for a pie with the simulated Pi wallet, then play the attacker.
 
-  fake Pi platform  http://${FAKEPI_ADDR}/v2   (control API: /control)
+  fake Pi platform  http://${FAKEPI_ADDR}/v2   (control API: /control; network "${PI_NETWORK}")
   example app       http://${APP_ADDR}        (behind Caddy)
   Caddy + pi_guard  http://localhost:${PORT}
 

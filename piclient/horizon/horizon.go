@@ -62,6 +62,7 @@ func (c *Client) Transaction(ctx context.Context, txid string) (*Transaction, er
 	if err := piclient.ValidateTxID(txid); err != nil {
 		return nil, err
 	}
+	txid = piclient.NormalizeTxID(txid) // Horizon's URLs use lower case
 	var tx struct {
 		Hash       string `json:"hash"`
 		Successful bool   `json:"successful"`
@@ -129,7 +130,7 @@ func Check(tx *Transaction, p *piclient.Payment, wallet string) error {
 	switch {
 	case !tx.Successful:
 		return errors.New("the transaction did not succeed")
-	case tx.Hash != p.TxID():
+	case piclient.NormalizeTxID(tx.Hash) != p.TxID():
 		return errors.New("the blockchain returned a different transaction")
 	case tx.Memo != p.Identifier:
 		return fmt.Errorf("the transaction's memo is not the payment id")

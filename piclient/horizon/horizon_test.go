@@ -1,6 +1,7 @@
 package horizon_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -62,4 +63,26 @@ func TestCheckAgainstFakeHorizon(t *testing.T) {
 	assert.ErrorIs(t, err, horizon.ErrNotFound)
 	_, err = horizon.New("ftp://x", 0)
 	assert.Error(t, err)
+}
+
+// Horizon writes txids in lower case and compares them exactly: an
+// upper-case txid is read in lower case, and a hash in either case matches.
+func TestUpperCaseTxID(t *testing.T) {
+	s := pitest.NewServer()
+	defer s.Close()
+	c, err := horizon.New(s.HorizonURL, 0)
+	require.NoError(t, err)
+	pc, err := piclient.New(piclient.Options{BaseURL: s.URL, APIKey: s.APIKey})
+	require.NoError(t, err)
+	p := s.CreatePayment(pitest.NewPayment{Amount: "3.14"})
+	_, err = pc.Approve(t.Context(), p.Identifier)
+	require.NoError(t, err)
+	txid, err := s.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+	tx, err := c.Transaction(t.Context(), strings.ToUpper(txid))
+	require.NoError(t, err)
+	assert.Equal(t, txid, tx.Hash)
+	got, _ := s.Payment(p.Identifier)
+	got.Transaction.TxID = strings.ToUpper(txid)
+	assert.NoError(t, horizon.Check(tx, &got, s.Wallet))
 }

@@ -90,9 +90,14 @@ func (s *Server) performAPI(rt apiRoute, auth string, body []byte) answer {
 	)
 	switch rt.ep {
 	case EndpointIncomplete:
+		ps := s.incomplete(app)
+		out := make([]wirePayment, len(ps))
+		for i := range ps {
+			out[i] = wire(ps[i])
+		}
 		return okAnswer(struct {
-			Payments []piclient.Payment `json:"incomplete_server_payments"`
-		}{s.incomplete(app)})
+			Payments []wirePayment `json:"incomplete_server_payments"`
+		}{out})
 	case EndpointGet:
 		p, rej = s.get(app, rt.id)
 	case EndpointApprove:
@@ -100,16 +105,28 @@ func (s *Server) performAPI(rt apiRoute, auth string, body []byte) answer {
 	case EndpointCancel:
 		p, rej = s.cancel(app, rt.id)
 	case EndpointComplete:
-		var req struct {
-			TxID string `json:"txid"`
-		}
-		_ = json.Unmarshal(body, &req) // a bad body leaves txid empty: invalid_txid
-		p, rej = s.complete(app, rt.id, req.TxID)
+		txid, bad := completeTxID(body)
+		p, rej = s.complete(app, rt.id, txid, bad)
 	}
 	if rej != nil {
 		return errorAnswer(rej)
 	}
-	return okAnswer(p)
+	return okAnswer(wire(p))
+}
+
+// completeTxID reads the txid of a /complete body {"txid": "<txid>"}: a body
+// that is not a JSON object is refused with missing_param, one without a
+// txid string with missing_txid.
+func completeTxID(body []byte) (string, *rejection) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil || fields == nil {
+		return "", reject(http.StatusBadRequest, "missing_param", `the body must be a JSON object {"txid": "<txid>"}`)
+	}
+	var txid string
+	if raw, ok := fields["txid"]; !ok || json.Unmarshal(raw, &txid) != nil || txid == "" {
+		return "", reject(http.StatusBadRequest, "missing_txid", "txid is required")
+	}
+	return txid, nil
 }
 
 // authenticate checks "Authorization: Key <key>" and returns the app's key.
@@ -133,6 +150,11 @@ func okAnswer(v any) answer {
 }
 
 func errorAnswer(rej *rejection) answer {
-	body, _ := json.Marshal(apiError{Error: rej.code, ErrorMessage: rej.message})
+	e := apiError{Error: rej.code, ErrorMessage: rej.message, VerificationError: rej.verificationError}
+	if rej.payment != nil {
+		p := wire(*rej.payment)
+		e.Payment = &p
+	}
+	body, _ := json.Marshal(e)
 	return jsonAnswer(rej.status, body)
 }

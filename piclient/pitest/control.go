@@ -31,12 +31,15 @@ type controlTx struct {
 	To         string          `json:"to"`
 	Failed     bool            `json:"failed"`
 	Unverified bool            `json:"unverified"`
+	// VerificationError is Tx.VerificationError.
+	VerificationError string `json:"verification_error"`
 }
 
 // controlFault is the body of POST /control/faults.
 type controlFault struct {
 	Endpoint     Endpoint `json:"endpoint"`
 	Status       int      `json:"status"`
+	HTML         bool     `json:"html"`
 	RetryAfterMS int64    `json:"retry_after_ms"`
 	DelayMS      int64    `json:"delay_ms"`
 	Drop         bool     `json:"drop"`
@@ -169,7 +172,7 @@ func (s *Server) controlSubmit(w http.ResponseWriter, id string, body []byte) {
 	if !decodeControl(w, body, &req, true) {
 		return
 	}
-	tx := Tx{Amount: string(req.Amount), Memo: req.Memo, To: req.To, Failed: req.Failed, Unverified: req.Unverified}
+	tx := Tx{Amount: string(req.Amount), Memo: req.Memo, To: req.To, Failed: req.Failed, Unverified: req.Unverified, VerificationError: req.VerificationError}
 	if _, err := s.SubmitTransactionWith(id, tx); err != nil {
 		writeControlError(w, err)
 		return
@@ -191,7 +194,7 @@ func (s *Server) controlFault(w http.ResponseWriter, body []byte) {
 		return
 	}
 	f := Fault{
-		Status: req.Status, RetryAfter: time.Duration(req.RetryAfterMS) * time.Millisecond,
+		Status: req.Status, HTML: req.HTML, RetryAfter: time.Duration(req.RetryAfterMS) * time.Millisecond,
 		Delay: time.Duration(req.DelayMS) * time.Millisecond, Drop: req.Drop, Malformed: req.Malformed,
 		Truncated: req.Truncated, DropResponse: req.DropResponse, Times: req.Times, Fraction: req.Fraction,
 	}

@@ -42,6 +42,11 @@ type Fault struct {
 	// Status answers with this status (400-599) and an error body, without
 	// performing the call.
 	Status int
+	// HTML makes Status answer with an HTML page instead of Pi's JSON error
+	// body: for 500 the Rails page Pi's front servers have sent ("We're
+	// sorry, but something went wrong (500)"), for any other status a
+	// proxy's page. It needs Status.
+	HTML bool
 	// RetryAfter sends a Retry-After header with Status, in whole seconds
 	// rounded up.
 	RetryAfter time.Duration
@@ -75,6 +80,8 @@ func (f Fault) validate() error {
 	switch {
 	case f.Status != 0 && (f.Status < 400 || f.Status > 599):
 		return fmt.Errorf("%w: fault status %d is not 400-599", ErrInvalid, f.Status)
+	case f.HTML && f.Status == 0:
+		return fmt.Errorf("%w: an HTML fault needs a status", ErrInvalid)
 	case f.RetryAfter < 0 || f.Delay < 0:
 		return fmt.Errorf("%w: fault durations must not be negative", ErrInvalid)
 	case f.Times < 0:
@@ -206,6 +213,40 @@ func jsonAnswer(status int, body []byte) answer {
 // misbehaving proxy would.
 const malformedBody = "<!DOCTYPE html>\n<html><body><h1>pitest: malformed answer</h1></body></html>\n"
 
+// railsErrorPage is the page Pi's front servers (nginx, Phusion Passenger,
+// Rails) answered 500 with, as posted in pi-apps/pi-platform-docs#27 and
+// #29 (styles shortened).
+const railsErrorPage = `<!DOCTYPE html>
+<html>
+<head>
+  <title>We're sorry, but something went wrong (500)</title>
+  <meta name="viewport" content="width=device-width,initial-scale=1">
+  <style>
+  .rails-default-error-page { background-color: #EFEFEF; color: #2E2F30; text-align: center; font-family: arial, sans-serif; margin: 0; }
+  </style>
+</head>
+<body class="rails-default-error-page">
+  <div class="dialog">
+    <div>
+      <h1>We're sorry, but something went wrong.</h1>
+    </div>
+    <p>If you are the application owner check the logs for more information.</p>
+  </div>
+</body>
+</html>
+`
+
+// htmlPage is the body of an HTML fault: Rails' page for 500, otherwise the
+// kind of page nginx or a firewall sends.
+func htmlPage(status int) []byte {
+	if status == http.StatusInternalServerError {
+		return []byte(railsErrorPage)
+	}
+	title := strconv.Itoa(status) + " " + http.StatusText(status)
+	return []byte("<html>\r\n<head><title>" + title + "</title></head>\r\n<body>\r\n<center><h1>" + title +
+		"</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+}
+
 // serveCall runs one call of ep about paymentID through latency and faults;
 // perform carries the call out and returns its answer.
 func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, ep Endpoint, paymentID string, perform func() answer) {
@@ -232,7 +273,9 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, ep Endpoint, 
 			code = "error_" + strconv.Itoa(f.Status)
 		}
 		msg := "pitest: injected fault"
-		if ep == EndpointHorizon {
+		if f.HTML {
+			writeBody(w, f.Status, "text/html; charset=utf-8", htmlPage(f.Status))
+		} else if ep == EndpointHorizon {
 			writeProblem(w, f.Status, http.StatusText(f.Status), msg)
 		} else {
 			writeError(w, f.Status, code, msg)

@@ -182,10 +182,14 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 	_, _ = w.Write(body)
 }
 
-// apiError is Pi's error body.
+// apiError is Pi's error body: {"error": code, "error_message": text}, with
+// verification_error instead of error_message for verification_failed, and
+// the payment beside some refusals.
 type apiError struct {
-	Error        string `json:"error"`
-	ErrorMessage string `json:"error_message"`
+	Error             string       `json:"error"`
+	ErrorMessage      string       `json:"error_message,omitempty"`
+	VerificationError string       `json:"verification_error,omitempty"`
+	Payment           *wirePayment `json:"payment,omitempty"`
 }
 
 // writeError answers with Pi's error body.

@@ -39,7 +39,8 @@ type NewPayment struct {
 	Memo string
 	// Metadata is the app's JSON metadata; default {}.
 	Metadata json.RawMessage
-	// UserUID is the user's app-specific identifier; default "user-1".
+	// UserUID is the user's app-specific identifier; default DefaultUserUID
+	// (Pi's uids are UUIDs).
 	UserUID string
 	// Network; default the Server's Network.
 	Network string
@@ -63,8 +64,13 @@ type Tx struct {
 	// Failed makes the transaction unsuccessful on chain.
 	Failed bool
 	// Unverified makes Pi report transaction.verified=false and
-	// status.transaction_verified=false.
+	// status.transaction_verified=false; /complete then answers not_verified.
 	Unverified bool
+	// VerificationError makes Pi's verification of the transaction fail for
+	// this reason, such as "tx_memo_payment_identifier_mismatch": it reports
+	// the transaction unverified, as Unverified does, and /complete answers
+	// 400 {"error": "verification_failed", "verification_error": reason}.
+	VerificationError string
 }
 
 // payment is the server's record of a payment.
@@ -75,6 +81,8 @@ type payment struct {
 	// redundantCompletes counts /complete calls on the payment after it was
 	// already completed.
 	redundantCompletes int
+	// verificationError is Pi's reason for refusing the transaction (Tx).
+	verificationError string
 }
 
 // chainTx is a transaction on the fake blockchain.
@@ -123,7 +131,7 @@ func (s *Server) createPayment(p NewPayment) (piclient.Payment, error) {
 		return piclient.Payment{}, fmt.Errorf("%w: metadata is not JSON", ErrInvalid)
 	}
 	if p.UserUID == "" {
-		p.UserUID = "user-1"
+		p.UserUID = DefaultUserUID
 	}
 	if p.Network == "" {
 		p.Network = s.Network
@@ -239,8 +247,10 @@ func (s *Server) SubmitTransactionWith(id string, tx Tx) (string, error) {
 	s.ledger++
 	ct.ledger = s.ledger
 	s.txs[txid] = ct
-	rec.dto.Transaction = &piclient.Transaction{TxID: txid, Verified: !tx.Unverified, Link: s.HorizonURL + "/transactions/" + txid}
-	rec.dto.Status.TransactionVerified = !tx.Unverified
+	verified := !tx.Unverified && tx.VerificationError == ""
+	rec.verificationError = tx.VerificationError
+	rec.dto.Transaction = &piclient.Transaction{TxID: txid, Verified: verified, Link: s.HorizonURL + "/transactions/" + txid}
+	rec.dto.Status.TransactionVerified = verified
 	return txid, nil
 }
 
@@ -322,16 +332,33 @@ func (s *Server) ExpireToken(accessToken string) {
 	}
 }
 
-// rejection is a refusal by the API: status, Pi error code and message.
+// rejection is a refusal by the API: status, Pi error code and message, and
+// what some refusals carry beside them.
 type rejection struct {
 	status  int
 	code    string
 	message string
+	// verificationError goes with code verification_failed, instead of a
+	// message.
+	verificationError string
+	// payment is sent beside the code when set.
+	payment *piclient.Payment
 }
 
 func reject(status int, code, msg string) *rejection {
 	return &rejection{status: status, code: code, message: msg}
 }
+
+// withPayment returns rej with the payment beside it.
+func (rej *rejection) withPayment(rec *payment) *rejection {
+	p := snapshot(rec)
+	rej.payment = &p
+	return rej
+}
+
+// msgTxPresent is Pi's message for payment_tx_present, as quoted in
+// pi-apps/pi-ruby#4.
+const msgTxPresent = "You cannot cancel this payment, because an associated blockchain transaction has been recorded."
 
 var errNotFound = reject(http.StatusNotFound, "payment_not_found", "payment not found")
 
@@ -368,7 +395,7 @@ func (s *Server) approve(app, id string) (piclient.Payment, *rejection) {
 	case rec.dto.Direction != piclient.DirectionUserToApp:
 		return piclient.Payment{}, reject(http.StatusBadRequest, "wrong_direction", "only user-to-app payments are approved")
 	case rec.dto.IsCancelled():
-		return piclient.Payment{}, reject(http.StatusBadRequest, "payment_cancelled", "the payment was cancelled")
+		return piclient.Payment{}, reject(http.StatusBadRequest, "cancelled_payment", "the payment was cancelled")
 	case st.DeveloperApproved:
 		return piclient.Payment{}, reject(http.StatusBadRequest, "already_approved", "the payment is already approved")
 	}
@@ -376,9 +403,9 @@ func (s *Server) approve(app, id string) (piclient.Payment, *rejection) {
 	return snapshot(rec), nil
 }
 
-// complete is POST /payments/{id}/complete with the txid from the body ("" if
-// the body has none).
-func (s *Server) complete(app, id, txid string) (piclient.Payment, *rejection) {
+// complete is POST /payments/{id}/complete with the txid from the body, or
+// bad, the refusal of a body without one.
+func (s *Server) complete(app, id, txid string, bad *rejection) (piclient.Payment, *rejection) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, rej := s.lookupLocked(app, id)
@@ -386,28 +413,31 @@ func (s *Server) complete(app, id, txid string) (piclient.Payment, *rejection) {
 		return piclient.Payment{}, rej
 	}
 	st := &rec.dto.Status
+	tx := rec.dto.Transaction
 	switch {
 	case st.DeveloperCompleted:
 		rec.redundantCompletes++
 		return piclient.Payment{}, reject(http.StatusBadRequest, "already_completed", "the payment is already completed")
 	case rec.dto.IsCancelled():
-		return piclient.Payment{}, reject(http.StatusBadRequest, "payment_cancelled", "the payment was cancelled")
-	case piclient.ValidateTxID(txid) != nil:
-		return piclient.Payment{}, reject(http.StatusBadRequest, "invalid_txid", `the body must be {"txid": "<64 hexadecimal digits>"}`)
-	case rec.dto.Direction == piclient.DirectionUserToApp && !st.DeveloperApproved:
-		return piclient.Payment{}, reject(http.StatusBadRequest, "not_approved", "the payment was not approved")
-	case rec.dto.Transaction == nil:
-		return piclient.Payment{}, reject(http.StatusBadRequest, "no_transaction", "no transaction was submitted for the payment")
-	case rec.dto.Transaction.TxID != txid:
+		return piclient.Payment{}, reject(http.StatusBadRequest, "cancelled_payment", "the payment was cancelled")
+	case bad != nil:
+		return piclient.Payment{}, bad
+	case tx == nil:
+		return piclient.Payment{}, reject(http.StatusBadRequest, "not_verified", "no verified blockchain transaction is linked to the payment")
+	case tx.TxID != txid:
 		return piclient.Payment{}, reject(http.StatusBadRequest, "txid_mismatch", "the txid is not the payment's transaction")
-	case !rec.dto.Transaction.Verified:
-		return piclient.Payment{}, reject(http.StatusBadRequest, "transaction_not_verified", "the transaction could not be verified")
+	case rec.verificationError != "":
+		return piclient.Payment{}, &rejection{status: http.StatusBadRequest, code: "verification_failed", verificationError: rec.verificationError}
+	case !tx.Verified:
+		return piclient.Payment{}, reject(http.StatusBadRequest, "not_verified", "the transaction is not verified")
 	}
 	st.DeveloperCompleted = true
 	return snapshot(rec), nil
 }
 
-// cancel is POST /payments/{id}/cancel.
+// cancel is POST /payments/{id}/cancel. Pi refuses to cancel a completed or
+// cancelled payment (with the payment beside the code) and one with a
+// transaction.
 func (s *Server) cancel(app, id string) (piclient.Payment, *rejection) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -415,8 +445,13 @@ func (s *Server) cancel(app, id string) (piclient.Payment, *rejection) {
 	if rej != nil {
 		return piclient.Payment{}, rej
 	}
-	if rec.dto.Status.DeveloperCompleted {
-		return piclient.Payment{}, reject(http.StatusBadRequest, "already_completed", "a completed payment cannot be cancelled")
+	switch {
+	case rec.dto.Status.DeveloperCompleted:
+		return piclient.Payment{}, reject(http.StatusBadRequest, "already_completed", "a completed payment cannot be cancelled").withPayment(rec)
+	case rec.dto.IsCancelled():
+		return piclient.Payment{}, reject(http.StatusBadRequest, "cancelled_payment", "the payment is already cancelled").withPayment(rec)
+	case rec.dto.Transaction != nil:
+		return piclient.Payment{}, reject(http.StatusBadRequest, "payment_tx_present", msgTxPresent)
 	}
 	rec.dto.Status.Cancelled = true
 	return snapshot(rec), nil

@@ -47,7 +47,12 @@ var (
 		_, err := e.c.Cancel(t.Context(), e.id)
 		require.NoError(t, err)
 	}
-	userCancel = func(t *testing.T, e *env) { require.NoError(t, e.s.UserCancel(e.id)) }
+	userCancel                = func(t *testing.T, e *env) { require.NoError(t, e.s.UserCancel(e.id)) }
+	submitFailingVerification = func(t *testing.T, e *env) {
+		txid, err := e.s.SubmitTransactionWith(e.id, pitest.Tx{VerificationError: "tx_memo_payment_identifier_mismatch"})
+		require.NoError(t, err)
+		e.txid = txid
+	}
 )
 
 // call is the call under test; it returns the HTTP status and Pi's error
@@ -96,6 +101,11 @@ var (
 	callCompleteUpper = viaClient(func(t *testing.T, e *env) (*piclient.Payment, error) {
 		return e.c.Complete(t.Context(), e.id, strings.ToUpper(e.txid))
 	})
+	// callCompleteUpperRaw sends the txid in upper case, past the client,
+	// which would send it in lower case.
+	callCompleteUpperRaw = func(t *testing.T, e *env) (int, string) {
+		return viaRaw("POST", "/complete", `{"txid":"`+strings.ToUpper(e.txid)+`"}`)(t, e)
+	}
 )
 
 func TestStateMachine(t *testing.T) {
@@ -118,24 +128,28 @@ func TestStateMachine(t *testing.T) {
 		{name: "approve created", call: callApprove, wantStatus: 200, want: flags{DeveloperApproved: true}},
 		{name: "approve twice", setup: []step{approve}, call: callApprove, wantStatus: 400, wantCode: "already_approved",
 			want: flags{DeveloperApproved: true}},
-		{name: "approve after developer cancel", setup: []step{cancel}, call: callApprove, wantStatus: 400, wantCode: "payment_cancelled",
+		{name: "approve after developer cancel", setup: []step{cancel}, call: callApprove, wantStatus: 400, wantCode: "cancelled_payment",
 			want: flags{Cancelled: true}},
-		{name: "approve after user cancel", setup: []step{userCancel}, call: callApprove, wantStatus: 400, wantCode: "payment_cancelled",
+		{name: "approve after user cancel", setup: []step{userCancel}, call: callApprove, wantStatus: 400, wantCode: "cancelled_payment",
 			want: flags{UserCancelled: true}},
 		{name: "approve completed", setup: []step{approve, submit, complete}, call: callApprove, wantStatus: 400, wantCode: "already_approved",
 			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
 		{name: "approve app-to-user", direction: piclient.DirectionAppToUser, call: callApprove, wantStatus: 400, wantCode: "wrong_direction"},
 
-		{name: "complete before approve", call: callComplete, wantStatus: 400, wantCode: "not_approved"},
-		{name: "complete without transaction", setup: []step{approve}, call: callComplete, wantStatus: 400, wantCode: "no_transaction",
+		{name: "complete before approve", call: callComplete, wantStatus: 400, wantCode: "not_verified"},
+		{name: "complete without transaction", setup: []step{approve}, call: callComplete, wantStatus: 400, wantCode: "not_verified",
 			want: flags{DeveloperApproved: true}},
 		{name: "complete paid", setup: []step{approve, submit}, call: callComplete, wantStatus: 200,
 			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
 		{name: "complete with another txid", setup: []step{approve, submit}, call: callCompleteOther, wantStatus: 400, wantCode: "txid_mismatch",
 			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
-		{name: "complete with upper-case txid", setup: []step{approve, submit}, call: callCompleteUpper, wantStatus: 400, wantCode: "txid_mismatch",
+		{name: "complete with upper-case txid", setup: []step{approve, submit}, call: callCompleteUpperRaw, wantStatus: 400, wantCode: "txid_mismatch",
 			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
-		{name: "complete unverified transaction", setup: []step{approve, submitUnverified}, call: callComplete, wantStatus: 400, wantCode: "transaction_not_verified",
+		{name: "complete with upper-case txid through the client", setup: []step{approve, submit}, call: callCompleteUpper, wantStatus: 200,
+			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
+		{name: "complete unverified transaction", setup: []step{approve, submitUnverified}, call: callComplete, wantStatus: 400, wantCode: "not_verified",
+			want: flags{DeveloperApproved: true}, wantTx: true},
+		{name: "complete transaction failing verification", setup: []step{approve, submitFailingVerification}, call: callComplete, wantStatus: 400, wantCode: "verification_failed",
 			want: flags{DeveloperApproved: true}, wantTx: true},
 		{name: "complete twice same txid", setup: []step{approve, submit, complete}, call: callComplete, wantStatus: 400, wantCode: "already_completed",
 			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
@@ -143,26 +157,31 @@ func TestStateMachine(t *testing.T) {
 			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
 		{name: "complete completed with bad body", setup: []step{approve, submit, complete}, call: viaRaw("POST", "/complete", `nope`), wantStatus: 400, wantCode: "already_completed",
 			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
-		{name: "complete after developer cancel", setup: []step{approve, submit, cancel}, call: callComplete, wantStatus: 400, wantCode: "payment_cancelled",
-			want: flags{DeveloperApproved: true, TransactionVerified: true, Cancelled: true}, wantTx: true},
-		{name: "complete after user cancel", setup: []step{approve, submit, userCancel}, call: callComplete, wantStatus: 400, wantCode: "payment_cancelled",
+		{name: "complete after developer cancel", setup: []step{approve, cancel}, call: callComplete, wantStatus: 400, wantCode: "cancelled_payment",
+			want: flags{DeveloperApproved: true, Cancelled: true}},
+		{name: "complete after user cancel", setup: []step{approve, submit, userCancel}, call: callComplete, wantStatus: 400, wantCode: "cancelled_payment",
 			want: flags{DeveloperApproved: true, TransactionVerified: true, UserCancelled: true}, wantTx: true},
 		{name: "complete app-to-user without approval", direction: piclient.DirectionAppToUser, setup: []step{submit}, call: callComplete, wantStatus: 200,
 			want: flags{TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
-		{name: "complete without body", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", ""), wantStatus: 400, wantCode: "invalid_txid",
+		{name: "complete without body", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", ""), wantStatus: 400, wantCode: "missing_param",
 			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
-		{name: "complete with non-JSON body", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `txid=abc`), wantStatus: 400, wantCode: "invalid_txid",
+		{name: "complete with non-JSON body", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `txid=abc`), wantStatus: 400, wantCode: "missing_param",
 			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
-		{name: "complete with short txid", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `{"txid":"abc"}`), wantStatus: 400, wantCode: "invalid_txid",
+		{name: "complete without txid", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `{"tx":"abc"}`), wantStatus: 400, wantCode: "missing_txid",
 			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
-		{name: "complete with txid not a string", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `{"txid":12}`), wantStatus: 400, wantCode: "invalid_txid",
+		{name: "complete with empty txid", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `{"txid":""}`), wantStatus: 400, wantCode: "missing_txid",
+			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
+		{name: "complete with short txid", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `{"txid":"abc"}`), wantStatus: 400, wantCode: "txid_mismatch",
+			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
+		{name: "complete with txid not a string", setup: []step{approve, submit}, call: viaRaw("POST", "/complete", `{"txid":12}`), wantStatus: 400, wantCode: "missing_txid",
 			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
 
 		{name: "cancel created", call: callCancel, wantStatus: 200, want: flags{Cancelled: true}},
-		{name: "cancel twice", setup: []step{cancel}, call: callCancel, wantStatus: 200, want: flags{Cancelled: true}},
-		{name: "cancel user-cancelled", setup: []step{userCancel}, call: callCancel, wantStatus: 200, want: flags{Cancelled: true, UserCancelled: true}},
-		{name: "cancel paid", setup: []step{approve, submit}, call: callCancel, wantStatus: 200,
-			want: flags{DeveloperApproved: true, TransactionVerified: true, Cancelled: true}, wantTx: true},
+		{name: "cancel approved", setup: []step{approve}, call: callCancel, wantStatus: 200, want: flags{DeveloperApproved: true, Cancelled: true}},
+		{name: "cancel twice", setup: []step{cancel}, call: callCancel, wantStatus: 400, wantCode: "cancelled_payment", want: flags{Cancelled: true}},
+		{name: "cancel user-cancelled", setup: []step{userCancel}, call: callCancel, wantStatus: 400, wantCode: "cancelled_payment", want: flags{UserCancelled: true}},
+		{name: "cancel paid", setup: []step{approve, submit}, call: callCancel, wantStatus: 400, wantCode: "payment_tx_present",
+			want: flags{DeveloperApproved: true, TransactionVerified: true}, wantTx: true},
 		{name: "cancel completed", setup: []step{approve, submit, complete}, call: callCancel, wantStatus: 400, wantCode: "already_completed",
 			want: flags{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true}, wantTx: true},
 	}
@@ -260,7 +279,8 @@ func TestCreatePaymentDefaults(t *testing.T) {
 	assert.Regexp(t, reID, p.Identifier)
 	assert.Equal(t, piclient.Amount("1"), p.Amount)
 	assert.JSONEq(t, `{}`, string(p.Metadata))
-	assert.Equal(t, "user-1", p.UserUID)
+	assert.Equal(t, pitest.DefaultUserUID, p.UserUID)
+	assert.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, p.UserUID, "a UUID, as Pi's uids are")
 	assert.Equal(t, piclient.NetworkTestnet, p.Network)
 	assert.Equal(t, piclient.DirectionUserToApp, p.Direction)
 	assert.Equal(t, s.Wallet, p.ToAddress)

@@ -1,11 +1,18 @@
 // Command fakepi runs the fake Pi Platform API of package pitest as a
 // standalone process, for manual testing and demos:
 //
-//	go run ./piclient/pitest/cmd/fakepi -addr 127.0.0.1:8090 -api-key pitest-api-key -network "Pi Testnet"
+//	go run ./piclient/pitest/cmd/fakepi -addr 127.0.0.1:8090 -api-key pitest-api-key
 //
-// It prints one line with the API base URL, the control URL and the Horizon
-// URL, and shuts down cleanly on SIGINT or SIGTERM. Payments are created and
-// paid through the control API (see package pitest).
+// Its payments are on "Pi Testnet" unless -network says otherwise, as an app
+// in development has; `make run` (scripts/run.sh, examples/run.Caddyfile)
+// uses the same network. A pi_guard pointed at it needs network
+// "Pi Testnet": the guard's default, "Pi Network", refuses its payments
+// with wrong_network.
+//
+// It prints one line with the API base URL, the control URL, the Horizon URL
+// and the network, then one line with the pi_guard settings that match, and
+// shuts down cleanly on SIGINT or SIGTERM. Payments are created and paid
+// through the control API (see package pitest).
 package main
 
 import (
@@ -36,13 +43,17 @@ func main() {
 	}
 }
 
+// defaultNetwork is the network of the fake's payments unless -network says
+// otherwise; scripts/run.sh and examples/run.Caddyfile use the same.
+const defaultNetwork = piclient.NetworkTestnet
+
 // run serves until ctx is done.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fakepi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8090", "address to listen on")
 	apiKey := fs.String("api-key", pitest.DefaultAPIKey, "the app's server API key")
-	network := fs.String("network", piclient.NetworkTestnet, "network of new payments")
+	network := fs.String("network", defaultNetwork, `network of new payments ("Pi Testnet" or "Pi Network"); pi_guard's network must match`)
 	wallet := fs.String("wallet", "", "the app's wallet address (default: a random one)")
 	latency := fs.Duration("latency", 0, "latency added to every API and Horizon call")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s.SetLatency(*latency)
 	fmt.Fprintf(stdout, "fakepi: api %s control %s horizon %s (network %q, wallet %s)\n",
 		s.URL, s.ControlURL, s.HorizonURL, s.Network, s.Wallet)
+	fmt.Fprintf(stdout, "fakepi: pi_guard settings that match: api_url %s, network %q\n", s.URL, s.Network)
 	<-ctx.Done()
 	done := make(chan struct{})
 	go func() { s.Close(); close(done) }()

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 )
 
 var reLine = regexp.MustCompile(`^fakepi: api (http://\S+/v2) control (http://\S+/control) horizon (http://\S+/horizon) \(network "Pi Network", wallet (G[A-Z2-7]{55})\)$`)
@@ -26,11 +30,16 @@ func TestRun(t *testing.T) {
 		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-api-key", "k1", "-network", "Pi Network"}, pw, io.Discard)
 		pw.Close()
 	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
+	out := bufio.NewReader(pr)
+	line, err := out.ReadString('\n')
 	require.NoError(t, err)
 	m := reLine.FindStringSubmatch(strings.TrimSpace(line))
 	require.NotNil(t, m, "line %q", line)
 	api, control := m[1], m[2]
+	hint, err := out.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, `fakepi: pi_guard settings that match: api_url `+api+`, network "Pi Network"`+"\n", hint)
+	assert.NotContains(t, line+hint, "k1", "the API key is never printed")
 
 	resp, err := http.Post(control+"/payments", "application/json", strings.NewReader(`{"amount":"1"}`))
 	require.NoError(t, err)
@@ -63,4 +72,34 @@ func TestRunBadArguments(t *testing.T) {
 		assert.Error(t, err, "%v", args)
 	}
 	assert.ErrorIs(t, run(t.Context(), []string{"-h"}, io.Discard, io.Discard), flag.ErrHelp)
+}
+
+// A newcomer following the README got wrong_network: fakepi, `make run` and
+// the README must name one network.
+func TestNetworkAgreesWithMakeRun(t *testing.T) {
+	assert.Equal(t, piclient.NetworkTestnet, defaultNetwork)
+	// -h stops run before it listens; the flag's default is what it shows.
+	var help strings.Builder
+	assert.ErrorIs(t, run(t.Context(), []string{"-h"}, io.Discard, &help), flag.ErrHelp)
+	assert.Contains(t, help.String(), `(default "`+defaultNetwork+`")`)
+	for file, want := range map[string]string{
+		"../../../../scripts/run.sh":         `PI_NETWORK="${PI_NETWORK:-` + defaultNetwork + `}"`,
+		"../../../../examples/run.Caddyfile": `network "{$PI_NETWORK:` + defaultNetwork + `}"`,
+		"../../../../README.md":              `network "` + defaultNetwork + `"`,
+		"../../../../piclient/pitest/doc.go": `"` + defaultNetwork + `" unless told otherwise`,
+	} {
+		assert.True(t, strings.Contains(mustRead(t, file), want), "%s must say %s", file, want)
+	}
+	assert.Contains(t, mustRead(t, "../../../../scripts/run.sh"), `-network "$PI_NETWORK"`)
+	// The fake platform's default, pitest's, is the same.
+	s := pitest.NewServer()
+	defer s.Close()
+	assert.Equal(t, defaultNetwork, s.Network)
+}
+
+func mustRead(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	return string(data)
 }
