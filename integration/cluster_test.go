@@ -125,9 +125,9 @@ func TestClusterRedeliveryAfterAppFailures(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d completes answered in %v", len(answers), time.Since(start).Round(time.Millisecond))
 	for _, ans := range answers {
-		// 503 is the app's own failure, passed through to the client.
-		if ans.err != nil || (ans.status != http.StatusOK && ans.status != http.StatusServiceUnavailable) {
-			t.Errorf("complete of %s via %s: status %d, err %v, body %s; want 200 or the app's 503", ans.id, ans.via, ans.status, ans.err, ans.body)
+		// 502 upstream_refused: the app failed (503) and the guard says so.
+		if ans.err != nil || (ans.status != http.StatusOK && (ans.status != http.StatusBadGateway || !strings.Contains(ans.body, "upstream_refused"))) {
+			t.Errorf("complete of %s via %s: status %d, err %v, body %s; want 200 or 502 upstream_refused", ans.id, ans.via, ans.status, ans.err, ans.body)
 		}
 	}
 
@@ -190,8 +190,8 @@ func TestClusterSurvivorDeliversForKilledInstance(t *testing.T) {
 	for i := range owed {
 		id, txid := c.submitted(c.procs[i%2])
 		status, body, err := c.complete(victim, id, txid)
-		if err != nil || status != http.StatusServiceUnavailable {
-			t.Fatalf("complete of %s through %s: status %d, err %v, body %s; want the app's 503", id, victim.name, status, err, body)
+		if err != nil || status != http.StatusBadGateway {
+			t.Fatalf("complete of %s through %s: status %d, err %v, body %s; want 502 upstream_refused", id, victim.name, status, err, body)
 		}
 		ids = append(ids, id)
 	}
