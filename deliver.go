@@ -98,6 +98,7 @@ func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, replay
 	if replay {
 		out.Header = sr.keptHeader()
 	}
+	out.Trailer = nil // the body was read whole; nothing follows it
 	setBody(out, sr.Body)
 	return out
 }
