@@ -65,25 +65,28 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		return err // the app's answer is on its way to the client
 	}
 
-	var ge *guardError
-	why := ""
-	if status == 0 {
-		why = fmt.Sprintf("the app could not be reached: %v", err)
-		ge = refuse(http.StatusBadGateway, "upstream_unavailable",
-			"the payment is complete at Pi, but the app could not be reached or did not answer in time; it stays owed and will be delivered again, and retrying this request is safe")
-	} else {
-		why = fmt.Sprintf("the app answered HTTP %d", status)
-		ge = refuse(http.StatusBadGateway, "upstream_refused",
-			"the payment is complete at Pi, but the app answered HTTP %d and did not accept it; it stays owed and will be delivered again, and retrying this request is safe", status)
+	code, why, what := "upstream_unavailable", fmt.Sprintf("the app could not be reached: %v", err), "could not be reached or did not answer in time"
+	if status != 0 {
+		code, why, what = "upstream_refused", fmt.Sprintf("the app answered HTTP %d", status), fmt.Sprintf("answered HTTP %d and did not accept it", status)
 	}
-	ge.Retryable, ge.cause = true, err
+	owed := "the app already accepted this payment before; retrying this request is safe"
 	if rec.Delivery.State != deliveryDelivered {
 		h.recordDelivery(ctx, rec, false, why, false)
-		if rec.unsaved {
-			ge.Message += " (the guard could not write its record to storage and keeps it in memory until it can)"
-		}
 		h.logRefusedDelivery(rec, why, "client")
+		switch {
+		case rec.Delivery.State == deliveryExhausted:
+			owed = "it stays owed (redelivery is exhausted: the site operator must act), and retrying this request is safe"
+		case h.redeliverURL == nil:
+			owed = "it stays owed, and retrying this request delivers it again"
+		default:
+			owed = "it stays owed and will be delivered again, and retrying this request is safe"
+		}
+		if rec.unsaved {
+			owed += " (the guard could not write its record to storage and keeps it in memory until it can)"
+		}
 	}
+	ge := refuse(http.StatusBadGateway, code, "the payment is complete at Pi, but the app %s; %s", what, owed)
+	ge.Retryable, ge.cause = true, err
 	return ge
 }
 
