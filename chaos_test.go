@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +38,8 @@ type chaosApp struct {
 	verifier *verify.Verifier
 	failRate atomic.Uint64 // percent of requests answered 503
 	down     atomic.Bool   // hang up without answering
+	hang     sync.Map      // payment id → chan struct{}: verified requests wait until it closes
+	refuse   sync.Map      // payment id → status: verified requests answered with it
 	mu       sync.Mutex
 	accepted map[string]int    // payment id → verified requests answered 2xx
 	txids    map[string]string // payment id → txid in the verified claims
@@ -66,6 +71,19 @@ func (a *chaosApp) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, err := a.verifier.Verify(r)
+	if err == nil {
+		if ch, ok := a.hang.Load(claims.Subject); ok {
+			select {
+			case <-ch.(chan struct{}):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if status, ok := a.refuse.Load(claims.Subject); ok {
+			w.WriteHeader(status.(int))
+			return
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
@@ -111,21 +129,38 @@ func proxyTo(base string) caddyhttp.Handler {
 // in-process locks and redelivery worker, over the shared storage.
 type chaosInstance struct {
 	h      *Handler
-	cancel context.CancelFunc
+	cancel func() // stops the worker and waits for its deliveries
 }
 
-func startInstance(t testing.TB, piURL, appURL string, storage certmagic.Storage) *chaosInstance {
+// stop stops the instance once no request runs on it any more, and waits
+// for its background writes.
+func (in *chaosInstance) stop() {
+	in.cancel()
+	in.h.background.Wait()
+}
+
+func startInstance(t testing.TB, piURL, appURL string, storage certmagic.Storage, tweaks ...func(*Handler)) *chaosInstance {
 	h := &Handler{
 		APIKey: pitest.DefaultAPIKey, APIURL: piURL, Network: piclient.NetworkTestnet, SigningKey: unitSigningKey,
 		Timeout: caddyDuration(2 * time.Second), RedeliverTo: appURL, RedeliverBackoff: caddyDuration(20 * time.Millisecond),
 		RedeliverAttempts: 1000,
 	}
+	for _, tweak := range tweaks {
+		tweak(h)
+	}
 	h.logger = zap.NewNop()
 	require.NoError(t, h.provision(storage))
 	require.NoError(t, h.Validate())
 	ctx, cancel := context.WithCancel(context.Background())
-	go h.redeliverLoop(ctx)
-	return &chaosInstance{h: h, cancel: cancel}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.redeliverLoop(ctx)
+	}()
+	return &chaosInstance{h: h, cancel: func() {
+		cancel()
+		<-done
+	}}
 }
 
 // cluster is a set of instances that can be restarted while requests run.
@@ -163,6 +198,11 @@ func (c *cluster) stop() {
 // call posts a callback body to h and returns the status and error code.
 func call(h *Handler, next caddyhttp.Handler, path string, body map[string]string) (int, string) {
 	raw, _ := json.Marshal(body)
+	return callRaw(h, next, path, raw)
+}
+
+// callRaw posts raw to h and returns the status and error code.
+func callRaw(h *Handler, next caddyhttp.Handler, path string, raw []byte) (int, string) {
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(raw))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(verify.HeaderVerified, "forged-by-client")
@@ -188,7 +228,7 @@ func TestFaultInjection(t *testing.T) {
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := testStorage(t)
+	storage := newFaultyStorage(t)
 	next := proxyTo(app.srv.URL)
 	cl := &cluster{start: func() *chaosInstance { return startInstance(t, pi.URL, app.srv.URL, storage) }}
 	cl.instances = []*chaosInstance{cl.start(), cl.start()}
@@ -205,6 +245,7 @@ func TestFaultInjection(t *testing.T) {
 	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{Status: 500, Fraction: 0.08})
 	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{Delay: 3 * time.Second, Fraction: 0.02})
 	app.failRate.Store(15)
+	storage.failRate.Store(10) // a disk that fills up and empties again
 
 	stopChaos := make(chan struct{})
 	var chaosDone sync.WaitGroup
@@ -292,6 +333,7 @@ func TestFaultInjection(t *testing.T) {
 	pi.ClearFaults()
 	app.down.Store(false)
 	app.failRate.Store(0)
+	storage.failRate.Store(0)
 	for _, f := range flows {
 		if f.txid != "" && !f.completed {
 			status, code := call(cl.pick(), next, DefaultCompletePath, map[string]string{"paymentId": f.id, "txid": f.txid})
@@ -299,13 +341,25 @@ func TestFaultInjection(t *testing.T) {
 			f.completed = status == http.StatusOK
 		}
 	}
-	// Owed deliveries drain through the redelivery workers.
+	// Owed deliveries drain through the redelivery workers, and every record
+	// storage refused is written after all.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		owed, err := cl.pick().store.owed(context.Background())
+		st := cl.pick().store
+		owed, err := st.owed(context.Background())
 		require.NoError(t, err)
-		if len(owed) == 0 || time.Now().After(deadline) {
+		unsaved := st.unsaved.states()
+		if (len(owed) == 0 && len(unsaved) == 0) || time.Now().After(deadline) {
+			for _, id := range owed {
+				rec, err := st.load(context.Background(), id)
+				if err == nil && rec != nil {
+					p, _ := pi.Payment(id)
+					t.Logf("still owed: %s: phase %q completed %v unsaved %v delivery %+v; Pi: completed %v txid %s",
+						id, rec.Phase, rec.completed(), rec.unsaved, rec.Delivery, p.Status.DeveloperCompleted, p.TxID())
+				}
+			}
 			require.Empty(t, owed, "owed deliveries did not drain")
+			require.Empty(t, unsaved, "records kept in memory were never written")
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -350,10 +404,11 @@ func TestFaultInjection(t *testing.T) {
 		"  completed at Pi                  %6d\n"+
 		"  delivered to the app (verified)  %6d\n"+
 		"  instance restarts                %6d\n"+
+		"  storage writes refused           %6d\n"+
 		"  Pi calls get/approve/complete    %d/%d/%d\n"+
 		"  invariant violations             %6d\n"+
 		"answers seen by clients:\n%s",
-		payments, piCompleted, delivered, cl.restarts.Load(),
+		payments, piCompleted, delivered, cl.restarts.Load(), storage.refused.Load(),
 		pi.Calls(pitest.EndpointGet), pi.Calls(pitest.EndpointApprove), pi.Calls(pitest.EndpointComplete),
 		len(violations), strings.Join(rows, "\n"))
 	assert.Empty(t, violations)
@@ -400,4 +455,258 @@ func TestConcurrentDuplicateCompletes(t *testing.T) {
 	app.mu.Lock()
 	assert.Equal(t, n, app.accepted[p.Identifier])
 	app.mu.Unlock()
+}
+
+// faultyStorage is file storage whose writes fail on demand, as a full disk
+// (ENOSPC) or a read-only one (EROFS, deletes too) would. Its lock files
+// stay on the real disk (Unwrap), as the guard's file locks would on a disk
+// that still has room for a few bytes.
+type faultyStorage struct {
+	*certmagic.FileStorage
+	mu       sync.Mutex
+	err      error         // every Store fails with it while set
+	failRate atomic.Uint64 // percent of Stores that fail with ENOSPC at random
+	refused  atomic.Int64
+}
+
+func newFaultyStorage(t testing.TB) *faultyStorage {
+	return &faultyStorage{FileStorage: testStorage(t).(*certmagic.FileStorage)}
+}
+
+// Unwrap returns the storage underneath, for the guard's file locks.
+func (s *faultyStorage) Unwrap() certmagic.Storage { return s.FileStorage }
+
+func (s *faultyStorage) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = err
+}
+
+func (s *faultyStorage) failure(key string) error {
+	s.mu.Lock()
+	err := s.err
+	s.mu.Unlock()
+	if err == nil && rand.N(uint64(100)) < s.failRate.Load() {
+		err = syscall.ENOSPC
+	}
+	if err != nil {
+		s.refused.Add(1)
+		return &fs.PathError{Op: "write", Path: key, Err: err}
+	}
+	return nil
+}
+
+func (s *faultyStorage) Store(ctx context.Context, key string, value []byte) error {
+	if err := s.failure(key); err != nil {
+		return err
+	}
+	return s.FileStorage.Store(ctx, key, value)
+}
+
+func (s *faultyStorage) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	readOnly := errors.Is(s.err, syscall.EROFS)
+	s.mu.Unlock()
+	if readOnly {
+		return &fs.PathError{Op: "remove", Path: key, Err: syscall.EROFS}
+	}
+	return s.FileStorage.Delete(ctx, key)
+}
+
+// 12.1: the disk is full while Pi completes a payment and the app is down.
+// The completion is still owed: listed, counted, redelivered once the app is
+// back (with the disk still full), and written once the disk has room.
+func TestFaultDiskFullWhileAppDown(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	app := newChaosApp(t)
+	storage := newFaultyStorage(t)
+	in := startInstance(t, pi.URL, app.srv.URL, storage)
+	defer in.stop()
+	next := proxyTo(app.srv.URL)
+	h := in.h
+	p := pi.CreatePayment(pitest.NewPayment{})
+	status, _ := call(h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+	require.Equal(t, http.StatusOK, status)
+	txid, err := pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+
+	storage.fail(syscall.ENOSPC)
+	app.down.Store(true)
+	raw, _ := json.Marshal(map[string]string{"paymentId": p.Identifier, "txid": txid})
+	req := httptest.NewRequest(http.MethodPost, DefaultCompletePath, bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	require.NoError(t, h.ServeHTTP(w, req, next))
+	assert.Equal(t, http.StatusBadGateway, w.Code)
+	assert.Contains(t, w.Body.String(), "upstream_unavailable")
+	assert.Contains(t, w.Body.String(), "keeps it in memory", "the client is told the truth")
+
+	owed, err := h.store.owed(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{p.Identifier}, owed, "owed although never written")
+	live.Store(h, struct{}{})
+	defer live.Delete(h)
+	aw := httptest.NewRecorder()
+	require.NoError(t, serveDeliveries(aw, httptest.NewRequest(http.MethodGet, "/pi_guard/deliveries", nil)))
+	assert.Contains(t, aw.Body.String(), p.Identifier, "listed by the admin API")
+	assert.Eventually(t, func() bool { return owedGauge(t, h, deliveryPending) == 1 },
+		2*time.Second, 10*time.Millisecond, "counted in the owed gauge")
+
+	app.down.Store(false) // the app is back; the disk is still full
+	assert.Eventually(t, func() bool {
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		return app.accepted[p.Identifier] == 1
+	}, 5*time.Second, 10*time.Millisecond, "redelivered from memory")
+	exists := func(key string) bool { return storage.FileStorage.Exists(context.Background(), key) }
+	assert.False(t, exists(h.store.recordKey(p.Identifier)))
+
+	storage.fail(nil)
+	assert.Eventually(t, func() bool { return exists(h.store.recordKey(p.Identifier)) && len(h.store.unsaved.states()) == 0 },
+		5*time.Second, 10*time.Millisecond, "written once the disk has room")
+	assert.False(t, exists(h.store.owedKey(p.Identifier)))
+	assert.Zero(t, pi.RedundantCompletes(p.Identifier))
+}
+
+// 12.1: read-only storage while Pi completes a payment and the app is up:
+// the payment is delivered (Pi completed it; the app is its best chance),
+// its record is written once storage is writable again, and a replay then
+// needs no Pi call.
+func TestFaultReadOnlyStorageWhileAppUp(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	app := newChaosApp(t)
+	storage := newFaultyStorage(t)
+	in := startInstance(t, pi.URL, app.srv.URL, storage)
+	defer in.stop()
+	next := proxyTo(app.srv.URL)
+	h := in.h
+	p := pi.CreatePayment(pitest.NewPayment{})
+	status, _ := call(h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+	require.Equal(t, http.StatusOK, status)
+	txid, err := pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+
+	storage.fail(syscall.EROFS)
+	status, code := call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
+	require.Equal(t, http.StatusOK, status, code)
+	storage.fail(nil)
+	exists := func(key string) bool { return storage.FileStorage.Exists(context.Background(), key) }
+	assert.Eventually(t, func() bool { return exists(h.store.recordKey(p.Identifier)) && len(h.store.unsaved.states()) == 0 },
+		5*time.Second, 10*time.Millisecond, "the record is written once storage is writable")
+
+	pi.ResetCalls()
+	status, code = call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
+	require.Equal(t, http.StatusOK, status, code)
+	assert.Zero(t, pi.Calls(pitest.EndpointGet)+pi.Calls(pitest.EndpointComplete), "replayed from the record")
+	app.mu.Lock()
+	assert.Equal(t, 2, app.accepted[p.Identifier])
+	app.mu.Unlock()
+}
+
+// 12.2: one delivery hangs in the app. The client's forward gives up after
+// timeout, and the worker keeps delivering the other owed payments on time.
+func TestFaultHungAppDelivery(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	app := newChaosApp(t)
+	in := startInstance(t, pi.URL, app.srv.URL, testStorage(t), func(h *Handler) { h.Timeout = caddyDuration(time.Second) })
+	defer in.stop()
+	h := in.h
+	next := proxyTo(app.srv.URL)
+	submitted := func() (string, string) {
+		p := pi.CreatePayment(pitest.NewPayment{})
+		status, _ := call(h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+		require.Equal(t, http.StatusOK, status)
+		txid, err := pi.SubmitTransaction(p.Identifier)
+		require.NoError(t, err)
+		return p.Identifier, txid
+	}
+
+	hungID, hungTx := submitted()
+	release := make(chan struct{})
+	app.hang.Store(hungID, release)
+	hungDone := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		status, _ := call(h, next, DefaultCompletePath, map[string]string{"paymentId": hungID, "txid": hungTx})
+		hungDone <- status
+	}()
+	defer func() { close(release); <-hungDone }()
+	// Past the grace before the worker may take the hung payment's record.
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case status := <-hungDone:
+		assert.Equal(t, http.StatusBadGateway, status)
+		assert.Less(t, time.Since(start), 1400*time.Millisecond+500*time.Millisecond)
+		hungDone <- status
+	default:
+		t.Error("the client's forward to a hung app did not end after timeout")
+	}
+
+	var others []string
+	for range 8 {
+		id, txid := submitted()
+		app.refuse.Store(id, http.StatusServiceUnavailable)
+		status, code := call(h, next, DefaultCompletePath, map[string]string{"paymentId": id, "txid": txid})
+		require.Equal(t, http.StatusBadGateway, status, code)
+		others = append(others, id)
+	}
+	for _, id := range others {
+		app.refuse.Delete(id)
+	}
+	assert.Eventually(t, func() bool {
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		for _, id := range others {
+			if app.accepted[id] != 1 {
+				return false
+			}
+		}
+		return true
+	}, 1500*time.Millisecond, 10*time.Millisecond, "the other owed payments are redelivered while one delivery hangs")
+}
+
+// 12.3: the incomplete route completes a payment whose /complete answer is
+// lost and whose re-read fails. The approval this guard remembered is
+// consumed, so the later complete reads the payment instead of posting a
+// second /complete.
+func TestFaultIncompleteRouteConsumesApproval(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	var failReads atomic.Bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && failReads.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/complete") {
+			failReads.Store(true) // the re-read after the lost answer fails
+		}
+		pi.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	app := newChaosApp(t)
+	in := startInstance(t, front.URL+"/v2", app.srv.URL, testStorage(t))
+	defer in.stop()
+	h := in.h
+	next := proxyTo(app.srv.URL)
+	p := pi.CreatePayment(pitest.NewPayment{})
+	status, _ := call(h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+	require.Equal(t, http.StatusOK, status)
+	txid, err := pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+
+	pi.InjectFault(pitest.EndpointComplete, pitest.Fault{DropResponse: true, Times: 1})
+	status, code := callRaw(h, next, DefaultIncompletePath, []byte(`{"payment":{"identifier":"`+p.Identifier+`"}}`))
+	require.Equal(t, http.StatusBadGateway, status, code)
+	got, _ := pi.Payment(p.Identifier)
+	require.True(t, got.Status.DeveloperCompleted, "Pi completed it; the guard did not hear")
+
+	failReads.Store(false)
+	status, code = call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
+	require.Equal(t, http.StatusOK, status, code)
+	assert.Zero(t, pi.RedundantCompletes(p.Identifier), "no second /complete")
+	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, p.Identifier))
 }

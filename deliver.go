@@ -1,7 +1,10 @@
 package piguard
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -12,53 +15,115 @@ import (
 )
 
 // deliver forwards a completed payment's request to the app with a fresh
-// verified header and records whether the app accepted it (a 2xx answer).
-// The payment's locks are held. When the app cannot be reached, the client
-// gets a clear, retryable error and the record stays owed for redelivery.
-func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchange) error {
-	token, err := h.signer.Sign(verify.KindVerified, st.phase, rec.Payment, verify.Binding{Method: x.r.Method, Path: x.r.URL.Path, Body: x.body}, st.uid)
+// verified header bound to exactly what is forwarded, and records whether
+// the app accepted it (a 2xx answer). The payment's locks are held.
+//
+// The first delivery forwards the live request (the payer's own) as
+// recorded; a replay (replay true) forwards the record's stored request,
+// never the replaying client's body, query, cookies or headers.
+//
+// The forward takes at most timeout. Only a 2xx answer reaches the client;
+// any other answer is held back and the client gets the guard's JSON error
+// (retryable): the payment stays owed and is delivered again.
+func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchange, replay bool) error {
+	sr := rec.request(h.CompletePath)
+	fctx, cancel := context.WithTimeout(x.r.Context(), time.Duration(h.Timeout))
+	defer cancel()
+	out := outgoing(fctx, x.r, sr, replay)
+	phase := st.phase
+	if replay {
+		if phase = h.phaseOf(sr.Path); phase == "" {
+			phase = phaseComplete
+		}
+	}
+	token, err := h.signer.Sign(verify.KindVerified, phase, rec.Payment, verify.Binding{Method: out.Method, Path: out.URL.Path, Body: sr.Body}, st.uid)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	x.r.Header.Set(h.Header, token)
+	out.Header.Set(h.Header, token)
 	h.metrics.verified.WithLabelValues(st.phase).Inc()
 
-	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: x.w}}
-	err = st.forward(x, sw)
-	status := sw.status
+	rr := caddyhttp.NewResponseRecorder(newHeldWriter(x.w), new(bytes.Buffer), func(status int, _ http.Header) bool { return !is2xx(status) })
+	err = st.forward(&exchange{w: x.w, r: out, next: x.next, body: sr.Body}, rr)
+	status := rr.Status()
 	if status == 0 && err == nil {
 		status = http.StatusOK // nothing written: Caddy answers 200
 	}
-	accepted := err == nil && status >= 200 && status < 300
-	why := ""
-	if !accepted {
-		why = http.StatusText(status)
-		if err != nil {
-			why = err.Error()
+	if is2xx(status) {
+		switch {
+		case rec.Delivery.State == deliveryDelivered:
+			// A replay of a payment the app already has: nothing to record.
+		default:
+			// Not needed for safety (a lost mark means a duplicate delivery,
+			// which the app must take anyway), so off the request's path.
+			h.background.Add(1)
+			go func() {
+				defer h.background.Done()
+				h.markDelivered(rec.PaymentID)
+			}()
 		}
-	}
-	switch {
-	case accepted && rec.Delivery.State == deliveryDelivered:
-		// A replay of a payment the app already has: nothing to record.
-	case accepted:
-		// Not needed for safety (a lost mark means a duplicate delivery,
-		// which the app must take anyway), so off the request's path.
-		h.background.Add(1)
-		go func() {
-			defer h.background.Done()
-			h.markDelivered(rec.PaymentID)
-		}()
-	default:
-		h.recordDelivery(ctx, rec, false, why)
+		return err // the app's answer is on its way to the client
 	}
 
-	if err != nil && sw.status == 0 {
-		ge := refuse(http.StatusBadGateway, "upstream_unavailable",
-			"the payment is complete at Pi, but the app could not be reached; it will be delivered again, and retrying this request is safe")
-		ge.Retryable, ge.cause = true, err
-		return ge
+	code, why, what := "upstream_unavailable", fmt.Sprintf("the app could not be reached: %v", err), "could not be reached or did not answer in time"
+	if status != 0 {
+		code, why, what = "upstream_refused", fmt.Sprintf("the app answered HTTP %d", status), fmt.Sprintf("answered HTTP %d and did not accept it", status)
 	}
-	return err
+	owed := "the app already accepted this payment before; retrying this request is safe"
+	if rec.Delivery.State != deliveryDelivered {
+		h.recordDelivery(ctx, rec, false, why, false)
+		h.logRefusedDelivery(rec, why, "client")
+		switch {
+		case rec.Delivery.State == deliveryExhausted:
+			owed = "it stays owed (redelivery is exhausted: the site operator must act), and retrying this request is safe"
+		case h.redeliverURL == nil:
+			owed = "it stays owed, and retrying this request delivers it again"
+		default:
+			owed = "it stays owed and will be delivered again, and retrying this request is safe"
+		}
+		if rec.unsaved {
+			owed += " (the guard could not write its record to storage and keeps it in memory until it can)"
+		}
+	}
+	ge := refuse(http.StatusBadGateway, code, "the payment is complete at Pi, but the app %s; %s", what, owed)
+	ge.Retryable, ge.cause = true, err
+	return ge
+}
+
+// outgoing is the request to forward for sr, with ctx: the live request
+// with sr's method, path and body, the path in its plain encoding and no
+// query string, so that the app sees exactly the path and body the token
+// binds and nothing unbound. A replay also carries only sr's kept headers.
+func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, replay bool) *http.Request {
+	out := live.Clone(ctx)
+	out.Method = sr.Method
+	out.URL.Path, out.URL.RawPath, out.URL.RawQuery, out.URL.ForceQuery = sr.Path, "", "", false
+	if replay {
+		out.Header = sr.keptHeader()
+	}
+	out.Trailer = nil // the body was read whole; nothing follows it
+	setBody(out, sr.Body)
+	return out
+}
+
+// logRefusedDelivery logs a delivery attempt the app did not accept, with
+// the wait until the next background attempt when there is one.
+func (h *Handler) logRefusedDelivery(rec *record, why, by string) {
+	fields := []zap.Field{zap.String("payment_id", rec.PaymentID), zap.String("txid", rec.TxID), zap.String("by", by),
+		zap.String("error", why), zap.Int("background_attempts", rec.Delivery.Attempts), zap.String("state", rec.Delivery.State)}
+	if rec.unsaved {
+		fields = append(fields, zap.Bool("in_memory_only", true))
+	}
+	switch {
+	case rec.Delivery.State == deliveryExhausted:
+		h.logger.Error("the app did not accept a completed payment and redelivery is exhausted; the operator must deliver it", fields...)
+		return
+	case h.redeliverURL == nil:
+		fields = append(fields, zap.String("next_attempt", "when the client retries (redeliver_to is not set)"))
+	case !rec.Delivery.NextAttempt.IsZero():
+		fields = append(fields, zap.Duration("retry_in", max(time.Until(rec.Delivery.NextAttempt), 0)))
+	}
+	h.logger.Warn("the app did not accept a completed payment; it stays owed", fields...)
 }
 
 // markDelivered records, in the background, that the app accepted a
@@ -77,25 +142,31 @@ func (h *Handler) markDelivered(id string) {
 	if err != nil || rec == nil || !rec.completed() || rec.Delivery.State == deliveryDelivered {
 		return
 	}
-	h.recordDelivery(ctx, rec, true, "")
+	h.recordDelivery(ctx, rec, true, "", false)
 }
 
 // recordDelivery saves the outcome of a delivery attempt made while the
-// payment's locks are held. Delivered is final.
-func (h *Handler) recordDelivery(ctx context.Context, rec *record, accepted bool, why string) {
+// payment's locks are held. Delivered is final. background tells a
+// redelivery worker's attempt from a client's.
+func (h *Handler) recordDelivery(ctx context.Context, rec *record, accepted bool, why string, background bool) {
 	if rec.Delivery.State == deliveryDelivered && !accepted {
 		return
 	}
-	h.applyAttempt(rec, accepted, why)
+	h.applyAttempt(rec, accepted, why, background)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
 	if err := h.store.save(ctx, rec); err != nil {
-		h.logger.Error("could not update the delivery record", zap.String("payment_id", rec.PaymentID), zap.Error(err))
+		h.logger.Error("could not write the delivery record", zap.String("payment_id", rec.PaymentID), zap.Error(err))
 	}
 }
 
 // applyAttempt records the outcome of one delivery attempt on rec.
-func (h *Handler) applyAttempt(rec *record, accepted bool, why string) {
+//
+// Only background attempts (the redelivery worker's) count towards
+// redeliver_attempts and can exhaust a delivery. A client's attempt (the
+// first delivery, or a replay) that fails only brings the next background
+// attempt forward to one backoff step from now, never later than it was.
+func (h *Handler) applyAttempt(rec *record, accepted bool, why string, background bool) {
 	d := &rec.Delivery
 	now := time.Now().UTC()
 	if accepted {
@@ -105,8 +176,18 @@ func (h *Handler) applyAttempt(rec *record, accepted bool, why string) {
 	if d.State == deliveryDelivered {
 		return
 	}
-	d.Attempts++
 	d.LastError = why
+	if !background {
+		if d.State != deliveryExhausted {
+			d.State = deliveryPending
+			next := now.Add(h.backoff(max(d.Attempts, 1)))
+			if d.NextAttempt.IsZero() || next.Before(d.NextAttempt) {
+				d.NextAttempt = next
+			}
+		}
+		return
+	}
+	d.Attempts++
 	if d.Attempts >= h.RedeliverAttempts {
 		d.State, d.NextAttempt = deliveryExhausted, time.Time{}
 		h.metrics.exhausted.Inc()
@@ -133,22 +214,57 @@ func (h *Handler) deliveryGrace() time.Duration {
 	return max(2*time.Duration(h.RedeliverBackoff), time.Duration(h.Timeout))
 }
 
-// statusWriter remembers the status the app answered with.
-type statusWriter struct {
-	*caddyhttp.ResponseWriterWrapper
-	status int
+func is2xx(status int) bool { return status >= 200 && status <= 299 }
+
+// heldWriter gives the next handler a header map of its own and copies it
+// onto the real response only when a final answer is written through it.
+// An answer that is held back (and replaced by the guard's error) leaves no
+// header behind; informational (1xx) answers are dropped.
+type heldWriter struct {
+	http.ResponseWriter
+	header http.Header
+	wrote  bool
 }
 
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
-		s.status = code
+func newHeldWriter(w http.ResponseWriter) *heldWriter {
+	hdr := w.Header().Clone()
+	if hdr == nil {
+		hdr = http.Header{}
 	}
-	s.ResponseWriterWrapper.WriteHeader(code)
+	return &heldWriter{ResponseWriter: w, header: hdr}
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+// Header returns the held header map, or the real one once written (for
+// trailers).
+func (hw *heldWriter) Header() http.Header {
+	if hw.wrote {
+		return hw.ResponseWriter.Header()
 	}
-	return s.ResponseWriterWrapper.Write(b)
+	return hw.header
 }
+
+// WriteHeader copies the held headers onto the real response and writes a
+// final status.
+func (hw *heldWriter) WriteHeader(code int) {
+	if hw.wrote || code < 200 {
+		return
+	}
+	hw.wrote = true
+	dst := hw.ResponseWriter.Header()
+	clear(dst)
+	maps.Copy(dst, hw.header)
+	hw.ResponseWriter.WriteHeader(code)
+}
+
+func (hw *heldWriter) Write(b []byte) (int, error) {
+	if !hw.wrote {
+		hw.WriteHeader(http.StatusOK)
+	}
+	return hw.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (hw *heldWriter) Unwrap() http.ResponseWriter { return hw.ResponseWriter }
+
+// Interface guards.
+var _ http.ResponseWriter = (*heldWriter)(nil)

@@ -41,8 +41,10 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 	if err := h.setNotice(st, p, x); err != nil {
 		return err
 	}
+	// The app's answer, headers included, is held until the guard knows it
+	// passes it on: an error must never carry the app's headers.
 	var buf bytes.Buffer
-	rr := caddyhttp.NewResponseRecorder(x.w, &buf, func(int, http.Header) bool { return true })
+	rr := caddyhttp.NewResponseRecorder(newHeldWriter(x.w), &buf, func(int, http.Header) bool { return true })
 	if err := st.forward(x, rr); err != nil {
 		// The app could not be asked; Pi is not asked either.
 		return appUnreachable(err, "the app could not be asked to accept this payment, so Pi was not asked to approve it; retrying this request is safe")
@@ -75,13 +77,13 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 			return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 		}
 		st.outcome = "replayed"
-		return h.deliver(ctx, st, rec, x)
+		return h.deliver(ctx, st, rec, x, true)
 	}
 	p, ge := h.complete(ctx, st, h.approvals.take(st.id))
 	if ge != nil {
 		return ge
 	}
-	return h.deliver(ctx, st, h.recordCompletion(ctx, st, rec, p, x), x)
+	return h.deliver(ctx, st, h.recordCompletion(ctx, st, rec, p, x), x, false)
 }
 
 // serveIncomplete handles onIncompletePaymentFound. The posted payment is
@@ -100,8 +102,9 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		if ge := h.ours(rec.Payment, st); ge != nil {
 			return ge
 		}
+		// A replay delivers the stored request, never this caller's.
 		st.txid, st.outcome = rec.TxID, "replayed"
-		return h.deliver(ctx, st, rec, x)
+		return h.deliver(ctx, st, rec, x, true)
 	}
 	p, ge := h.read(ctx, st)
 	if ge != nil {
@@ -133,6 +136,9 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		st.outcome = "cancelled_without_transaction"
 		return h.forwardNotice(st, cancelled, x)
 	}
+	// This route completes the payment: a remembered approval must not let
+	// a later completion skip the read and post /complete again.
+	h.approvals.take(st.id)
 	done := p
 	if !paid(p, st.txid) {
 		if ge := h.completable(p, st); ge != nil {
@@ -147,7 +153,7 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 			return ge
 		}
 	}
-	return h.deliver(ctx, st, h.recordCompletion(ctx, st, rec, done, x), x)
+	return h.deliver(ctx, st, h.recordCompletion(ctx, st, rec, done, x), x, false)
 }
 
 // mayCancelIncomplete refuses to cancel an incomplete payment without a
@@ -201,8 +207,8 @@ func (h *Handler) forwardNotice(st *step, p *piclient.Payment, x *exchange) erro
 	if err := h.setNotice(st, p, x); err != nil {
 		return err
 	}
-	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: x.w}}
-	if err := st.forward(x, sw); err != nil && sw.status == 0 {
+	hw := newHeldWriter(x.w) // an error answer never carries the app's headers
+	if err := st.forward(x, hw); err != nil && !hw.wrote {
 		return appUnreachable(err, "Pi shows the payment cancelled, but the app could not be told; retrying this request is safe")
 	}
 	return nil
@@ -217,7 +223,10 @@ func appUnreachable(err error, msg string) *guardError {
 }
 
 // recordCompletion records a payment Pi completed, with the request to
-// deliver, before anything is forwarded.
+// deliver, before anything is forwarded. When storage refuses the write, the
+// record is kept in memory (owed, listed and redelivered like a written one,
+// written as soon as storage accepts it) and the payment is delivered all
+// the same: Pi has completed it, and the app is its best chance to hear of it.
 func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p *piclient.Payment, x *exchange) *record {
 	if rec == nil {
 		rec = &record{PaymentID: st.id}
@@ -225,10 +234,10 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 	rec.Phase, rec.TxID, rec.Payment = phaseComplete, st.txid, p
 	rec.Request = newStoredRequest(x.r, x.body)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
-	if err := h.store.save(ctx, rec); err != nil {
-		// Pi has completed the payment: delivering it now is the app's best
-		// chance to hear of it, record or not.
-		h.logger.Error("could not record a completed payment; delivering it without a record",
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
+	if err := h.store.save(sctx, rec); err != nil {
+		h.logger.Error("could not write the record of a completed payment; it is kept in memory, delivered now and written when storage accepts it",
 			zap.String("payment_id", st.id), zap.Error(err))
 	}
 	return rec

@@ -46,6 +46,30 @@ func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
 	}
 }
 
+// TryLock takes key if it is free, without waiting. It reports whether it
+// did; on success it returns the function that unlocks it.
+func (k *keyedMutex) TryLock(key string) (func(), bool) {
+	k.mu.Lock()
+	e := k.entries[key]
+	if e == nil {
+		e = &lockEntry{ch: make(chan struct{}, 1)}
+		k.entries[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+
+	select {
+	case e.ch <- struct{}{}:
+		return func() {
+			<-e.ch
+			k.release(key, e)
+		}, true
+	default:
+		k.release(key, e)
+		return nil, false
+	}
+}
+
 func (k *keyedMutex) release(key string, e *lockEntry) {
 	k.mu.Lock()
 	e.refs--

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -39,14 +40,19 @@ type record struct {
 	Delivery  delivery          `json:"delivery"`
 	Created   time.Time         `json:"created"`
 	Updated   time.Time         `json:"updated"`
+
+	// unsaved: the last save failed; the record lives in memory only (see
+	// unsavedRecords) until a later save succeeds.
+	unsaved bool
 }
 
 // storedRequest is the verified request as it was forwarded, so it can be
-// sent again, byte for byte, with a fresh header.
+// sent again, byte for byte, with a fresh header. Verified requests are
+// forwarded without a query string (the token binds method, path and body
+// only), so none is stored.
 type storedRequest struct {
 	Method string      `json:"method"`
 	Path   string      `json:"path"`
-	Query  string      `json:"query,omitempty"`
 	Host   string      `json:"host,omitempty"`
 	Header http.Header `json:"header,omitempty"`
 	Body   []byte      `json:"body,omitempty"`
@@ -66,19 +72,45 @@ func (r *record) completed() bool {
 	return r != nil && r.Phase == phaseComplete && r.Payment.IsCompletedWith(r.TxID)
 }
 
-// keptHeaders are the request headers stored for redelivery: those an app
-// may need to interpret the body or the caller. Cookies and authorization
-// are not kept: the verified header is the app's proof.
-var keptHeaders = []string{"Content-Type", "Content-Encoding", "Accept", "User-Agent", "X-Request-Id", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
+// keptHeaders are the request headers stored for redelivery and replays:
+// those an app may need to interpret the body. Cookies and authorization are
+// not kept (the verified header is the app's proof), nor X-Forwarded-*: on
+// the live path reverse_proxy sets those from the connection, and a stored
+// copy would only repeat what a client claimed.
+var keptHeaders = []string{"Content-Type", "Content-Encoding", "Accept", "User-Agent", "X-Request-Id"}
 
 func newStoredRequest(r *http.Request, body []byte) *storedRequest {
-	sr := &storedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Header: http.Header{}, Body: body}
+	sr := &storedRequest{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: http.Header{}, Body: body}
 	for _, k := range keptHeaders {
 		if v := r.Header.Values(k); len(v) > 0 {
 			sr.Header[k] = append([]string(nil), v...)
 		}
 	}
 	return sr
+}
+
+// keptHeader returns the stored headers that may be sent again: only
+// keptHeaders, whatever an older record holds.
+func (sr *storedRequest) keptHeader() http.Header {
+	out := http.Header{}
+	for _, k := range keptHeaders {
+		if v := sr.Header.Values(k); len(v) > 0 {
+			out[k] = append([]string(nil), v...)
+		}
+	}
+	return out
+}
+
+// request is the request to deliver for rec: the stored one, or, for a
+// record written without one, the reference frontend's completion body on
+// the complete route.
+func (rec *record) request(completePath string) *storedRequest {
+	if rec.Request != nil {
+		return rec.Request
+	}
+	body, _ := json.Marshal(map[string]string{"paymentId": rec.PaymentID, "txid": rec.TxID})
+	return &storedRequest{Method: http.MethodPost, Path: completePath,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
 }
 
 // store keeps records in Caddy storage, under prefix:
@@ -88,18 +120,28 @@ func newStoredRequest(r *http.Request, body []byte) *storedRequest {
 //	<prefix>/locks/<id>          cross-instance lock name
 //
 // A completion is one synced write (to owed/) before anything is forwarded;
-// the worker lists owed/ to find what is due.
+// the worker lists owed/ to find what is due. A record whose write failed
+// (disk full, read-only storage) is kept in memory instead, where load and
+// owed find it, until a later save succeeds (see unsavedRecords).
 type store struct {
 	s      certmagic.Storage
 	prefix string
 	// files replaces the storage's own lock for file_system storage (see
 	// fileLocker); nil for other storage modules.
 	files *fileLocker
+	// unsaved holds the records this process could not write; shared by
+	// every store of the process over the same storage and prefix, so a
+	// config reload keeps them.
+	unsaved *unsavedRecords
 }
 
 func newStore(s certmagic.Storage, prefix string) *store {
-	st := &store{s: s, prefix: prefix}
-	if fs, ok := s.(*certmagic.FileStorage); ok {
+	st := &store{s: s, prefix: prefix, unsaved: unsavedFor(s, prefix)}
+	fs, ok := s.(*certmagic.FileStorage)
+	if w, wraps := s.(interface{ Unwrap() certmagic.Storage }); !ok && wraps {
+		fs, ok = w.Unwrap().(*certmagic.FileStorage)
+	}
+	if ok {
 		st.files = newFileLocker(fs.Path)
 	}
 	return st
@@ -109,10 +151,19 @@ func (st *store) recordKey(id string) string { return path.Join(st.prefix, "paym
 func (st *store) owedKey(id string) string   { return path.Join(st.prefix, "owed", id+".json") }
 func (st *store) lockName(id string) string  { return path.Join(st.prefix, "locks", id) }
 
-// load returns the payment's record, or nil when there is none. A settled
-// record wins over an owed one (both exist only if a crash came between
-// writing the first and deleting the second).
+// load returns the payment's record, or nil when there is none. A record
+// kept in memory is newer than any written one; of the written ones, a
+// settled record wins over an owed one (both exist only if a crash came
+// between writing the first and deleting the second).
 func (st *store) load(ctx context.Context, id string) (*record, error) {
+	if data, ok := st.unsaved.get(id); ok {
+		var rec record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
+		}
+		rec.unsaved = true
+		return &rec, nil
+	}
 	for _, key := range []string{st.recordKey(id), st.owedKey(id)} {
 		data, err := st.s.Load(ctx, key)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -132,7 +183,9 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 
 // save writes rec where its delivery state puts it: an owed record (pending
 // or exhausted) in one write to owed/; a delivered one to payments/, then
-// its owed copy is removed.
+// its owed copy is removed. When the write fails, the record is kept in
+// memory (rec.unsaved), still listed, loaded and redelivered, and the error
+// says so; the redelivery worker tries to write it again on every pass.
 func (st *store) save(ctx context.Context, rec *record) error {
 	now := time.Now().UTC()
 	if rec.Created.IsZero() {
@@ -143,7 +196,18 @@ func (st *store) save(ctx context.Context, rec *record) error {
 	if err != nil {
 		return err
 	}
-	if rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted {
+	if err := st.write(ctx, rec, data); err != nil {
+		st.unsaved.keep(rec.PaymentID, data, rec.owed())
+		rec.unsaved = true
+		return fmt.Errorf("%w (kept in memory until storage accepts it)", err)
+	}
+	st.unsaved.drop(rec.PaymentID)
+	rec.unsaved = false
+	return nil
+}
+
+func (st *store) write(ctx context.Context, rec *record, data []byte) error {
+	if rec.owed() {
 		if err := st.s.Store(ctx, st.owedKey(rec.PaymentID), data); err != nil {
 			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 		}
@@ -152,22 +216,43 @@ func (st *store) save(ctx context.Context, rec *record) error {
 	if err := st.s.Store(ctx, st.recordKey(rec.PaymentID), data); err != nil {
 		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 	}
-	if err := st.s.Delete(ctx, st.owedKey(rec.PaymentID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("clearing the owed record of payment %s: %w", rec.PaymentID, err)
+	return st.clearOwed(ctx, rec.PaymentID)
+}
+
+// clearOwed deletes the owed copy of a payment whose settled record is
+// written.
+func (st *store) clearOwed(ctx context.Context, id string) error {
+	if err := st.s.Delete(ctx, st.owedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clearing the owed record of payment %s: %w", id, err)
 	}
 	return nil
 }
 
-// owed lists the ids of payments whose delivery is pending or exhausted.
+// owed reports whether the record's delivery is pending or exhausted.
+func (rec *record) owed() bool {
+	return rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted
+}
+
+// owed lists the ids of payments whose delivery is pending or exhausted,
+// written or kept in memory. On a listing error it still returns the ones
+// in memory.
 func (st *store) owed(ctx context.Context) ([]string, error) {
 	keys, err := st.s.List(ctx, path.Join(st.prefix, "owed"), false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		err = nil
 	}
-	ids := make([]string, 0, len(keys))
+	mem := st.unsaved.states()
+	ids := make([]string, 0, len(keys)+len(mem))
 	for _, k := range keys {
 		base := path.Base(k)
 		if id, ok := strings.CutSuffix(base, ".json"); ok && piclient.ValidatePaymentID(id) == nil {
+			if _, inMemory := mem[id]; !inMemory {
+				ids = append(ids, id)
+			}
+		}
+	}
+	for id, owed := range mem {
+		if owed {
 			ids = append(ids, id)
 		}
 	}
@@ -216,4 +301,62 @@ func (st *store) tryLock(ctx context.Context, id string, wait time.Duration) (fu
 	defer cancel()
 	unlock, err := st.lock(wctx, id)
 	return unlock, err == nil
+}
+
+// unsavedRecords holds, in this process, records whose last write to
+// storage failed, as JSON, newest first in every lookup. They are not
+// durable: a crash loses them (Pi still has the payment completed).
+type unsavedRecords struct {
+	mu sync.Mutex
+	m  map[string]unsavedRecord
+}
+
+type unsavedRecord struct {
+	data []byte
+	owed bool // pending or exhausted
+}
+
+// unsavedByStore maps a storage and prefix to its unsavedRecords.
+var unsavedByStore sync.Map // string → *unsavedRecords
+
+// unsavedFor returns the process's unsaved records for s and prefix. A
+// storage that names itself (FileStorage names its path) is recognised
+// across config reloads.
+func unsavedFor(s certmagic.Storage, prefix string) *unsavedRecords {
+	key := fmt.Sprintf("%T %p %s", s, s, prefix)
+	if named, ok := s.(fmt.Stringer); ok {
+		key = fmt.Sprintf("%T %s %s", s, named.String(), prefix)
+	}
+	u, _ := unsavedByStore.LoadOrStore(key, &unsavedRecords{m: map[string]unsavedRecord{}})
+	return u.(*unsavedRecords)
+}
+
+func (u *unsavedRecords) keep(id string, data []byte, owed bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.m[id] = unsavedRecord{data: data, owed: owed}
+}
+
+func (u *unsavedRecords) drop(id string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.m, id)
+}
+
+func (u *unsavedRecords) get(id string) ([]byte, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	r, ok := u.m[id]
+	return r.data, ok
+}
+
+// states maps each unsaved id to whether its delivery is owed.
+func (u *unsavedRecords) states() map[string]bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make(map[string]bool, len(u.m))
+	for id, r := range u.m {
+		out[id] = r.owed
+	}
+	return out
 }

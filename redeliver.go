@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,34 +21,49 @@ const (
 	DefaultRedeliverAttempts = 10
 	DefaultRedeliverBackoff  = 5 * time.Second
 	maxRedeliverBackoff      = 15 * time.Minute
+	// redeliverConcurrency bounds the deliveries one worker runs at a time.
+	redeliverConcurrency = 4
 )
 
-// redeliverLoop keeps the owed-deliveries gauge current and, with
-// redeliver_to set, re-sends owed deliveries to the app, until ctx (the
-// module's context, cancelled when the config is unloaded) is done. Several
-// instances may run it over one storage: a record is sent only under its
-// lock.
+// redeliverLoop keeps the owed-deliveries gauge current, writes records
+// that could not be written before and, with redeliver_to set, re-sends owed
+// deliveries to the app, until ctx (the module's context, cancelled when the
+// config is unloaded) is done. Its first pass runs at once, so the gauge is
+// right from the start. Several instances may run it over one storage: a
+// record is sent only under its lock.
 func (h *Handler) redeliverLoop(ctx context.Context) {
+	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	defer w.running.Wait()
 	interval := min(max(time.Duration(h.RedeliverBackoff)/2, 10*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		w.pass(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			h.redeliverOnce(ctx)
 		}
 	}
 }
 
-// redeliverOnce makes one pass over the owed deliveries: it counts them by
-// state and sends those that are due.
-func (h *Handler) redeliverOnce(ctx context.Context) {
+// redeliverer runs the deliveries of one worker, at most
+// redeliverConcurrency at a time.
+type redeliverer struct {
+	h       *Handler
+	slots   chan struct{}
+	running sync.WaitGroup
+}
+
+// pass makes one pass over the owed deliveries: it writes unsaved records,
+// counts owed ones by state and starts those that are due. A payment whose
+// lock is busy (a request or a delivery is at it) is left for a later pass.
+func (w *redeliverer) pass(ctx context.Context) {
+	h := w.h
+	h.persistUnsaved(ctx)
 	ids, err := h.store.owed(ctx)
 	if err != nil {
 		h.logger.Warn("could not list owed deliveries", zap.Error(err))
-		return
 	}
 	counts := map[string]float64{deliveryPending: 0, deliveryExhausted: 0}
 	now := time.Now()
@@ -55,85 +71,166 @@ func (h *Handler) redeliverOnce(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		rec, err := h.store.load(ctx, id)
-		if err != nil || rec == nil {
+		rec, lerr := h.store.load(ctx, id)
+		if lerr != nil || rec == nil {
+			continue
+		}
+		if !rec.owed() {
+			h.clearSettled(ctx, id)
 			continue
 		}
 		counts[rec.Delivery.State]++
 		if h.redeliverURL != nil && rec.Delivery.State == deliveryPending && !now.Before(rec.Delivery.NextAttempt) {
-			h.redeliver(ctx, id)
+			w.start(ctx, id)
 		}
 	}
-	for state, n := range counts {
-		h.metrics.owed.WithLabelValues(state).Set(n)
+	if err == nil {
+		for state, n := range counts {
+			h.metrics.owed.WithLabelValues(state).Set(n)
+		}
 	}
 }
 
-// redeliver sends one owed delivery if it is still due and no one else
-// holds it.
-func (h *Handler) redeliver(ctx context.Context, id string) {
-	unlockLocal, err := h.locks.Lock(ctx, id)
-	if err != nil {
+// start redelivers id in the background if its in-process lock is free and
+// a slot is.
+func (w *redeliverer) start(ctx context.Context, id string) {
+	unlock, ok := w.h.locks.TryLock(id)
+	if !ok {
+		return
+	}
+	select {
+	case w.slots <- struct{}{}:
+	default:
+		unlock() // every slot is busy
+		return
+	}
+	w.running.Add(1)
+	go func() {
+		defer w.running.Done()
+		defer func() { <-w.slots }()
+		defer unlock()
+		w.h.redeliver(ctx, id)
+	}()
+}
+
+// clearSettled removes the owed copy of a payment the app accepted: left
+// behind when a crash, or a write racing the one that settled it, came
+// between writing the settled record and deleting the owed one.
+func (h *Handler) clearSettled(ctx context.Context, id string) {
+	unlockLocal, ok := h.locks.TryLock(id)
+	if !ok {
 		return
 	}
 	defer unlockLocal()
-	unlock, ok := h.store.tryLock(ctx, id, time.Second)
+	unlock, ok := h.store.tryLock(ctx, id, 100*time.Millisecond)
 	if !ok {
-		return // another instance is working on it
+		return
 	}
 	defer unlock()
+	if rec, err := h.store.load(ctx, id); err == nil && rec != nil && !rec.owed() && !rec.unsaved {
+		if err := h.store.clearOwed(ctx, id); err != nil {
+			h.logger.Warn("could not remove the owed copy of a delivered payment", zap.String("payment_id", id), zap.Error(err))
+		}
+	}
+}
+
+// persistUnsaved tries again to write the records this process keeps in
+// memory because their write failed.
+func (h *Handler) persistUnsaved(ctx context.Context) {
+	for id := range h.store.unsaved.states() {
+		if ctx.Err() != nil {
+			return
+		}
+		unlockLocal, ok := h.locks.TryLock(id)
+		if !ok {
+			continue
+		}
+		func() {
+			defer unlockLocal()
+			unlock, ok := h.store.tryLock(ctx, id, 100*time.Millisecond)
+			if !ok {
+				return
+			}
+			defer unlock()
+			rec, err := h.store.load(ctx, id)
+			if err != nil || rec == nil || !rec.unsaved {
+				return
+			}
+			if err := h.store.save(ctx, rec); err == nil {
+				h.logger.Info("wrote the record of a completed payment that storage had refused before",
+					zap.String("payment_id", id), zap.String("state", rec.Delivery.State))
+			}
+		}()
+	}
+}
+
+// redeliver sends one owed delivery if it is still due and no other
+// instance holds it. The caller holds the payment's in-process lock.
+func (h *Handler) redeliver(ctx context.Context, id string) {
 	rec, err := h.store.load(ctx, id)
-	if err != nil || rec == nil || !rec.completed() || rec.Request == nil ||
-		rec.Delivery.State != deliveryPending || time.Now().Before(rec.Delivery.NextAttempt) {
+	if err != nil || rec == nil {
+		return
+	}
+	if !rec.unsaved {
+		// A record only this process knows needs no cross-instance lock:
+		// another instance can at most deliver the payment once more.
+		unlock, ok := h.store.tryLock(ctx, id, time.Second)
+		if !ok {
+			return // another instance is working on it
+		}
+		defer unlock()
+		if rec, err = h.store.load(ctx, id); err != nil || rec == nil {
+			return
+		}
+	}
+	if !rec.completed() || rec.Delivery.State != deliveryPending || time.Now().Before(rec.Delivery.NextAttempt) {
 		return
 	}
 	status, sendErr := h.send(ctx, rec)
-	accepted := sendErr == nil && status >= 200 && status < 300
+	accepted := sendErr == nil && is2xx(status)
 	why := ""
 	switch {
 	case sendErr != nil:
-		why = sendErr.Error()
+		why = "the app could not be reached: " + sendErr.Error()
 	case !accepted:
-		why = fmt.Sprintf("HTTP %d", status)
+		why = fmt.Sprintf("the app answered HTTP %d", status)
 	}
 	result := "failed"
 	if accepted {
 		result = "delivered"
 	}
 	h.metrics.redeliveries.WithLabelValues(result).Inc()
-	h.applyAttempt(rec, accepted, why)
-	if err := h.store.save(ctx, rec); err != nil {
-		h.logger.Error("could not update the delivery record", zap.String("payment_id", id), zap.Error(err))
-		return
-	}
+	h.recordDelivery(ctx, rec, accepted, why, true)
 	if accepted {
 		h.logger.Info("payment redelivered", zap.String("payment_id", id), zap.Int("failed_attempts", rec.Delivery.Attempts))
-	} else {
-		h.logger.Warn("payment redelivery failed", zap.String("payment_id", id), zap.Int("attempts", rec.Delivery.Attempts),
-			zap.String("error", why), zap.Time("next_attempt", rec.Delivery.NextAttempt))
+	} else if rec.Delivery.State != deliveryExhausted {
+		h.logRefusedDelivery(rec, why, "redelivery")
 	}
 }
 
 // send re-sends the stored request to redeliver_to with a fresh verified
-// header, and returns the app's status.
+// header bound to it, and returns the app's status. It takes at most
+// timeout. Only the kept headers are sent: never cookies, authorization or
+// X-Forwarded-*, and never a query string.
 func (h *Handler) send(ctx context.Context, rec *record) (int, error) {
-	sr := rec.Request
-	token, err := h.signer.Sign(verify.KindVerified, phaseComplete, rec.Payment, verify.Binding{Method: sr.Method, Path: sr.Path, Body: sr.Body}, "")
+	sr := rec.request(h.CompletePath)
+	phase := h.phaseOf(sr.Path)
+	if phase == "" {
+		phase = phaseComplete
+	}
+	token, err := h.signer.Sign(verify.KindVerified, phase, rec.Payment, verify.Binding{Method: sr.Method, Path: sr.Path, Body: sr.Body}, "")
 	if err != nil {
 		return 0, err
 	}
 	target := *h.redeliverURL
-	target.Path = h.redeliverURL.Path + sr.Path
-	target.RawQuery = sr.Query
+	target.Path, target.RawPath, target.RawQuery = sr.Path, "", ""
 	actx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, sr.Method, target.String(), bytes.NewReader(sr.Body))
 	if err != nil {
 		return 0, err
 	}
-	for k, v := range sr.Header {
-		req.Header[k] = append([]string(nil), v...)
-	}
+	req.Header = sr.keptHeader()
 	req.Host = sr.Host
 	req.Header.Set(h.Header, token)
 	resp, err := h.redeliverClient.Do(req)
@@ -145,12 +242,17 @@ func (h *Handler) send(ctx context.Context, rec *record) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// parseRedeliverURL checks redeliver_to: an absolute http(s) URL of the app.
+// parseRedeliverURL checks redeliver_to: the app's scheme and address, as
+// reverse_proxy reaches it. It has no path: a redelivery goes to the path
+// the token binds, exactly as the live request did.
 func parseRedeliverURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("redeliver_to %q must be the app's base URL, such as http://127.0.0.1:3000", s)
 	}
-	u.Path = strings.TrimRight(u.Path, "/")
+	if strings.TrimRight(u.Path, "/") != "" {
+		return nil, fmt.Errorf("redeliver_to %q must have no path: the guard redelivers to the path it forwarded (and bound in the token), as reverse_proxy does; use http://%s", s, u.Host)
+	}
+	u.Path, u.RawPath = "", ""
 	return u, nil
 }

@@ -47,8 +47,9 @@ func TestRedeliveryAfterAppFailure(t *testing.T) {
 	id, txid := e.submitted()
 	e.up.failNext(2)
 	body := `{"paymentId":"` + id + `","txid":"` + txid + `","note":"keep me"}`
-	status, _ := e.post("/payments/complete", body)
-	assert.Equal(t, http.StatusServiceUnavailable, status, "the app's own failure reaches the client")
+	status, answer := e.post("/payments/complete", body)
+	assert.Equal(t, http.StatusBadGateway, status, "the app did not accept it: the guard says so")
+	assert.Equal(t, "upstream_refused", answer["error"])
 
 	e.waitFor("redelivery", func() bool { return e.verifiedDeliveries(id) == 1 })
 	reqs := e.up.requests()
@@ -68,7 +69,7 @@ func TestExhaustedDeliveriesAreListed(t *testing.T) {
 	id, txid := e.submitted()
 	e.up.failNext(1000)
 	status, _ := e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid})
-	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Equal(t, http.StatusBadGateway, status)
 	e.waitFor("exhaustion", func() bool { return len(e.deliveries("?state=exhausted")) == 1 })
 	row := e.deliveries("?state=exhausted")[0]
 	assert.Equal(t, id, row["payment_id"])
@@ -93,7 +94,7 @@ func TestRecordsSurviveReload(t *testing.T) {
 	id, txid := e.submitted()
 	e.up.failNext(1)
 	status, _ := e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid})
-	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Equal(t, http.StatusBadGateway, status)
 	require.Len(t, e.deliveries("?state=pending"), 1)
 
 	e.extra = []string{"redeliver_to " + e.up.URL, "redeliver_backoff 50ms"}
