@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 RACE    ?= -race
 
-.PHONY: all build run test test-go test-node test-python test-e2e vet fmt-check fuzz clean
+.PHONY: all build run test test-go test-node test-python test-e2e test-xcaddy vet fmt-check fuzz clean
 
 all: build
 
@@ -18,7 +18,7 @@ run: build
 	./scripts/run.sh
 
 ## test: every test: gofmt, vet, Go tests with the race detector, the Node and Python examples, the demo in a browser
-test: fmt-check vet test-go test-node test-python test-e2e
+test: fmt-check vet test-go test-node test-python test-e2e test-xcaddy
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,8 +33,23 @@ test-go:
 test-node:
 	cd examples/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 
+# The PyJWT lines of docs/header.md run with the first interpreter that has PyJWT
+# (.ci/run installs Debian's python3-jwt when none has it).
+PYJWT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import jwt' 2>/dev/null && { echo $$p; break; }; done)
+
 test-python:
 	python3 -m unittest discover -s examples/python -v
+	@test -n "$(PYJWT_PYTHON)" || { echo "PyJWT is missing: apt-get install python3-jwt (or pip install PyJWT)"; exit 1; }
+	PI_GUARD_REQUIRE_PYJWT=1 $(PYJWT_PYTHON) -m unittest discover -s examples/python -p 'test_pyjwt.py' -v
+
+## test-xcaddy: the README's xcaddy command, exactly, then the module and the
+## pi-guard command must be in the binary (xcaddy: see README "Install")
+XCADDY ?= xcaddy
+test-xcaddy:
+	$(XCADDY) build v2.11.9 --with github.com/caddy-pi-guard/caddy-pi-guard@v0.0.0=. --output bin/caddy
+	bin/caddy list-modules | grep -x 'http.handlers.pi_guard'
+	bin/caddy list-modules | grep -x 'admin.api.pi_guard'
+	bin/caddy help | grep -E '^ +pi-guard '
 
 ## test-e2e: the `make run` demo in headless Chromium (/usr/bin/chromium, or CHROMIUM=...);
 ## screenshots into out/e2e/ (UPDATE_DEMO_PNG=1 also refreshes docs/demo.png)

@@ -245,8 +245,10 @@ func TestReplayDeliversTheStoredRequest(t *testing.T) {
 	stranger := []string{"Cookie", "session=stranger", "Authorization", "Bearer stranger", "X-Credit", "stranger",
 		"X-Forwarded-For", "6.6.6.6", "User-Agent", "stranger-agent"}
 	strangerBody := `{"paymentId":"` + id + `","txid":"` + txid + `","order":"stranger's"}`
-	require.Equal(t, http.StatusOK, post(h, app, DefaultCompletePath+"?credit=stranger", strangerBody, stranger...).Code)
-	require.Equal(t, http.StatusOK, post(h, app, DefaultIncompletePath+"?credit=stranger", `{"payment":{"identifier":"`+id+`"}}`, stranger...).Code)
+	require.Equal(t, http.StatusOK, post(h, app, DefaultCompletePath, strangerBody, stranger...).Code)
+	require.Equal(t, http.StatusOK, post(h, app, DefaultIncompletePath, `{"payment":{"identifier":"`+id+`"}}`, stranger...).Code)
+	// (A query string is refused on payment routes before anything else.)
+	require.Equal(t, http.StatusBadRequest, post(h, app, DefaultCompletePath+"?credit=stranger", strangerBody, stranger...).Code)
 
 	reqs := app.requests()
 	require.Len(t, reqs, 3)
@@ -275,7 +277,7 @@ func TestVerifiedForwardIsTheBoundRequest(t *testing.T) {
 	id, txid := submittedPayment(t, h, pi)
 	app := newCapturingApp(t, http.StatusOK)
 	body := completeBody(id, txid)
-	w := post(h, app, "/payments/%63omplete?order=other", body)
+	w := post(h, app, "/payments/%63omplete", body)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	reqs := app.requests()
 	require.Len(t, reqs, 1)
@@ -448,9 +450,11 @@ func TestWorkerSkipsBusyPaymentsAndRunsInParallel(t *testing.T) {
 	_, ok = h.locks.TryLock(busy)
 	require.False(t, ok, "TryLock never waits for a held key")
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go h.redeliverLoop(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { h.redeliverLoop(ctx); close(stopped) }()
+	// Stop the worker before the storage directory is removed.
+	t.Cleanup(func() { cancel(); <-stopped })
 	assert.Eventually(t, func() bool {
 		mu.Lock()
 		defer mu.Unlock()

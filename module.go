@@ -221,6 +221,9 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	repl := caddy.NewReplacer()
 	apiKey := strings.TrimSpace(repl.ReplaceKnown(h.APIKey, ""))
+	if err := h.resolvePlaceholders(repl); err != nil {
+		return err
+	}
 	h.setDefaults()
 
 	if apiKey == "" {

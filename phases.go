@@ -85,6 +85,13 @@ func (h *Handler) complete(ctx context.Context, st *step, known *piclient.Paymen
 		if ge := h.completable(fresh, st); ge != nil {
 			return nil, ge
 		}
+		if fresh.IsCompletedWith(st.txid) {
+			// Completed, but Pi does not show the transaction verified: not
+			// forwarded as verified (see paid).
+			ge := refuse(http.StatusConflict, "transaction_not_verified", "Pi shows the payment completed but not its transaction verified; retry later")
+			ge.Retryable = true
+			return nil, ge
+		}
 	}
 	return nil, unresolved(err, rerr, st.id, "completed with this txid")
 }
@@ -109,10 +116,6 @@ func (h *Handler) completable(p *piclient.Payment, st *step) *guardError {
 		return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 	case !p.Status.DeveloperApproved && !p.Status.DeveloperCompleted:
 		return refuse(http.StatusConflict, "not_approved", "the payment was never approved; approve it first")
-	case !p.Status.TransactionVerified || !p.Transaction.Verified:
-		ge := refuse(http.StatusConflict, "transaction_not_verified", "Pi has not verified the blockchain transaction yet; retry later")
-		ge.Retryable = true
-		return ge
 	}
 	return nil
 }

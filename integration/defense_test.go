@@ -56,7 +56,7 @@ func TestForgedIncompletePaymentIsNotTrusted(t *testing.T) {
 	before := len(e.up.requests())
 	status, body := e.post("/payments/incomplete", incompleteBody(p.Identifier, forgedTx, internal.URL+"/admin", "10"))
 	require.Equal(t, http.StatusConflict, status, "%v", body)
-	assert.Equal(t, "payment_in_progress", body["error"], "Pi shows no transaction, and a stranger may not cancel a fresh payment")
+	assert.Equal(t, "txid_mismatch", body["error"], "the posted payment claims a transaction Pi does not show (and a stranger may not cancel a fresh payment)")
 
 	assert.Zero(t, internalHits.Load(), "the posted _link is never fetched")
 	assert.Zero(t, e.verifiedDeliveries(p.Identifier))

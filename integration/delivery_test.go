@@ -47,10 +47,12 @@ func TestReplayByStrangerDeliversTheStoredRequest(t *testing.T) {
 
 	stranger := []string{"Cookie", "session=stranger", "Authorization", "Bearer stranger", "X-Credit-To", "stranger"}
 	strangerBody := `{"paymentId":"` + id + `","txid":"` + txid + `","order":"stranger's order"}`
-	status, body = e.post("/payments/complete?credit=stranger", strangerBody, stranger...)
+	status, body = e.post("/payments/complete", strangerBody, stranger...)
 	require.Equal(t, http.StatusOK, status, "%v", body)
-	status, body = e.post("/payments/incomplete?credit=stranger", `{"payment":{"identifier":"`+id+`"}}`, stranger...)
+	status, body = e.post("/payments/incomplete", `{"payment":{"identifier":"`+id+`"}}`, stranger...)
 	require.Equal(t, http.StatusOK, status, "%v", body)
+	status, _ = e.post("/payments/incomplete?credit=stranger", `{"payment":{"identifier":"`+id+`"}}`, stranger...)
+	require.Equal(t, http.StatusBadRequest, status, "a query string is refused on payment routes")
 
 	reqs := e.up.requests()
 	var verified []recorded

@@ -73,6 +73,11 @@ type Claims struct {
 	Phase string `json:"phase"`
 	// Payment is the PaymentDTO exactly as Pi returned it.
 	Payment piclient.Payment `json:"payment"`
+	// AmountText ("amount_text") is payment.amount as an exact decimal
+	// string in canonical form (see AmountText), for apps whose JSON parser
+	// reads numbers as binary floats. Tokens from guards before it was added
+	// do not carry it.
+	AmountText string `json:"amount_text,omitempty"`
 
 	// Method ("htm") and Path ("htu") are the method and URL path of the
 	// request as the guard forwarded it.

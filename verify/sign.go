@@ -145,6 +145,7 @@ func (s *Signer) Sign(kind Kind, phase string, p *piclient.Payment, b Binding, u
 		Kind:       kind,
 		Phase:      phase,
 		Payment:    *p,
+		AmountText: AmountText(p.Amount),
 		Method:     b.Method,
 		Path:       b.Path,
 		BodySHA256: BodyDigest(b.Body),

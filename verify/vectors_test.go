@@ -51,13 +51,18 @@ type Vector struct {
 	Now          int64    `json:"now,omitempty"`        // overrides the top-level now
 	Expect       string   `json:"expect"`               // "valid" or "invalid"
 	Error        string   `json:"error,omitempty"`      // one of error_codes, when invalid
-	Claims       *struct {
-		Sub    string `json:"sub"`
-		Kind   Kind   `json:"kind"`
-		Phase  string `json:"phase"`
-		TxID   string `json:"txid"`
-		Amount string `json:"amount"`
-		UID    string `json:"uid"`
+	// Strict marks a refusal that adds nothing once the signature holds
+	// (docs/header.md, "Checks a library may skip"): a strict verifier
+	// refuses with Error, a JWT library (jose, PyJWT) may accept.
+	Strict bool `json:"strict,omitempty"`
+	Claims *struct {
+		Sub        string `json:"sub"`
+		Kind       Kind   `json:"kind"`
+		Phase      string `json:"phase"`
+		TxID       string `json:"txid"`
+		Amount     string `json:"amount"`
+		AmountText string `json:"amount_text"`
+		UID        string `json:"uid"`
 	} `json:"claims,omitempty"` // expected claims, when valid
 }
 
@@ -125,6 +130,7 @@ func buildVectors(t *testing.T) *Vectors {
 
 	noKid := validClaims(KindVerified)
 	noKid.ID = "bm8ta2lkLXRlc3QtMDAwMDA"
+	noKid.AmountText = AmountText(noKid.Payment.Amount)
 	noKidTok := signRawAlg(t, "HS256", testSecret, "", TypeVerified, noKid)
 
 	mixed := validClaims(KindNotice)
@@ -142,13 +148,14 @@ func buildVectors(t *testing.T) *Vectors {
 		v := Vector{Name: name, Description: desc, Header: header, HeaderValues: []string{tok},
 			Method: "POST", Path: path, Body: body, Expect: "valid"}
 		v.Claims = &struct {
-			Sub    string `json:"sub"`
-			Kind   Kind   `json:"kind"`
-			Phase  string `json:"phase"`
-			TxID   string `json:"txid"`
-			Amount string `json:"amount"`
-			UID    string `json:"uid"`
-		}{Sub: p.Identifier, Kind: kind, Phase: phase, TxID: p.TxID(), Amount: p.Amount.String()}
+			Sub        string `json:"sub"`
+			Kind       Kind   `json:"kind"`
+			Phase      string `json:"phase"`
+			TxID       string `json:"txid"`
+			Amount     string `json:"amount"`
+			AmountText string `json:"amount_text"`
+			UID        string `json:"uid"`
+		}{Sub: p.Identifier, Kind: kind, Phase: phase, TxID: p.TxID(), Amount: p.Amount.String(), AmountText: AmountText(p.Amount)}
 		return v
 	}
 	invalid := func(name, desc, code, header, path, body string, tokens ...string) Vector {
@@ -159,6 +166,7 @@ func buildVectors(t *testing.T) *Vectors {
 			Method: "POST", Path: path, Body: body, Expect: "invalid", Error: code}
 	}
 
+	strict := func(v Vector) Vector { v.Strict = true; return v }
 	cases := []Vector{
 		valid("valid-complete", "Completed payment, verified header on the completion callback.",
 			HeaderVerified, complete, completeBody, completeTok, PhaseComplete, KindVerified, completedPayment()),
@@ -191,8 +199,10 @@ func buildVectors(t *testing.T) *Vectors {
 		invalid("missing", "No header at all: not paid.", "missing", HeaderVerified, complete, completeBody),
 		invalid("duplicate-header", "The header twice: refused.", "malformed", HeaderVerified, complete, completeBody, completeTok, completeTok),
 		invalid("garbage", "Not a JWT.", "malformed", HeaderVerified, complete, completeBody, "not-a-jwt"),
-		invalid("non-canonical-base64", "Signature with non-zero unused trailing bits: refused although a lenient decoder reads the same bytes.",
-			"malformed", HeaderVerified, complete, completeBody, parts[0]+"."+parts[1]+"."+noncanonical(parts[2])),
+		strict(invalid("non-canonical-base64", "Signature with non-zero unused trailing bits: refused by a strict verifier although a lenient decoder reads the same bytes.",
+			"malformed", HeaderVerified, complete, completeBody, parts[0]+"."+parts[1]+"."+noncanonical(parts[2]))),
+		strict(invalid("typ-other-case", "typ in capitals, under the signature; the kind claim still says verified.", "kind", HeaderVerified, complete, testBody,
+			signRaw(t, key, strings.ToUpper(TypeVerified), validClaims(KindVerified)))),
 		invalid("tampered-amount", "Payload amount changed after signing.", "signature", HeaderVerified, complete, completeBody, tampered),
 		invalid("wrong-secret", "Signed with another secret under the same kid.", "signature", HeaderVerified, complete, completeBody,
 			sign(signer(SignerOptions{Keys: []Key{hsKey(t, vectorKid, otherTestSecret)}}), KindVerified, PhaseComplete, completedPayment(), "POST", complete, completeBody)),
@@ -298,6 +308,7 @@ func TestVectors(t *testing.T) {
 				assert.Equal(t, c.Claims.Phase, claims.Phase)
 				assert.Equal(t, c.Claims.TxID, claims.Payment.TxID())
 				assert.Equal(t, c.Claims.Amount, claims.Payment.Amount.String())
+				assert.Equal(t, c.Claims.AmountText, claims.AmountText)
 				assert.Equal(t, c.Claims.UID, claims.UserUID)
 				return
 			}

@@ -288,6 +288,9 @@ func (v *Verifier) checkClaims(h jose.Header, c *Claims, kind Kind) error {
 	if v.paymentID != "" && c.Subject != v.paymentID {
 		return fmt.Errorf("%w: token is for payment %q, expected %q", ErrPaymentID, c.Subject, v.paymentID)
 	}
+	if c.AmountText != "" && c.AmountText != AmountText(c.Payment.Amount) {
+		return fmt.Errorf("%w: amount_text %q is not payment.amount %s", ErrMalformed, c.AmountText, c.Payment.Amount)
+	}
 	if kind == KindVerified && !isCompleted(&c.Payment) {
 		return fmt.Errorf("%w: payment %s: developer_completed=%t, transaction present=%t",
 			ErrNotCompleted, c.Subject, c.Payment.Status.DeveloperCompleted, c.Payment.TxID() != "")

@@ -33,6 +33,7 @@ class VectorsTest(unittest.TestCase):
                     self.assertEqual((claims["payment"].get("transaction") or {}).get("txid", ""), want["txid"])
                     self.assertIsInstance(claims["payment"]["amount"], Decimal, "amounts stay exact")
                     self.assertEqual(str(claims["payment"]["amount"]), want["amount"])
+                    self.assertEqual(claims["amount_text"], want["amount_text"], "the exact decimal amount, as a string")
                     self.assertEqual(claims.get("uid", ""), want["uid"])
                 else:
                     with self.assertRaises(VerificationError) as cm:

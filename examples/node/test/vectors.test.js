@@ -28,7 +28,15 @@ for (const c of vectors.cases) {
       assert.equal(claims.phase, c.claims.phase);
       assert.equal(claims.payment.transaction?.txid ?? '', c.claims.txid);
       assert.equal(String(claims.payment.amount), c.claims.amount);
+      assert.equal(claims.amount_text, c.claims.amount_text, 'the exact decimal amount, as a string');
       assert.equal(claims.uid ?? '', c.claims.uid);
+    } else if (c.strict) {
+      // A refusal that adds nothing once the signature holds: jose may accept
+      // (docs/header.md, "Checks a library may skip"); if it refuses, with c.error.
+      await v.verifyRequest(req, kind, opts).catch((err) => {
+        assert.ok(err instanceof VerificationError, err);
+        assert.equal(err.code, c.error, err.message);
+      });
     } else {
       await assert.rejects(v.verifyRequest(req, kind, opts), (err) => {
         assert.ok(err instanceof VerificationError, err);

@@ -1,0 +1,189 @@
+package piguard
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "pi-guard",
+		Usage: "deliveries|retry|resolve [--address <admin>]",
+		Short: "Lists pi_guard's owed payment deliveries and retries or resolves one",
+		Long: `
+Acts on the payments that Pi completed but the app has not accepted yet, through
+the admin API of a running Caddy (default localhost:2019, as Caddy's own
+commands; change it with --address).
+
+  caddy pi-guard deliveries [--state pending|exhausted] [--json]
+      lists the owed deliveries, oldest first
+  caddy pi-guard retry <paymentId>
+      sends one again now, with a fresh attempt budget (needs redeliver_to)
+  caddy pi-guard resolve <paymentId> --note "<what you did>"
+      records that the payment reached the app by other means
+
+The exit status is 0 when the action succeeded (a retry the app refused exits 1).
+See docs/operations.md.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.PersistentFlags().String("address", "localhost:2019", "the admin API address of the running Caddy")
+			list := &cobra.Command{
+				Use:   "deliveries",
+				Short: "List owed deliveries (pending and exhausted)",
+				Args:  cobra.NoArgs,
+				RunE: func(c *cobra.Command, _ []string) error {
+					state, _ := c.Flags().GetString("state")
+					asJSON, _ := c.Flags().GetBool("json")
+					return cmdDeliveries(c.OutOrStdout(), adminAddress(c), state, asJSON)
+				},
+			}
+			list.Flags().String("state", "", "only pending or only exhausted deliveries")
+			list.Flags().Bool("json", false, "print the admin API's JSON")
+			retry := &cobra.Command{
+				Use:   "retry <paymentId>",
+				Short: "Send an owed delivery to the app again now",
+				Args:  cobra.ExactArgs(1),
+				RunE: func(c *cobra.Command, args []string) error {
+					return cmdRetry(c.OutOrStdout(), adminAddress(c), args[0])
+				},
+			}
+			resolve := &cobra.Command{
+				Use:   "resolve <paymentId> --note <text>",
+				Short: "Record that an owed payment reached the app by other means",
+				Args:  cobra.ExactArgs(1),
+				RunE: func(c *cobra.Command, args []string) error {
+					note, _ := c.Flags().GetString("note")
+					return cmdResolve(c.OutOrStdout(), adminAddress(c), args[0], note)
+				},
+			}
+			resolve.Flags().String("note", "", "what you did, kept with the record and logged (required)")
+			for _, sub := range []*cobra.Command{list, retry, resolve} {
+				sub.SilenceUsage = true
+				cmd.AddCommand(sub)
+			}
+		},
+	})
+}
+
+func adminAddress(c *cobra.Command) string {
+	addr, _ := c.Flags().GetString("address")
+	return addr
+}
+
+// adminDo sends one request to the admin API and decodes its JSON answer
+// into out. Caddy's errors come back as {"error": "..."}.
+func adminDo(addr, method, uri string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, rd)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", addr, readableAdminError(err))
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("admin API at %s: unreadable answer: %w (is pi_guard in this Caddy?)", addr, err)
+	}
+	return nil
+}
+
+// readableAdminError turns "caddy responded with error: HTTP 409:
+// {"error":"nothing is owed..."}" into the message alone.
+func readableAdminError(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "{"); i >= 0 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal([]byte(msg[i:]), &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s%s", msg[:i], e.Error)
+		}
+	}
+	return err
+}
+
+func cmdDeliveries(w io.Writer, addr, state string, asJSON bool) error {
+	uri := "/pi_guard/deliveries"
+	if state != "" {
+		uri += "?state=" + url.QueryEscape(state)
+	}
+	var rows []owedDelivery
+	if err := adminDo(addr, http.MethodGet, uri, nil, &rows); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, "no owed deliveries")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAYMENT ID\tSTATE\tATTEMPTS\tAMOUNT\tCOMPLETED\tNEXT ATTEMPT\tLAST ERROR")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.PaymentID, r.State, r.Attempts, r.Amount,
+			stamp(r.Completed), stamp(r.NextAttempt), r.LastError)
+	}
+	return tw.Flush()
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func cmdRetry(w io.Writer, addr, id string) error {
+	if err := piclient.ValidatePaymentID(id); err != nil {
+		return fmt.Errorf("%q is not a payment id: %w", id, err)
+	}
+	var res retryResult
+	if err := adminDo(addr, http.MethodPost, "/pi_guard/deliveries/"+id+"/retry", nil, &res); err != nil {
+		return err
+	}
+	d := res.Delivery
+	switch res.Result {
+	case "delivered":
+		_, err := fmt.Fprintf(w, "payment %s delivered: the app accepted it\n", id)
+		return err
+	case "queued":
+		_, err := fmt.Fprintf(w, "payment %s is due now: another worker holds it; run `caddy pi-guard deliveries` to follow it\n", id)
+		return err
+	}
+	return fmt.Errorf("payment %s: the app did not accept it (%s); it stays pending, next attempt %s, %d attempt(s) used of a fresh budget",
+		id, d.LastError, stamp(d.NextAttempt), d.Attempts)
+}
+
+func cmdResolve(w io.Writer, addr, id, note string) error {
+	if err := piclient.ValidatePaymentID(id); err != nil {
+		return fmt.Errorf("%q is not a payment id: %w", id, err)
+	}
+	if strings.TrimSpace(note) == "" {
+		return fmt.Errorf(`resolve needs --note "<how the payment reached the app>", kept with the record and logged`)
+	}
+	var res resolution
+	if err := adminDo(addr, http.MethodPost, "/pi_guard/deliveries/"+id+"/resolve", map[string]string{"note": note}, &res); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "payment %s resolved (was %s after %d attempt(s)): %s\n", id, res.PreviousState, res.Attempts, res.Note)
+	return err
+}
