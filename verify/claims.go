@@ -51,6 +51,9 @@ const (
 	PhaseComplete   = "complete"
 	PhaseIncomplete = "incomplete"
 	PhaseCancel     = "cancel"
+	// PhaseReconcile is a notice from the guard's reconciler: it stopped
+	// watching an approved payment that still has no verified transaction.
+	PhaseReconcile = "reconcile"
 )
 
 // Claims is the payload of a token.
@@ -96,7 +99,7 @@ func validKind(k Kind) bool { return k == KindVerified || k == KindNotice }
 
 func validPhase(p string) bool {
 	switch p {
-	case PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel:
+	case PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel, PhaseReconcile:
 		return true
 	}
 	return false
