@@ -31,6 +31,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 			return ge
 		}
 		h.approvals.put(p)
+		h.watch(p)
 		st.ready = time.Now()
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
@@ -60,6 +61,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		return ge
 	}
 	h.approvals.put(p)
+	h.watch(p)
 	return rr.WriteResponse()
 }
 
@@ -179,5 +181,6 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 		h.logger.Error("could not record a completed payment; delivering it without a record",
 			zap.String("payment_id", st.id), zap.Error(err))
 	}
+	h.unwatch(st.id)
 	return rec
 }
