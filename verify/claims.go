@@ -72,7 +72,8 @@ type Claims struct {
 
 	// Kind is KindVerified or KindNotice, matching the header "typ".
 	Kind Kind `json:"kind"`
-	// Phase is PhaseApprove, PhaseComplete, PhaseIncomplete or PhaseCancel.
+	// Phase is PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel or
+	// PhaseReconcile (notices only).
 	Phase string `json:"phase"`
 	// Payment is the PaymentDTO exactly as Pi returned it.
 	Payment piclient.Payment `json:"payment"`
