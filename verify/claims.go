@@ -73,7 +73,7 @@ type Claims struct {
 	// Kind is KindVerified or KindNotice, matching the header "typ".
 	Kind Kind `json:"kind"`
 	// Phase is PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel or
-	// PhaseReconcile (notices only).
+	// PhaseReconcile (the reconciler's notice).
 	Phase string `json:"phase"`
 	// Payment is the PaymentDTO exactly as Pi returned it.
 	Payment piclient.Payment `json:"payment"`
