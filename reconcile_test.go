@@ -3,6 +3,7 @@ package piguard
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -465,4 +466,26 @@ func TestReconcileOptions(t *testing.T) {
 	assert.ErrorContains(t, d.Validate(), "reconcile_give_up (5m0s) must be longer than reconcile_after (5m0s)")
 	d.ReconcileAfter = -1
 	assert.ErrorContains(t, d.Validate(), "must not be negative")
+}
+
+// listRacer is file storage whose listing fails the way filepath.Walk does
+// when a file is deleted while the directory is read.
+type listRacer struct{ *certmagic.FileStorage }
+
+func (l listRacer) List(context.Context, string, bool) ([]string, error) {
+	return nil, &fs.PathError{Op: "lstat", Path: "watch/gone.json", Err: fs.ErrNotExist}
+}
+
+// A listing that races a deletion is an error, not an empty watch list
+// (which would end a pass, zero the gauge, and empty the admin listing).
+func TestWatchedIDsListingRace(t *testing.T) {
+	w := newReconcileWorld(t, nil)
+	fsys := testStorage(t).(*certmagic.FileStorage)
+	w.h, w.reg, w.logs = w.start(listRacer{fsys}, nil)
+	ids, err := w.h.watchedIDs(context.Background())
+	assert.NoError(t, err, "never watched anything: the directory does not exist")
+	assert.Empty(t, ids)
+	w.approve()
+	_, err = w.h.watchedIDs(context.Background())
+	assert.ErrorIs(t, err, fs.ErrNotExist)
 }

@@ -242,11 +242,13 @@ func (h *Handler) loadWatch(ctx context.Context, id string) (*watchEntry, error)
 
 // watchedIDs lists the payments in the durable watch list.
 func (h *Handler) watchedIDs(ctx context.Context) ([]string, error) {
-	keys, err := h.store.s.List(ctx, path.Join(h.store.prefix, "watch"), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	dir := path.Join(h.store.prefix, "watch")
+	keys, err := h.store.s.List(ctx, dir, false)
+	if errors.Is(err, fs.ErrNotExist) && !h.store.s.Exists(ctx, dir) {
+		return nil, nil // nothing was ever watched
 	}
 	if err != nil {
+		// Also an entry deleted while the directory was read: not "empty".
 		return nil, err
 	}
 	ids := make([]string, 0, len(keys))
