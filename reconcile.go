@@ -208,7 +208,20 @@ func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 	verified := p.TxID() != "" && p.Transaction.Verified && p.Status.TransactionVerified
 	switch {
 	case p.Status.DeveloperCompleted && p.TxID() != "":
-		h.queueDelivery(ctx, e, rec, p, reconciledAlreadyCompleted)
+		// Checked as the complete route checks a payment it finds completed.
+		ge := h.acceptable(p, st)
+		if ge == nil {
+			ge = h.crossCheck(pctx, p, p.TxID())
+		}
+		switch {
+		case ge != nil && ge.Retryable:
+			h.postpone(ctx, e, ge.Code, ge)
+		case ge != nil:
+			h.settle(ctx, e, reconciledRefused, zap.ErrorLevel, "payment completed at Pi but refused by the guard's checks; not delivered, an operator must look",
+				zap.String("txid", p.TxID()), zap.String("error", ge.Code))
+		default:
+			h.queueDelivery(ctx, e, rec, p, reconciledAlreadyCompleted)
+		}
 	case p.IsCancelled():
 		outcome := reconciledCancelled
 		if e.CancelledByGuard {

@@ -315,6 +315,22 @@ func TestReconcileCrossChecksBeforeCompleting(t *testing.T) {
 	assert.Equal(t, 1.0, w.outcome(reconciledRefused))
 	assert.Equal(t, 1, w.logs.FilterField(zap.String("error", "blockchain_mismatch")).Len())
 	assert.Empty(t, w.app.verifiedFor(id))
+
+	// Completed at Pi by someone else, with a transaction that does not
+	// settle it: not delivered either.
+	id = w.approve()
+	txid, err := w.pi.SubmitTransactionWith(id, pitest.Tx{Amount: "0.5"})
+	require.NoError(t, err)
+	c, err := piclient.New(piclient.Options{BaseURL: w.pi.URL, APIKey: pitest.DefaultAPIKey})
+	require.NoError(t, err)
+	_, err = c.Complete(context.Background(), id, txid)
+	require.NoError(t, err)
+	w.pass()
+	assert.Nil(t, w.entry(id))
+	assert.Equal(t, 2.0, w.outcome(reconciledRefused))
+	rec, err := w.h.store.load(context.Background(), id)
+	require.NoError(t, err)
+	assert.Nil(t, rec, "nothing queued for delivery")
 }
 
 // Pi unavailable: the payment stays watched and is checked again later.
