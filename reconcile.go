@@ -27,6 +27,7 @@ const (
 	DefaultReconcileAfter  = 5 * time.Minute
 	DefaultReconcileGiveUp = time.Hour
 	maxReconcileBackoff    = 15 * time.Minute
+	walletTimeout          = time.Minute // about how long the Pi wallet's payment flow lasts
 	phaseReconcile         = verify.PhaseReconcile
 )
 
@@ -65,6 +66,10 @@ const (
 // startReconciler starts the watch list's writer and the reconciler; both
 // stop with ctx (the module's context).
 func (h *Handler) startReconciler(ctx context.Context) {
+	if time.Duration(h.ReconcileAfter) < walletTimeout {
+		h.logger.Warn("reconcile_after is shorter than the wallet's payment flow: the guard may complete payments whose clients are still on their way (they then get a replay)",
+			zap.Duration("reconcile_after", time.Duration(h.ReconcileAfter)), zap.Duration("wallet_flow", walletTimeout))
+	}
 	go h.watchFlushLoop(ctx)
 	go h.reconcileLoop(ctx)
 }
