@@ -57,6 +57,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    redeliver_to    <url>
 //	    redeliver_attempts <n>
 //	    redeliver_backoff  <duration>
+//	    reconcile_after    <duration>
+//	    reconcile_give_up  <duration>
+//	    reconcile_cancel
 //	}
 //
 // Unknown and repeated subdirectives are errors.
@@ -97,6 +100,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.CancelRejected = true
 			}
+			continue
+		case "reconcile_cancel":
+			if d.NextArg() {
+				return d.Errf("pi_guard: %s takes no argument", name)
+			}
+			h.ReconcileCancel = true
 			continue
 		case "keys":
 			if d.NextArg() {
@@ -217,8 +226,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.RedeliverBackoff = caddy.Duration(dur)
 			}
+		case "reconcile_after", "reconcile_give_up":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("pi_guard: %s %q must be a positive duration, such as 5m", name, val)
+			}
+			if name == "reconcile_after" {
+				h.ReconcileAfter = caddy.Duration(dur)
+			} else {
+				h.ReconcileGiveUp = caddy.Duration(dur)
+			}
 		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff)", name)
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff, reconcile_after, reconcile_give_up, reconcile_cancel)", name)
 		}
 	}
 	return nil

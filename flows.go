@@ -32,6 +32,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 			return ge
 		}
 		h.approvals.put(p)
+		h.watch(p)
 		st.ready = time.Now()
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
@@ -64,6 +65,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		return ge
 	}
 	h.approvals.put(p)
+	h.watch(p)
 	return rr.WriteResponse()
 }
 
@@ -240,5 +242,6 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 		h.logger.Error("could not write the record of a completed payment; it is kept in memory, delivered now and written when storage accepts it",
 			zap.String("payment_id", st.id), zap.Error(err))
 	}
+	h.unwatch(st.id)
 	return rec
 }

@@ -20,6 +20,8 @@ type metrics struct {
 	exhausted       prometheus.Counter
 	redeliveries    *prometheus.CounterVec // result: delivered, failed
 	blockchainFails *prometheus.CounterVec // reason: mismatch, unavailable
+	reconciled      *prometheus.CounterVec // outcome
+	watched         prometheus.Gauge
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "pi_guard"
@@ -70,6 +72,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err == nil {
 		m.exhausted, err = register(reg, m.exhausted)
 	}
+	if err == nil {
+		err = m.registerReconcile(reg)
+	}
 	return m, err
 }
 
@@ -90,4 +95,22 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error)
 func (m *metrics) observePi(op string, status int, took time.Duration) {
 	m.piCalls.WithLabelValues(op, strconv.Itoa(status)).Inc()
 	m.piLatency.WithLabelValues(op).Observe(took.Seconds())
+}
+
+// registerReconcile creates and registers the reconciler's collectors.
+func (m *metrics) registerReconcile(reg prometheus.Registerer) error {
+	reconciled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "reconciled_total",
+		Help: "Approved payments the reconciler stopped watching, by outcome (completed, cancelled, gave_up, ...).",
+	}, []string{"outcome"})
+	watched := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "watched_payments",
+		Help: "Approved payments not yet completed or settled, watched by the reconciler.",
+	})
+	var err error
+	if m.reconciled, err = register(reg, reconciled); err != nil {
+		return err
+	}
+	m.watched, err = register(reg, watched)
+	return err
 }

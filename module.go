@@ -152,6 +152,16 @@ type Handler struct {
 	// RedeliverBackoff is the wait before the first redelivery, doubled after
 	// each failure up to 15 minutes; default 5s.
 	RedeliverBackoff caddy.Duration `json:"redeliver_backoff,omitempty"`
+	// ReconcileAfter is how long after its approval a payment not yet
+	// completed is re-read from Pi by the reconciler, which completes and
+	// delivers it when its client vanished after paying; default 5m.
+	ReconcileAfter caddy.Duration `json:"reconcile_after,omitempty"`
+	// ReconcileGiveUp is how long after its approval the reconciler stops
+	// watching a payment without a verified transaction, and tells the app;
+	// default 1h.
+	ReconcileGiveUp caddy.Duration `json:"reconcile_give_up,omitempty"`
+	// ReconcileCancel cancels at Pi a payment given up without a transaction.
+	ReconcileCancel bool `json:"reconcile_cancel,omitempty"`
 
 	pi              *piclient.Client
 	horizon         *horizon.Client
@@ -163,6 +173,7 @@ type Handler struct {
 	facts           *facts
 	piLimit         *piLimit
 	routes          map[string]string // routeKey(path) → phase
+	watched         *watchList
 	store           *store
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
@@ -204,8 +215,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	live.Store(h, struct{}{})
 	go h.redeliverLoop(ctx)
+	h.startReconciler(ctx)
 	if h.redeliverURL == nil {
-		h.logger.Warn("redeliver_to is not set: a completed payment the app fails to accept is delivered again only when the client retries")
+		h.logger.Warn("redeliver_to is not set: a completed payment the app fails to accept is delivered again only when the client retries, " +
+			"and a payment whose client vanished after paying is not completed by the guard (only logged): it stays incomplete at Pi until the user's app reports it")
 	}
 	return nil
 }
@@ -268,6 +281,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 		routeKey(h.ApprovePath): phaseApprove, routeKey(h.CompletePath): phaseComplete,
 		routeKey(h.IncompletePath): phaseIncomplete, routeKey(h.CancelPath): phaseCancel,
 	}
+	h.watched = newWatchList()
 	h.background = new(sync.WaitGroup)
 	if h.HorizonURL != "" {
 		if h.horizon, err = horizon.New(h.HorizonURL, time.Duration(h.Timeout)); err != nil {
@@ -343,6 +357,7 @@ func (h *Handler) setDefaults() {
 	if h.MaxPiCalls == 0 {
 		h.MaxPiCalls = DefaultMaxPiCalls
 	}
+	h.setReconcileDefaults()
 }
 
 // shortHash names a secret by the first 8 hex digits of its SHA-256, which
@@ -435,7 +450,7 @@ func (h *Handler) Validate() error {
 	if h.RedeliverAttempts < 1 {
 		return fmt.Errorf("pi_guard: redeliver_attempts must be at least 1, got %d", h.RedeliverAttempts)
 	}
-	return nil
+	return h.validateReconcile()
 }
 
 func validHeaderName(s string) bool {

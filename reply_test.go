@@ -119,7 +119,9 @@ func TestIncompleteCancelRefusedIsSettledByARead(t *testing.T) {
 	pi := pitest.NewServer()
 	defer pi.Close()
 	h := newTestHandler(t, pi.URL)
+	h.CancelIncompleteAfter = caddyDuration(time.Millisecond) // stale: anyone may have it cancelled
 	p := pi.CreatePayment(pitest.NewPayment{})
+	time.Sleep(5 * time.Millisecond)
 	pi.InjectFault(pitest.EndpointCancel, pitest.Fault{Delay: 500 * time.Millisecond, Times: 1})
 	go func() {
 		// The user cancels while the guard's cancel is on its way.

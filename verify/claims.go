@@ -51,6 +51,9 @@ const (
 	PhaseComplete   = "complete"
 	PhaseIncomplete = "incomplete"
 	PhaseCancel     = "cancel"
+	// PhaseReconcile is a notice from the guard's reconciler: it stopped
+	// watching an approved payment that still has no verified transaction.
+	PhaseReconcile = "reconcile"
 )
 
 // Claims is the payload of a token.
@@ -69,7 +72,8 @@ type Claims struct {
 
 	// Kind is KindVerified or KindNotice, matching the header "typ".
 	Kind Kind `json:"kind"`
-	// Phase is PhaseApprove, PhaseComplete, PhaseIncomplete or PhaseCancel.
+	// Phase is PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel or
+	// PhaseReconcile (the reconciler's notice).
 	Phase string `json:"phase"`
 	// Payment is the PaymentDTO exactly as Pi returned it.
 	Payment piclient.Payment `json:"payment"`
@@ -101,7 +105,7 @@ func validKind(k Kind) bool { return k == KindVerified || k == KindNotice }
 
 func validPhase(p string) bool {
 	switch p {
-	case PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel:
+	case PhaseApprove, PhaseComplete, PhaseIncomplete, PhaseCancel, PhaseReconcile:
 		return true
 	}
 	return false

@@ -1,0 +1,453 @@
+package piguard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
+)
+
+// Reconciler defaults. The wallet's payment flow gives up after about 60 s,
+// so a payment approved five minutes ago and still not completed has lost
+// its client.
+const (
+	DefaultReconcileAfter  = 5 * time.Minute
+	DefaultReconcileGiveUp = time.Hour
+	maxReconcileBackoff    = 15 * time.Minute
+	walletTimeout          = time.Minute // about how long the Pi wallet's payment flow lasts
+	phaseReconcile         = verify.PhaseReconcile
+)
+
+// Outcomes of the reconciler: the outcome label of
+// caddy_pi_guard_reconciled_total and of its log lines. Each is final: the
+// payment is no longer watched.
+const (
+	// reconciledCompleted: Pi showed a verified transaction; the guard
+	// completed the payment at Pi and queued its delivery to the app.
+	reconciledCompleted = "completed"
+	// reconciledAlreadyCompleted: Pi showed the payment completed but the
+	// guard had no record of it; its delivery was queued.
+	reconciledAlreadyCompleted = "already_completed"
+	// reconciledByClient: a client completed the payment meanwhile.
+	reconciledByClient = "client_completed"
+	// reconciledCancelled: Pi showed the payment cancelled; the app was told.
+	reconciledCancelled = "cancelled"
+	// reconciledCancelledByGuard: no transaction by reconcile_give_up; the
+	// guard cancelled it at Pi (reconcile_cancel) and told the app.
+	reconciledCancelledByGuard = "cancelled_by_guard"
+	// reconciledGaveUp: no verified transaction by reconcile_give_up; the
+	// app was told, the payment left as it is at Pi.
+	reconciledGaveUp = "gave_up"
+	// reconciledUndeliverable: Pi showed a verified transaction, but without
+	// redeliver_to the guard cannot deliver it, so it did not complete it.
+	reconciledUndeliverable = "undeliverable"
+	// reconciledRefused: the guard's checks (cross-check, amount limits)
+	// refused to complete it, or Pi kept refusing; an operator must look.
+	reconciledRefused = "refused"
+	// reconciledNotFound: Pi no longer knows the payment.
+	reconciledNotFound = "not_found"
+	// reconciledNoticeFailed: the app never accepted the notice.
+	reconciledNoticeFailed = "notice_failed"
+)
+
+// startReconciler starts the watch list's writer and the reconciler; both
+// stop with ctx (the module's context).
+func (h *Handler) startReconciler(ctx context.Context) {
+	if time.Duration(h.ReconcileAfter) < walletTimeout {
+		h.logger.Warn("reconcile_after is shorter than the wallet's payment flow: the guard may complete payments whose clients are still on their way (they then get a replay)",
+			zap.Duration("reconcile_after", time.Duration(h.ReconcileAfter)), zap.Duration("wallet_flow", walletTimeout))
+	}
+	go h.watchFlushLoop(ctx)
+	go h.reconcileLoop(ctx)
+}
+
+// setReconcileDefaults fills in the reconciler's defaults.
+func (h *Handler) setReconcileDefaults() {
+	if h.ReconcileAfter == 0 {
+		h.ReconcileAfter = caddy.Duration(DefaultReconcileAfter)
+	}
+	if h.ReconcileGiveUp == 0 {
+		h.ReconcileGiveUp = caddy.Duration(DefaultReconcileGiveUp)
+	}
+}
+
+// validateReconcile checks the reconciler's options.
+func (h *Handler) validateReconcile() error {
+	if h.ReconcileAfter < 0 || h.ReconcileGiveUp < 0 {
+		return errors.New("pi_guard: reconcile_after and reconcile_give_up must not be negative")
+	}
+	if h.ReconcileGiveUp <= h.ReconcileAfter {
+		return fmt.Errorf("pi_guard: reconcile_give_up (%s) must be longer than reconcile_after (%s): the reconciler gives up on a payment only after it has looked at it",
+			time.Duration(h.ReconcileGiveUp), time.Duration(h.ReconcileAfter))
+	}
+	return nil
+}
+
+// reconcileLoop makes a reconciliation pass every quarter of reconcile_after
+// (at most every 30 s) until ctx is done.
+func (h *Handler) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(min(max(time.Duration(h.ReconcileAfter)/4, 20*time.Millisecond), 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.reconcileOnce(ctx)
+		}
+	}
+}
+
+// reconcileOnce keeps the watched gauge current and, on the one instance
+// that holds the reconciler's storage lock, checks the watched payments
+// that are due.
+func (h *Handler) reconcileOnce(ctx context.Context) {
+	ids, err := h.watchedIDs(ctx)
+	if err != nil {
+		h.logger.Debug("could not list the watched payments", zap.Error(err))
+		return
+	}
+	h.metrics.watched.Set(float64(len(ids)))
+	if len(ids) == 0 {
+		return
+	}
+	unlock, ok := h.tryReconcilerLock(ctx)
+	if !ok {
+		return // another instance reconciles
+	}
+	defer unlock()
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		e, err := h.loadWatch(ctx, id)
+		if errors.Is(err, errCorruptWatch) {
+			h.logger.Warn("removing a corrupt watch entry", zap.String("payment_id", id))
+			_ = h.deleteWatch(ctx, id)
+			continue
+		}
+		if err != nil || e == nil || time.Now().Before(e.NextCheck) {
+			continue
+		}
+		h.reconcile(ctx, e)
+	}
+}
+
+// tryReconcilerLock takes the cluster-wide reconciler lock if it is free.
+func (h *Handler) tryReconcilerLock(ctx context.Context) (func(), bool) {
+	name := path.Join(h.store.prefix, "reconciler")
+	if h.store.files != nil {
+		unlock, err := h.store.files.tryLock(name)
+		return unlock, err == nil && unlock != nil
+	}
+	release := func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = h.store.s.Unlock(uctx, name)
+	}
+	if tl, ok := h.store.s.(certmagic.TryLocker); ok {
+		if got, err := tl.TryLock(ctx, name); err != nil || !got {
+			return nil, false
+		}
+		return release, true
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := h.store.s.Lock(wctx, name); err != nil {
+		return nil, false
+	}
+	return release, true
+}
+
+// reconcile checks one watched payment under its locks: the record first
+// (a client may have completed it), then Pi.
+func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
+	id := e.PaymentID
+	lctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
+	unlock, ge := h.lockPayment(lctx, id)
+	cancel()
+	if ge != nil {
+		h.postpone(ctx, e, "busy", ge)
+		return
+	}
+	defer unlock()
+	rec, err := h.store.load(ctx, id)
+	if err != nil {
+		h.postpone(ctx, e, "storage_unavailable", err)
+		return
+	}
+	if rec.completed() {
+		h.settle(ctx, e, reconciledByClient, zap.DebugLevel, "watched payment was completed by its client")
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
+	defer cancel()
+	st := &step{phase: phaseReconcile, id: id, start: time.Now()}
+	p, ge := h.read(pctx, st)
+	switch {
+	case ge != nil && ge.Code == "payment_not_found":
+		h.settle(ctx, e, reconciledNotFound, zap.WarnLevel, "watched payment is unknown to Pi; no longer watched")
+		return
+	case ge != nil:
+		h.postpone(ctx, e, "pi_unavailable", ge)
+		return
+	}
+	if ge := h.ours(p, st); ge != nil {
+		h.settle(ctx, e, reconciledRefused, zap.ErrorLevel, "watched payment is not this app's to complete; no longer watched", zap.String("error", ge.Code))
+		return
+	}
+	givenUp := !time.Now().Before(e.Approved.Add(time.Duration(h.ReconcileGiveUp)))
+	verified := p.TxID() != "" && p.Transaction.Verified && p.Status.TransactionVerified
+	switch {
+	case p.Status.DeveloperCompleted && p.TxID() != "":
+		// Checked as the complete route checks a payment it finds completed.
+		ge := h.acceptable(p, st)
+		if ge == nil {
+			ge = h.crossCheck(pctx, p, p.TxID())
+		}
+		switch {
+		case ge != nil && ge.Retryable:
+			h.postpone(ctx, e, ge.Code, ge)
+		case ge != nil:
+			h.settle(ctx, e, reconciledRefused, zap.ErrorLevel, "payment completed at Pi but refused by the guard's checks; not delivered, an operator must look",
+				zap.String("txid", p.TxID()), zap.String("error", ge.Code))
+		default:
+			h.queueDelivery(ctx, e, rec, p, reconciledAlreadyCompleted)
+		}
+	case p.IsCancelled():
+		outcome := reconciledCancelled
+		if e.CancelledByGuard {
+			outcome = reconciledCancelledByGuard
+		}
+		h.notifyAndSettle(ctx, e, verify.PhaseCancel, p, outcome)
+	case verified:
+		h.completeVanished(ctx, pctx, st, e, rec, p, givenUp)
+	case !givenUp && p.TxID() == "":
+		h.postpone(ctx, e, "no_transaction", nil)
+	case !givenUp:
+		h.postpone(ctx, e, "unverified", nil)
+	case p.TxID() == "" && h.ReconcileCancel && h.redeliverURL != nil:
+		cancelled, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Cancel(pctx, id) })
+		if err != nil {
+			h.postpone(ctx, e, "cancel_failed", err)
+			return
+		}
+		e.CancelledByGuard = true
+		h.notifyAndSettle(ctx, e, verify.PhaseCancel, cancelled, reconciledCancelledByGuard)
+	default:
+		h.notifyAndSettle(ctx, e, phaseReconcile, p, reconciledGaveUp)
+	}
+}
+
+// completeVanished completes at Pi a payment whose transaction Pi verified
+// but whose client never came back, and queues its delivery to the app.
+// Without redeliver_to the app could never hear of it, so the guard only
+// reports it and leaves it incomplete at Pi for the SDK's incomplete flow.
+func (h *Handler) completeVanished(ctx, pctx context.Context, st *step, e *watchEntry, rec *record, p *piclient.Payment, givenUp bool) {
+	if h.redeliverURL == nil {
+		if givenUp {
+			h.settle(ctx, e, reconciledUndeliverable, zap.ErrorLevel,
+				"payment paid but never completed: without redeliver_to the guard cannot deliver it, so it did not complete it; it stays incomplete at Pi until the user's app reports it",
+				zap.String("txid", p.TxID()))
+			return
+		}
+		h.logger.Warn("payment paid but not completed by its client; set redeliver_to so the guard can complete and deliver it",
+			zap.String("phase", phaseReconcile), zap.String("payment_id", e.PaymentID), zap.String("txid", p.TxID()))
+		h.postpone(ctx, e, "paid_not_completed", nil)
+		return
+	}
+	st.txid = p.TxID()
+	h.approvals.take(st.id) // this completion uses the fresh read
+	ge := h.completable(p, st)
+	var done *piclient.Payment
+	if ge == nil {
+		done, ge = h.complete(pctx, st, p)
+	}
+	if ge != nil {
+		final := map[string]bool{"blockchain_mismatch": true, "amount_not_allowed": true, "txid_mismatch": true, "wrong_network": true, "wrong_direction": true}
+		if final[ge.Code] || (!ge.Retryable && givenUp) {
+			h.settle(ctx, e, reconciledRefused, zap.ErrorLevel, "payment paid but the guard refused to complete it; no longer watched, an operator must look",
+				zap.String("txid", st.txid), zap.String("error", ge.Code), zap.NamedError("cause", ge.cause))
+			return
+		}
+		h.postpone(ctx, e, ge.Code, ge)
+		return
+	}
+	h.queueDelivery(ctx, e, rec, done, reconciledCompleted)
+}
+
+// completeRequest is the body of the complete request the reconciler
+// delivers, the reference frontend's.
+type completeRequest struct {
+	PaymentID string `json:"paymentId"`
+	TxID      string `json:"txid"`
+}
+
+// queueDelivery records a payment Pi completed as an owed delivery of the
+// request its client would have sent, due now: the redelivery worker then
+// delivers it to the app with the verified header, and a client that
+// comes back later gets the normal replay.
+func (h *Handler) queueDelivery(ctx context.Context, e *watchEntry, rec *record, p *piclient.Payment, outcome string) {
+	if rec == nil {
+		rec = &record{PaymentID: e.PaymentID}
+	}
+	body, err := json.Marshal(completeRequest{PaymentID: e.PaymentID, TxID: p.TxID()})
+	if err != nil {
+		h.postpone(ctx, e, "internal", err)
+		return
+	}
+	rec.Phase, rec.TxID, rec.Payment = phaseComplete, p.TxID(), p
+	rec.Request = &storedRequest{Method: http.MethodPost, Path: h.CompletePath, Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
+	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
+	if err := h.store.save(sctx, rec); err != nil {
+		// Still watched: the next check finds it completed at Pi and records it.
+		h.logger.Error("payment completed at Pi by the reconciler but not recorded; retrying", zap.String("phase", phaseReconcile),
+			zap.String("payment_id", e.PaymentID), zap.String("txid", p.TxID()), zap.Error(err))
+		h.postpone(ctx, e, "storage_unavailable", err)
+		return
+	}
+	msg := "payment reconciled: completed at Pi without its client; delivering it to the app"
+	if outcome == reconciledAlreadyCompleted {
+		msg = "payment reconciled: Pi shows it completed but the guard had no record; delivering it to the app"
+	}
+	h.settle(ctx, e, outcome, zap.InfoLevel, msg, zap.String("txid", p.TxID()))
+}
+
+// notifyAndSettle tells the app, with a notice on the cancel route, that a
+// watched payment is cancelled (phase cancel) or given up (phase
+// reconcile), then forgets it. A notice the app does not accept is sent
+// again at the next check, at most redeliver_attempts times.
+func (h *Handler) notifyAndSettle(ctx context.Context, e *watchEntry, phase string, p *piclient.Payment, outcome string) {
+	msg := map[string]string{
+		reconciledCancelled:        "watched payment was cancelled; the app was told",
+		reconciledCancelledByGuard: "watched payment had no transaction long after the wallet's timeout; cancelled at Pi and the app was told",
+		reconciledGaveUp:           "watched payment has no verified transaction long after the wallet's timeout; no longer watched, the app was told",
+	}[outcome]
+	if h.redeliverURL == nil {
+		h.settle(ctx, e, outcome, zap.InfoLevel, msg+" (not the app: redeliver_to is not set)")
+		return
+	}
+	status, err := h.sendNotice(ctx, phase, p)
+	if err == nil && (status < 200 || status > 299) {
+		err = fmt.Errorf("the app answered HTTP %d", status)
+	}
+	if err != nil {
+		e.Notices++
+		if e.Notices >= h.RedeliverAttempts {
+			h.settle(ctx, e, reconciledNoticeFailed, zap.WarnLevel, "the app never accepted the notice of a watched payment; no longer watched",
+				zap.String("notice_phase", phase), zap.Error(err))
+			return
+		}
+		h.postpone(ctx, e, "notice_failed", err)
+		return
+	}
+	h.settle(ctx, e, outcome, zap.InfoLevel, msg, zap.String("notice_phase", phase))
+}
+
+// sendNotice posts {"paymentId": ...} to the app's cancel route at
+// redeliver_to with a signed notice of phase, and returns the app's status.
+func (h *Handler) sendNotice(ctx context.Context, phase string, p *piclient.Payment) (int, error) {
+	body, err := json.Marshal(map[string]string{"paymentId": p.Identifier})
+	if err != nil {
+		return 0, err
+	}
+	token, err := h.signer.Sign(verify.KindNotice, phase, p, verify.Binding{Method: http.MethodPost, Path: h.CancelPath, Body: body}, "")
+	if err != nil {
+		return 0, err
+	}
+	target := *h.redeliverURL
+	target.Path = h.redeliverURL.Path + h.CancelPath
+	actx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, target.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(h.NoticeHeader, token)
+	resp, err := h.redeliverClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, nil
+}
+
+// postpone keeps a payment watched and schedules its next check with
+// backoff, never later than the moment it is given up.
+func (h *Handler) postpone(ctx context.Context, e *watchEntry, seen string, why error) {
+	e.Checks++
+	e.LastSeen, e.LastError = seen, ""
+	if why != nil {
+		e.LastError = why.Error()
+	}
+	now := time.Now()
+	next := now.Add(h.reconcileBackoff(e.Checks))
+	if giveUp := e.Approved.Add(time.Duration(h.ReconcileGiveUp)); now.Before(giveUp) && next.After(giveUp) {
+		next = giveUp
+	}
+	e.NextCheck = next.UTC()
+	level := zap.DebugLevel
+	if why != nil {
+		level = zap.WarnLevel
+	}
+	h.logReconcile(level, "watched payment not settled yet; checking again later", e, seen,
+		zap.Time("next_check", e.NextCheck), zap.NamedError("cause", why))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
+	if err := h.saveWatch(sctx, e); err != nil {
+		h.logger.Warn("could not update the watch list of approved payments", zap.String("payment_id", e.PaymentID), zap.Error(err))
+	}
+}
+
+// reconcileBackoff is the wait after the n-th check that left a payment
+// watched: reconcile_after doubled per check, at most a quarter of
+// reconcile_give_up (but no less than reconcile_after) and 15 minutes.
+func (h *Handler) reconcileBackoff(n int) time.Duration {
+	after := time.Duration(h.ReconcileAfter)
+	limit := min(max(time.Duration(h.ReconcileGiveUp)/4, after), maxReconcileBackoff)
+	d := after
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// settle forgets a watched payment with a final outcome: counted, logged.
+func (h *Handler) settle(ctx context.Context, e *watchEntry, outcome string, level zapcore.Level, msg string, fields ...zap.Field) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
+	if err := h.deleteWatch(sctx, e.PaymentID); err != nil {
+		h.logger.Warn("could not remove a payment from the watch list; it will be checked again", zap.String("payment_id", e.PaymentID), zap.Error(err))
+	}
+	h.watched.wrote(e.PaymentID, false)
+	h.metrics.reconciled.WithLabelValues(outcome).Inc()
+	h.logReconcile(level, msg, e, outcome, fields...)
+}
+
+// logReconcile writes one reconciler log line: phase "reconcile", the
+// payment, what was found or done, and how long ago it was approved.
+func (h *Handler) logReconcile(level zapcore.Level, msg string, e *watchEntry, outcome string, fields ...zap.Field) {
+	if ce := h.logger.Check(level, msg); ce != nil {
+		ce.Write(append([]zap.Field{
+			zap.String("phase", phaseReconcile), zap.String("payment_id", e.PaymentID), zap.String("outcome", outcome),
+			zap.Duration("since_approval", time.Since(e.Approved)), zap.Int("checks", e.Checks),
+		}, fields...)...)
+	}
+}
