@@ -87,20 +87,26 @@ func newStoredRequest(r *http.Request, body []byte) *storedRequest {
 //	<prefix>/payments/<id>.json  the record once the app accepted the payment
 //	<prefix>/locks/<id>          cross-instance lock name
 //
-// A completion is one synced write (to owed/) before anything is forwarded;
-// the worker lists owed/ to find what is due.
+// A completion is one durable write (to owed/) before anything is
+// forwarded; the worker lists owed/ to find what is due. Once the app has
+// the payment, the record moves to payments/; with file_system storage that
+// write is not synced (see save).
 type store struct {
 	s      certmagic.Storage
 	prefix string
 	// files replaces the storage's own lock for file_system storage (see
 	// fileLocker); nil for other storage modules.
 	files *fileLocker
+	// w replaces the storage's Store for file_system storage (see
+	// fileWriter); nil for other storage modules.
+	w *fileWriter
 }
 
 func newStore(s certmagic.Storage, prefix string) *store {
 	st := &store{s: s, prefix: prefix}
 	if fs, ok := s.(*certmagic.FileStorage); ok {
 		st.files = newFileLocker(fs.Path)
+		st.w = newFileWriter(fs)
 	}
 	return st
 }
@@ -112,6 +118,11 @@ func (st *store) lockName(id string) string  { return path.Join(st.prefix, "lock
 // load returns the payment's record, or nil when there is none. A settled
 // record wins over an owed one (both exist only if a crash came between
 // writing the first and deleting the second).
+//
+// With file_system storage a settled record is written without a sync, so a
+// crash can leave it empty or cut short: such a record counts as missing,
+// and the owed one (if its removal was lost too) or Pi decides. Owed records
+// are always synced, so a broken one is an error.
 func (st *store) load(ctx context.Context, id string) (*record, error) {
 	for _, key := range []string{st.recordKey(id), st.owedKey(id)} {
 		data, err := st.s.Load(ctx, key)
@@ -123,6 +134,9 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 		}
 		var rec record
 		if err := json.Unmarshal(data, &rec); err != nil {
+			if st.w != nil && key == st.recordKey(id) {
+				continue // lost to a crash before the system wrote it out
+			}
 			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
 		}
 		return &rec, nil
@@ -131,8 +145,14 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 }
 
 // save writes rec where its delivery state puts it: an owed record (pending
-// or exhausted) in one write to owed/; a delivered one to payments/, then
-// its owed copy is removed.
+// or exhausted) in one durable write to owed/; a delivered one to payments/,
+// then its owed copy is removed.
+//
+// With file_system storage, owed records go through the group-commit writer
+// (on disk, directory included, before save returns; concurrent saves share
+// the syncs), and delivered ones are written without a sync: losing one to a
+// crash costs at most an idempotent redelivery (the owed record is still
+// there) or a fresh read from Pi (it is not), never a payment.
 func (st *store) save(ctx context.Context, rec *record) error {
 	now := time.Now().UTC()
 	if rec.Created.IsZero() {
@@ -144,18 +164,32 @@ func (st *store) save(ctx context.Context, rec *record) error {
 		return err
 	}
 	if rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted {
-		if err := st.s.Store(ctx, st.owedKey(rec.PaymentID), data); err != nil {
+		if err := st.put(ctx, st.owedKey(rec.PaymentID), data, true); err != nil {
 			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 		}
 		return nil
 	}
-	if err := st.s.Store(ctx, st.recordKey(rec.PaymentID), data); err != nil {
+	if err := st.put(ctx, st.recordKey(rec.PaymentID), data, false); err != nil {
 		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 	}
 	if err := st.s.Delete(ctx, st.owedKey(rec.PaymentID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("clearing the owed record of payment %s: %w", rec.PaymentID, err)
 	}
 	return nil
+}
+
+// put stores data under key: through the file writer for file_system
+// storage (synced when durable), else through the storage module, whose
+// Store is trusted to be durable.
+func (st *store) put(ctx context.Context, key string, data []byte, durable bool) error {
+	switch {
+	case st.w == nil:
+		return st.s.Store(ctx, key, data)
+	case durable:
+		return st.w.storeDurable(key, data)
+	default:
+		return st.w.storeLazy(key, data)
+	}
 }
 
 // owed lists the ids of payments whose delivery is pending or exhausted.
