@@ -216,6 +216,30 @@ if [[ -n "$tmpfs_dir" ]]; then
 	tmpfs_summary=(-tmpfs "$work/tmpfs.json")
 fi
 
+say "records on disk"
+# What the records of the run take on disk: the delivered ones in payments/,
+# the owed ones in owed/ (both should be few: delivery is immediate).
+rec_dir="$(find "$storage" -type d -name payments -path '*pi_guard*' | head -n1)"
+rec_count=0 rec_bytes=0 rec_alloc=0 owed_count=0
+if [[ -n "$rec_dir" ]]; then
+	rec_count="$(find "$rec_dir" -name '*.json' | wc -l)"
+	rec_bytes="$(find "$rec_dir" -name '*.json' -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
+	rec_alloc="$(du -sk "$rec_dir" | cut -f1)"
+	owed_count="$(find "$(dirname "$rec_dir")/owed" -name '*.json' 2>/dev/null | wc -l)"
+fi
+caddy_rss_end="$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$caddy_pid/status")"
+{
+	echo "### Records on disk"
+	echo
+	if [[ "$rec_count" -gt 0 ]]; then
+		echo "After the runs above: ${rec_count} delivered records in payments/ (${owed_count} still owed), $((rec_bytes / rec_count)) bytes of JSON each on average, $(( rec_alloc * 1024 / rec_count )) bytes allocated on disk each (\`du\`: blocks, the directory included). A million delivered payments would take about $(( rec_alloc * 1024 / rec_count * 1000000 / 1048576 )) MiB (extrapolated from these ${rec_count}, not measured); \`retention\` (default 30 days) bounds the set to the payments of that window. Caddy's RSS after the runs: ${caddy_rss_end} MiB."
+	else
+		echo "No delivered records found under $storage."
+	fi
+	echo
+} >"$work/records.md"
+cat "$work/records.md"
+
 say "the guard against the Node baseline"
 bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" "${tmpfs_summary[@]}" \
 	-sync-dir "$storage" | tee "$work/compare.md"
@@ -300,6 +324,8 @@ include the time a request waits for a CPU, not only the work the guard does.
 
 EOF
 	cat "$work/compare.md"
+	echo
+	cat "$work/records.md"
 	cat <<'EOF'
 
 ## Payment flows
