@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,19 +27,21 @@ func TestFileWriterGroupCommit(t *testing.T) {
 	w.running = true
 	w.mu.Unlock()
 	var wg sync.WaitGroup
+	var returned atomic.Int32
 	errs := make([]error, n)
 	for i := range n {
-		wg.Go(func() { errs[i] = w.storeDurable(fmt.Sprintf("p/owed/%d.json", i), []byte(fmt.Sprint(i))) })
+		wg.Go(func() {
+			errs[i] = w.storeDurable(fmt.Sprintf("p/owed/%d.json", i), []byte(fmt.Sprint(i)))
+			returned.Add(1)
+		})
 	}
 	require.Eventually(t, func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.queue) == n
 	}, 5*time.Second, time.Millisecond)
-	for i := range n {
-		_, err := os.Stat(fs.Filename(fmt.Sprintf("p/owed/%d.json", i)))
-		require.ErrorIs(t, err, os.ErrNotExist, "nothing is in place before its commit")
-	}
+	time.Sleep(20 * time.Millisecond)
+	require.Zero(t, returned.Load(), "no writer returns before its batch is committed")
 	go w.commitLoop()
 	wg.Wait()
 	for i := range n {
@@ -115,7 +118,38 @@ func TestStoreLoadAfterCrash(t *testing.T) {
 	require.NoError(t, err)
 	assert.Nil(t, got, "no record: the guard asks Pi again")
 
+	// A new owed record is created in place; a crash during its write (which
+	// then never returned, so nothing was forwarded on it) leaves it cut
+	// short: Pi decides again.
 	require.NoError(t, os.WriteFile(fs.Filename(st.owedKey(rec.PaymentID)), []byte(`{"payment_id":`), 0o600))
-	_, err = st.load(ctx, rec.PaymentID)
-	assert.Error(t, err, "a broken owed record is never ignored")
+	got, err = st.load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Nil(t, got)
+
+	// Other storage modules write whole records: a broken one is an error.
+	other := newStore(wrappedStorage{fs}, "pi_guard/test")
+	_, err = other.load(ctx, rec.PaymentID)
+	assert.Error(t, err, "a broken record in another storage module is never ignored")
+}
+
+// A new owed record is written in place (no temporary file, no rename); an
+// existing one is replaced through a temporary file, so a crash never
+// damages it.
+func TestFileWriterInPlaceAndReplace(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	w := newFileWriter(fs)
+	j, err := w.writeNew("p/owed/a.json", []byte("1"))
+	require.NoError(t, err)
+	require.Empty(t, j.tmp)
+	require.NoError(t, j.f.Close())
+	_, err = w.writeNew("p/owed/a.json", []byte("2"))
+	require.ErrorIs(t, err, os.ErrExist, "an existing record is never opened in place")
+
+	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("3")), "replaced through a temporary file")
+	data, err := fs.Load(context.Background(), "p/owed/a.json")
+	require.NoError(t, err)
+	assert.Equal(t, "3", string(data))
+	left, err := filepath.Glob(filepath.Join(fs.Path, "p", "owed", "*.tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, left)
 }

@@ -119,10 +119,13 @@ func (st *store) lockName(id string) string  { return path.Join(st.prefix, "lock
 // record wins over an owed one (both exist only if a crash came between
 // writing the first and deleting the second).
 //
-// With file_system storage a settled record is written without a sync, so a
-// crash can leave it empty or cut short: such a record counts as missing,
-// and the owed one (if its removal was lost too) or Pi decides. Owed records
-// are always synced, so a broken one is an error.
+// With file_system storage a record that does not parse counts as missing:
+// a settled record is written without a sync, so a crash can leave it empty
+// or cut short (the owed one, if its removal was lost too, or Pi decides);
+// a new owed record is created in place and synced before anything is
+// forwarded on it, so one a crash cut short was never acted on (Pi decides
+// again). Other storage modules write whole records: a broken one is an
+// error.
 func (st *store) load(ctx context.Context, id string) (*record, error) {
 	for _, key := range []string{st.recordKey(id), st.owedKey(id)} {
 		data, err := st.s.Load(ctx, key)
@@ -134,8 +137,8 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 		}
 		var rec record
 		if err := json.Unmarshal(data, &rec); err != nil {
-			if st.w != nil && key == st.recordKey(id) {
-				continue // lost to a crash before the system wrote it out
+			if st.w != nil {
+				continue // cut short by a crash before its write returned
 			}
 			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
 		}
