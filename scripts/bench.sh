@@ -293,6 +293,13 @@ commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then commit="$commit (with uncommitted changes)"; fi
 fs="$(df -T "$storage" 2>/dev/null | awk 'NR==2 {print $2}')"
 mkdir -p "$(dirname "$OUT")"
+# Hand-written notes below the marker line survive a new run (they are about
+# a run, so say which one).
+marker='<!-- notes: everything below this line is kept by make bench -->'
+notes=""
+if [[ -f "$OUT" ]] && grep -qxF "$marker" "$OUT"; then
+	notes="$(awk -v m="$marker" 'keep {print} $0 == m {keep = 1}' "$OUT")"
+fi
 {
 	cat <<EOF
 # Benchmarks
@@ -377,6 +384,8 @@ whole payment in process against the fake Pi (bench_test.go), and token signing 
 EOF
 	grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$work/micro.txt"
 	echo '```'
+	printf '\n%s\n' "$marker"
+	if [[ -n "$notes" ]]; then printf '%s\n' "$notes"; fi
 } >"$OUT"
 echo >&2
 echo "bench: wrote $OUT" >&2
