@@ -110,11 +110,12 @@ func completedRecord(b testing.TB) *record {
 	}
 }
 
-// BenchmarkRecordSave is one record write of the complete phase, to Caddy's
-// default file storage: the owed marker and the record, each written to a
-// temporary file, synced and renamed into place.
+// BenchmarkRecordSave is one durable write of an owed record to Caddy's
+// default file storage, through the group-commit writer, one at a time. The
+// record exists after the first write, so this is the replacing path: a
+// temporary file, fsynced, renamed into place, the directory fsynced.
 func BenchmarkRecordSave(b *testing.B) {
-	st := &store{s: &certmagic.FileStorage{Path: b.TempDir()}, prefix: "pi_guard/bench"}
+	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	rec := completedRecord(b)
 	ctx := context.Background()
 	b.ReportAllocs()
