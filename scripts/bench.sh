@@ -318,7 +318,7 @@ run on one machine: compare runs on the same machine only.
 | Memory | ${mem} |
 | Kernel | $(uname -sr) |
 | Go | $("$GO" env GOVERSION) |
-| Caddy storage | file_system on ${fs:-unknown} (records and locks are synced to disk) |
+| Caddy storage | file_system on ${fs:-unknown} (owed records synced, directory included, before forwarding; delivered records and lock files not synced) |
 | Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
 
 Everything runs on this one machine over loopback: the load generator, Caddy, the upstream and
