@@ -65,7 +65,7 @@ fuzz:
 	  done; \
 	done
 
-## bench: benchmarks (passthrough, payment flows, Go micro-benchmarks) into docs/benchmarks.md; not part of make test
+## bench: benchmarks (payment flows against a Node/Express baseline, passthrough, Go micro-benchmarks) into docs/benchmarks.md; needs Node.js; not part of make test
 .PHONY: bench
 bench:
 	./scripts/bench.sh

@@ -77,7 +77,7 @@ func BenchmarkParseCallbackForm(b *testing.B) {
 
 // completedRecord is the record of a payment completed at the fake Pi, as the
 // complete phase saves it: Pi's PaymentDTO, the stored request, owed delivery.
-func completedRecord(b *testing.B) *record {
+func completedRecord(b testing.TB) *record {
 	b.Helper()
 	s := pitest.NewServer()
 	b.Cleanup(s.Close)
@@ -110,11 +110,12 @@ func completedRecord(b *testing.B) *record {
 	}
 }
 
-// BenchmarkRecordSave is one record write of the complete phase, to Caddy's
-// default file storage: the owed marker and the record, each written to a
-// temporary file, synced and renamed into place.
+// BenchmarkRecordSave is one durable write of an owed record to Caddy's
+// default file storage, through the group-commit writer, one at a time. The
+// record exists after the first write, so this is the replacing path: a
+// temporary file, fsynced, renamed into place, the directory fsynced.
 func BenchmarkRecordSave(b *testing.B) {
-	st := &store{s: &certmagic.FileStorage{Path: b.TempDir()}, prefix: "pi_guard/bench"}
+	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	rec := completedRecord(b)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -205,4 +206,43 @@ func BenchmarkServeHTTPPaymentFlow(b *testing.B) {
 		}
 		post(DefaultCompletePath, `{"paymentId":"`+p.Identifier+`","txid":"`+txid+`"}`)
 	}
+}
+
+// BenchmarkServeHTTPPaymentFlowParallel is BenchmarkServeHTTPPaymentFlow with
+// 16 payments in flight per CPU (-cpu sets the CPUs), which is where records
+// written to disk share syncs or queue for them.
+func BenchmarkServeHTTPPaymentFlowParallel(b *testing.B) {
+	s := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	b.Cleanup(s.Close)
+	h := benchHandler(b, s.URL)
+	b.Cleanup(func() { _ = h.Cleanup() })
+	post := func(path, body string) error {
+		r := httptest.NewRequest(http.MethodPost, "http://app.example"+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, okNext{}); err != nil || w.Code != http.StatusOK {
+			return fmt.Errorf("%s: %d %s %v", path, w.Code, w.Body, err)
+		}
+		return nil
+	}
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p := s.CreatePayment(pitest.NewPayment{Amount: "1", Memo: "benchmark"})
+			if err := post(DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`); err != nil {
+				b.Error(err)
+				return
+			}
+			txid, err := s.SubmitTransaction(p.Identifier)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := post(DefaultCompletePath, `{"paymentId":"`+p.Identifier+`","txid":"`+txid+`"}`); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -60,6 +60,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    reconcile_after    <duration>
 //	    reconcile_give_up  <duration>
 //	    reconcile_cancel
+//	    retention       <duration>
 //	}
 //
 // Unknown and repeated subdirectives are errors.
@@ -236,8 +237,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.ReconcileGiveUp = caddy.Duration(dur)
 			}
+		case "retention":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return d.Errf("pi_guard: retention %q must be a positive duration, such as 720h (30 days)", val)
+			}
+			h.Retention = caddy.Duration(dur)
 		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff, reconcile_after, reconcile_give_up, reconcile_cancel)", name)
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff, reconcile_after, reconcile_give_up, reconcile_cancel, retention)", name)
 		}
 	}
 	return nil

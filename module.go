@@ -162,6 +162,10 @@ type Handler struct {
 	ReconcileGiveUp caddy.Duration `json:"reconcile_give_up,omitempty"`
 	// ReconcileCancel cancels at Pi a payment given up without a transaction.
 	ReconcileCancel bool `json:"reconcile_cancel,omitempty"`
+	// Retention is how long a delivered payment's record is kept for
+	// replays and audits before a background sweep removes it; default 720h
+	// (30 days). Owed records are never removed.
+	Retention caddy.Duration `json:"retention,omitempty"`
 
 	pi              *piclient.Client
 	horizon         *horizon.Client
@@ -216,6 +220,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	live.Store(h, struct{}{})
 	go h.redeliverLoop(ctx)
 	h.startReconciler(ctx)
+	go h.retentionLoop(ctx)
 	if h.redeliverURL == nil {
 		h.logger.Warn("redeliver_to is not set: a completed payment the app fails to accept is delivered again only when the client retries, " +
 			"and a payment whose client vanished after paying is not completed by the guard (only logged): it stays incomplete at Pi until the user's app reports it")
@@ -446,6 +451,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.Timeout < 0 || h.TokenTTL < 0 || h.RedeliverBackoff < 0 {
 		return errors.New("pi_guard: timeout, token_ttl and redeliver_backoff must not be negative")
+	}
+	if err := h.validateRetention(); err != nil {
+		return err
 	}
 	if h.RedeliverAttempts < 1 {
 		return fmt.Errorf("pi_guard: redeliver_attempts must be at least 1, got %d", h.RedeliverAttempts)

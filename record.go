@@ -119,8 +119,10 @@ func (rec *record) request(completePath string) *storedRequest {
 //	<prefix>/payments/<id>.json  the record once the app accepted the payment
 //	<prefix>/locks/<id>          cross-instance lock name
 //
-// A completion is one synced write (to owed/) before anything is forwarded;
-// the worker lists owed/ to find what is due. A record whose write failed
+// A completion is one durable write (to owed/) before anything is
+// forwarded; the worker lists owed/ to find what is due. Once the app has
+// the payment, the record moves to payments/; with file_system storage that
+// write is not synced (see save). A record whose write failed
 // (disk full, read-only storage) is kept in memory instead, where load and
 // owed find it, until a later save succeeds (see unsavedRecords).
 type store struct {
@@ -133,11 +135,18 @@ type store struct {
 	// every store of the process over the same storage and prefix, so a
 	// config reload keeps them.
 	unsaved *unsavedRecords
+	// w replaces the storage's Store for file_system storage (see
+	// fileWriter); nil for other storage modules, and for a file_system
+	// storage wrapped by another module, whose Store is used as it is.
+	w *fileWriter
 }
 
 func newStore(s certmagic.Storage, prefix string) *store {
 	st := &store{s: s, prefix: prefix, unsaved: unsavedFor(s, prefix)}
 	fs, ok := s.(*certmagic.FileStorage)
+	if ok {
+		st.w = newFileWriter(fs)
+	}
 	if w, wraps := s.(interface{ Unwrap() certmagic.Storage }); !ok && wraps {
 		fs, ok = w.Unwrap().(*certmagic.FileStorage)
 	}
@@ -155,6 +164,14 @@ func (st *store) lockName(id string) string  { return path.Join(st.prefix, "lock
 // kept in memory is newer than any written one; of the written ones, a
 // settled record wins over an owed one (both exist only if a crash came
 // between writing the first and deleting the second).
+//
+// With file_system storage a written record that does not parse counts as
+// missing: a settled record is written without a sync, so a crash can leave
+// it empty or cut short (the owed one, if its removal was lost too, or Pi
+// decides); a new owed record is created in place and synced before
+// anything is forwarded on it, so one a crash cut short was never acted on
+// (Pi decides again). Other storage modules write whole records: a broken
+// one is an error.
 func (st *store) load(ctx context.Context, id string) (*record, error) {
 	if data, ok := st.unsaved.get(id); ok {
 		var rec record
@@ -174,6 +191,9 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 		}
 		var rec record
 		if err := json.Unmarshal(data, &rec); err != nil {
+			if st.w != nil {
+				continue // cut short by a crash before its write returned
+			}
 			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
 		}
 		return &rec, nil
@@ -206,17 +226,37 @@ func (st *store) save(ctx context.Context, rec *record) error {
 	return nil
 }
 
+// write stores an owed record durably (with file_system storage through the
+// group-commit writer: on disk, directory included, before write returns;
+// concurrent writes share the syncs) and a delivered one without a sync:
+// losing that to a crash costs at most an idempotent redelivery (the owed
+// record is still there) or a fresh read from Pi (it is not), never a
+// payment.
 func (st *store) write(ctx context.Context, rec *record, data []byte) error {
 	if rec.owed() {
-		if err := st.s.Store(ctx, st.owedKey(rec.PaymentID), data); err != nil {
+		if err := st.put(ctx, st.owedKey(rec.PaymentID), data, true); err != nil {
 			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 		}
 		return nil
 	}
-	if err := st.s.Store(ctx, st.recordKey(rec.PaymentID), data); err != nil {
+	if err := st.put(ctx, st.recordKey(rec.PaymentID), data, false); err != nil {
 		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 	}
 	return st.clearOwed(ctx, rec.PaymentID)
+}
+
+// put stores data under key: through the file writer for file_system
+// storage (synced when durable), else through the storage module, whose
+// Store is trusted to be durable.
+func (st *store) put(ctx context.Context, key string, data []byte, durable bool) error {
+	switch {
+	case st.w == nil:
+		return st.s.Store(ctx, key, data)
+	case durable:
+		return st.w.storeDurable(key, data)
+	default:
+		return st.w.storeLazy(key, data)
+	}
 }
 
 // clearOwed deletes the owed copy of a payment whose settled record is

@@ -2,22 +2,27 @@
 # Benchmarks of caddy-pi-guard, run by `make bench` (never by `make test`).
 #
 # Builds Caddy with pi_guard, the fake Pi platform and the load generator
-# (bench/cmd/piguard-bench), runs the Go micro-benchmarks, then starts on
-# loopback a tiny upstream, the fake Pi and one Caddy with two sites in front
-# of that upstream (pi_guard + reverse_proxy, and reverse_proxy alone), and
-# measures:
-#   1. passthrough throughput and latency, the two sites alternating in rounds;
-#   2. payment flows at several concurrencies with 0 and 50 ms of Pi latency,
-#      with the time the guard adds read from its own log lines;
+# (bench/cmd/piguard-bench), installs the Node/Express baseline
+# (bench/node-baseline, npm ci), runs the Go micro-benchmarks, then starts on
+# loopback a tiny upstream, the fake Pi, the Node baseline and one Caddy with
+# two sites in front of that upstream (pi_guard + reverse_proxy, and
+# reverse_proxy alone), and measures:
+#   1. payment flows at 1, 16 and 64 concurrent flows with 0 and 50 ms of Pi
+#      latency, with the time the guard adds read from its own log lines and
+#      Caddy's CPU time per flow and RSS read from /proc;
+#   2. the same flows against the Node/Express baseline (Pi's reference
+#      backend's approve and complete, nothing durable), with Node's CPU time
+#      and RSS, and both side by side against the targets of issue 15;
 #   3. Pi API calls per payment, from the fake's counters;
-#   4. when /dev/shm is a tmpfs, the flows at 0 ms once more against a third
-#      site whose pi_guard keeps its records there, which tells the cost of
-#      syncing records to disk from the guard's CPU time.
+#   4. when /dev/shm is a tmpfs, the flows once more against a third site
+#      whose pi_guard keeps its records there, which tells the cost of
+#      syncing records to disk from the guard's CPU time;
+#   5. passthrough throughput and latency, the two sites alternating in rounds.
 # Prints every table and writes them, with the machine they ran on, to
 # docs/benchmarks.md. All processes it starts are stopped on exit.
 #
 # Environment (all optional):
-#   BENCH_PORT_BASE   base of the loopback ports (default 18400: 18401-18406
+#   BENCH_PORT_BASE   base of the loopback ports (default 18400: 18401-18407
 #                     are used)
 #   BENCH_OUT         the report to write (default docs/benchmarks.md)
 #   BENCH_STORAGE     directory for Caddy's storage (default: in a fresh
@@ -43,6 +48,7 @@ ADMIN_PORT=$((base + 3))
 UP_PORT=$((base + 4))
 PI_PORT=$((base + 5))
 TMPFS_PORT=$((base + 6))
+NODE_PORT=$((base + 7))
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
 PROFILE_DIR="${BENCH_PROFILE_DIR:-out/bench-profile}"
 
@@ -77,7 +83,7 @@ trap cleanup INT TERM EXIT
 say() { printf '\n== %s\n' "$*" >&2; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT"; do
+for p in "$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT" "$NODE_PORT"; do
 	if ! port_free "$p"; then
 		echo "bench: port 127.0.0.1:$p is in use; set BENCH_PORT_BASE to another base" >&2
 		exit 1
@@ -101,6 +107,7 @@ mkdir -p bin
 "$GO" build -o bin/caddy ./caddy
 "$GO" build -o bin/fakepi ./piclient/pitest/cmd/fakepi
 "$GO" build -o bin/piguard-bench ./bench/cmd/piguard-bench
+(cd bench/node-baseline && npm ci --no-audit --no-fund --loglevel=error)
 
 say "Go micro-benchmarks (go test -bench, benchtime $BENCHTIME)"
 "$GO" test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count 1 . ./verify | tee "$work/micro.txt"
@@ -166,11 +173,20 @@ fi
 
 say "starting the upstream, the fake Pi and Caddy on 127.0.0.1:${base}+"
 bin/piguard-bench upstream -addr "127.0.0.1:${UP_PORT}" 2>"$work/upstream.err" &
-pids+=($!)
+up_pid=$!
+pids+=("$up_pid")
 bin/fakepi -addr "127.0.0.1:${PI_PORT}" -api-key pitest-api-key -network "Pi Testnet" >"$work/fakepi.out" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:${UP_PORT}/" "${pids[0]}"
 wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "${pids[1]}"
+PI_API_URL="http://127.0.0.1:${PI_PORT}/v2" PI_API_KEY=pitest-api-key ADDR="127.0.0.1:${NODE_PORT}" \
+	node bench/node-baseline/server.js >"$work/node.out" 2>&1 &
+node_pid=$!
+pids+=("$node_pid")
+if ! wait_for "http://127.0.0.1:${NODE_PORT}/hello" "$node_pid"; then
+	cat "$work/node.out" >&2
+	exit 1
+fi
 bin/caddy run --adapter caddyfile --config "$work/Caddyfile" >"$work/caddy.out" 2>&1 &
 caddy_pid=$!
 pids+=("$caddy_pid")
@@ -179,20 +195,58 @@ if ! wait_for "http://127.0.0.1:${PLAIN_PORT}/hello" "$caddy_pid" || ! wait_for 
 	exit 1
 fi
 
-say "passthrough: pi_guard + reverse_proxy vs reverse_proxy alone"
-bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "http://127.0.0.1:${PLAIN_PORT}" \
-	"${PT_FLAGS[@]}" | tee "$work/passthrough.md"
-
+# The guard and the Node baseline first, while both are fresh (idle RSS).
 say "payment flows against the fake Pi"
 bin/piguard-bench payments -guard "http://127.0.0.1:${GUARD_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-log "$log" -concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
+	-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -name guard -summary "$work/guard.json" \
+	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
+
+say "payment flows against the Node/Express baseline"
+bin/piguard-bench payments -guard "http://127.0.0.1:${NODE_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+	-pid "$node_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
+	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/node.md"
 
 : >"$work/tmpfs.md"
+tmpfs_summary=()
 if [[ -n "$tmpfs_dir" ]]; then
 	say "payment flows at 0 ms with the guard's records on tmpfs"
 	bin/piguard-bench payments -guard "http://127.0.0.1:${TMPFS_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-		-log "$log" -concurrency 1,16,64 -latency 0 -title "records on tmpfs" "${PAY_FLAGS[@]}" | tee "$work/tmpfs.md"
+		-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -name tmpfs -summary "$work/tmpfs.json" \
+		-concurrency 1,16,64 -latency 0 -title "records on tmpfs" "${PAY_FLAGS[@]}" | tee "$work/tmpfs.md"
+	tmpfs_summary=(-tmpfs "$work/tmpfs.json")
 fi
+
+say "records on disk"
+# What the records of the run take on disk: the delivered ones in payments/,
+# the owed ones in owed/ (both should be few: delivery is immediate).
+rec_dir="$(find "$storage" -type d -name payments -path '*pi_guard*' | head -n1)"
+rec_count=0 rec_bytes=0 rec_alloc=0 owed_count=0
+if [[ -n "$rec_dir" ]]; then
+	rec_count="$(find "$rec_dir" -name '*.json' | wc -l)"
+	rec_bytes="$(find "$rec_dir" -name '*.json' -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
+	rec_alloc="$(du -sk "$rec_dir" | cut -f1)"
+	owed_count="$(find "$(dirname "$rec_dir")/owed" -name '*.json' 2>/dev/null | wc -l)"
+fi
+caddy_rss_end="$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$caddy_pid/status")"
+{
+	echo "### Records on disk"
+	echo
+	if [[ "$rec_count" -gt 0 ]]; then
+		echo "After the runs above: ${rec_count} delivered records in payments/ (${owed_count} still owed), $((rec_bytes / rec_count)) bytes of JSON each on average, $(( rec_alloc * 1024 / rec_count )) bytes allocated on disk each (\`du\`: blocks, the directory included). A million delivered payments would take about $(( rec_alloc * 1024 / rec_count * 1000000 / 1048576 )) MiB (extrapolated from these ${rec_count}, not measured); \`retention\` (default 30 days) bounds the set to the payments of that window. Caddy's RSS after the runs: ${caddy_rss_end} MiB."
+	else
+		echo "No delivered records found under $storage."
+	fi
+	echo
+} >"$work/records.md"
+cat "$work/records.md"
+
+say "the guard against the Node baseline"
+bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" "${tmpfs_summary[@]}" \
+	-sync-dir "$storage" | tee "$work/compare.md"
+
+say "passthrough: pi_guard + reverse_proxy vs reverse_proxy alone"
+bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "http://127.0.0.1:${PLAIN_PORT}" \
+	"${PT_FLAGS[@]}" | tee "$work/passthrough.md"
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # profile <site port> <directory>: CPU and allocation profiles of Caddy during
@@ -239,6 +293,13 @@ commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then commit="$commit (with uncommitted changes)"; fi
 fs="$(df -T "$storage" 2>/dev/null | awk 'NR==2 {print $2}')"
 mkdir -p "$(dirname "$OUT")"
+# Hand-written notes below the marker line survive a new run (they are about
+# a run, so say which one).
+marker='<!-- notes: everything below this line is kept by make bench -->'
+notes=""
+if [[ -f "$OUT" ]] && grep -qxF "$marker" "$OUT"; then
+	notes="$(awk -v m="$marker" 'keep {print} $0 == m {keep = 1}' "$OUT")"
+fi
 {
 	cat <<EOF
 # Benchmarks
@@ -257,7 +318,7 @@ run on one machine: compare runs on the same machine only.
 | Memory | ${mem} |
 | Kernel | $(uname -sr) |
 | Go | $("$GO" env GOVERSION) |
-| Caddy storage | file_system on ${fs:-unknown} (records and locks are synced to disk) |
+| Caddy storage | file_system on ${fs:-unknown} (owed records synced, directory included, before forwarding; delivered records and lock files not synced) |
 | Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
 
 Everything runs on this one machine over loopback: the load generator, Caddy, the upstream and
@@ -266,11 +327,14 @@ are lower bounds for Caddy alone. Caddy runs all sites in one process; its log i
 Times measured inside Caddy are wall-clock: when the CPUs are saturated (64 flows in flight) they
 include the time a request waits for a CPU, not only the work the guard does.
 
-## Passthrough
+## Cost per payment: the guard against a Node/Express backend
 
 EOF
-	cat "$work/passthrough.md"
+	cat "$work/compare.md"
+	echo
+	cat "$work/records.md"
 	cat <<'EOF'
+
 ## Payment flows
 
 The guard's site (`pi_guard` + `reverse_proxy`, records in Caddy's file storage), with the fake Pi
@@ -293,6 +357,22 @@ EOF
 	fi
 	cat <<'EOF'
 
+## The Node/Express baseline
+
+bench/node-baseline/server.js: the approve and complete routes of Pi's reference backend
+(pi-apps/platform-demo), without its session and database, calling the same fake Pi through axios
+with a keep-alive agent. It writes nothing anywhere.
+
+EOF
+	cat "$work/node.md"
+	cat <<'EOF'
+
+## Passthrough
+
+EOF
+	cat "$work/passthrough.md"
+	cat <<'EOF'
+
 ## Micro-benchmarks
 
 `go test -run '^$' -bench . -benchmem . ./verify`: the callback body parse, record write and read
@@ -304,6 +384,8 @@ whole payment in process against the fake Pi (bench_test.go), and token signing 
 EOF
 	grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$work/micro.txt"
 	echo '```'
+	printf '\n%s\n' "$marker"
+	if [[ -n "$notes" ]]; then printf '%s\n' "$notes"; fi
 } >"$OUT"
 echo >&2
 echo "bench: wrote $OUT" >&2

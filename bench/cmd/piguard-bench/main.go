@@ -3,7 +3,8 @@
 //
 //	piguard-bench upstream    -addr 127.0.0.1:18404
 //	piguard-bench passthrough -guard http://127.0.0.1:18401 -plain http://127.0.0.1:18402
-//	piguard-bench payments    -guard http://127.0.0.1:18401 -fakepi http://127.0.0.1:18405 -log caddy.log
+//	piguard-bench payments    -guard http://127.0.0.1:18401 -fakepi http://127.0.0.1:18405 -log caddy.log -pid 123 -summary guard.json
+//	piguard-bench compare     -guard guard.json -node node.json -sync-dir storage/
 //
 // upstream is a tiny HTTP server that answers every request 200 with a short
 // body. passthrough compares requests that are not payment routes through a
@@ -11,7 +12,10 @@
 // alternating between them in rounds. payments runs whole payment flows
 // (create at the fake Pi, approve through Caddy, submit at the fake, complete
 // through Caddy) at several concurrencies and Pi latencies, and reads the
-// guard's own log lines to tell the time the guard adds from Pi's.
+// guard's own log lines to tell the time the guard adds from Pi's; pointed at
+// the Node/Express baseline (bench/node-baseline) it measures that instead.
+// With -pid it reads the server's CPU time and RSS from /proc. compare puts
+// the guard and the baseline side by side against the targets of issue 15.
 //
 // Each benchmark prints Markdown tables on standard output.
 package main
@@ -47,6 +51,8 @@ func main() {
 		err = passthrough(ctx, args, os.Stdout)
 	case "payments":
 		err = payments(ctx, args, os.Stdout)
+	case "compare":
+		err = compare(args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -70,7 +76,8 @@ func usage() {
 commands:
   upstream     serve 200 "hello" on every path (the benchmarks' upstream app)
   passthrough  pi_guard + reverse_proxy against reverse_proxy alone, alternating
-  payments     payment flows through pi_guard against the fake Pi platform
+  payments     payment flows through pi_guard (or the Node baseline) against the fake Pi platform
+  compare      the guard and the Node baseline side by side, from payments -summary files
 
 Run "piguard-bench <command> -h" for a command's flags.
 `)

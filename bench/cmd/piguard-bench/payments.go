@@ -32,6 +32,9 @@ type flowRun struct {
 	stepsWanted int
 	calls       map[string]int // Pi API calls during the run, per endpoint
 	loggedCalls int            // Pi calls the guard logged for the run's payments
+	cpu         time.Duration  // CPU time of the server process (-pid) during the run
+	appCPU      time.Duration  // CPU time of the app behind it (-app-pid)
+	rssMax      int64          // the server's highest RSS during the run
 }
 
 // phaseSteps is what the guard logged for one phase's requests of a run.
@@ -49,7 +52,7 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("payments", flag.ContinueOnError)
 	guardURL := fs.String("guard", "http://127.0.0.1:18401", "base URL of the Caddy site with pi_guard (default routes /payments/approve and /payments/complete)")
 	fakeURL := fs.String("fakepi", "http://127.0.0.1:18405", "base URL of the fake Pi platform (its control API is under /control)")
-	logPath := fs.String("log", "", "Caddy's JSON log file, where the guard logs one line per payment request (required)")
+	logPath := fs.String("log", "", "Caddy's JSON log file, where the guard logs one line per payment request (without it, no guard-added times: for a server that is not the guard)")
 	concList := fs.String("concurrency", "1,16,64", "concurrent flows, comma-separated")
 	latList := fs.String("latency", "0,50", "latency added to every Pi API call, in ms, comma-separated")
 	dur := fs.Duration("duration", 8*time.Second, "length of each run (flows in flight at the end finish)")
@@ -57,6 +60,10 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	admin := fs.String("admin", "", "Caddy's admin URL; with -profile-dir, a CPU profile and an allocation profile are taken during each run")
 	profDir := fs.String("profile-dir", "", "directory for the profiles (needs -admin)")
 	title := fs.String("title", "", "added to the tables' headings, to tell setups apart")
+	pid := fs.Int("pid", 0, "the server's process id: its CPU time per flow (from /proc) and its RSS are measured")
+	appPID := fs.Int("app-pid", 0, "the process id of the app behind the server, whose CPU time per flow is reported apart")
+	summaryPath := fs.String("summary", "", "write the runs' figures as JSON to this file, for the compare command")
+	name := fs.String("name", "", "the setup's name in the summary")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,9 +75,6 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-latency: %w", err)
 	}
-	if *logPath == "" {
-		return errors.New("-log is required")
-	}
 	if (*profDir == "") != (*admin == "") {
 		return errors.New("-profile-dir and -admin go together")
 	}
@@ -81,9 +85,17 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 		client:  loadgen.NewClient(maxConc),
 		ctl:     loadgen.NewClient(maxConc),
 	}
-	_, logOff, err := guardlog.ReadFrom(*logPath, 0)
-	if err != nil {
-		return fmt.Errorf("reading the Caddy log: %w", err)
+	var logOff int64
+	if *logPath != "" {
+		if _, logOff, err = guardlog.ReadFrom(*logPath, 0); err != nil {
+			return fmt.Errorf("reading the Caddy log: %w", err)
+		}
+	}
+	var idleRSS int64
+	if *pid != 0 {
+		if idleRSS, err = procRSS(*pid); err != nil {
+			return fmt.Errorf("-pid: %w", err)
+		}
 	}
 
 	var runs []*flowRun
@@ -95,8 +107,10 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("warm-up at %d ms: no flow succeeded: %v", lat, res.FirstErr)
 		}
 		for _, conc := range concs {
-			if _, logOff, err = guardlog.ReadFrom(*logPath, logOff); err != nil { // skip what came before
-				return err
+			if *logPath != "" {
+				if _, logOff, err = guardlog.ReadFrom(*logPath, logOff); err != nil { // skip what came before
+					return err
+				}
 			}
 			before, err := f.calls(ctx)
 			if err != nil {
@@ -109,7 +123,12 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 					return err
 				}
 			}
+			usage := startUsage(ctx, *pid, *appPID)
 			res, w := f.run(ctx, conc, *dur)
+			cpu, appCPU, rssMax, err := usage.finish()
+			if err != nil {
+				return err
+			}
 			if prof != nil {
 				if err := prof.finish(ctx); err != nil {
 					return err
@@ -122,7 +141,8 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			r := &flowRun{latencyMS: lat, conc: conc, res: res, calls: map[string]int{}, phases: map[string]*phaseSteps{}}
+			r := &flowRun{latencyMS: lat, conc: conc, res: res, calls: map[string]int{}, phases: map[string]*phaseSteps{},
+				cpu: cpu, appCPU: appCPU, rssMax: rssMax}
 			for ep, n := range after {
 				if d := n - before[ep]; d != 0 {
 					r.calls[ep] = d
@@ -136,9 +156,11 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 					ids[id] = true
 				}
 			}
-			r.stepsWanted = r.approve.Len() + r.complete.Len()
-			if logOff, err = r.readSteps(*logPath, logOff, ids); err != nil {
-				return err
+			if *logPath != "" {
+				r.stepsWanted = r.approve.Len() + r.complete.Len()
+				if logOff, err = r.readSteps(*logPath, logOff, ids); err != nil {
+					return err
+				}
 			}
 			runs = append(runs, r)
 			fmt.Fprintf(os.Stderr, "payments: %d ms Pi latency, %d flows in flight: %d flows (%.1f/s), %d errors\n",
@@ -148,7 +170,10 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	if err := f.setLatency(ctx, 0); err != nil {
 		return err
 	}
-	printFlowTables(out, runs, *dur, *title)
+	printFlowTables(out, runs, *dur, *title, *logPath != "", *pid != 0)
+	if *summaryPath != "" {
+		return writeSummary(*summaryPath, *name, idleRSS, runs)
+	}
 	return nil
 }
 
@@ -360,29 +385,47 @@ func (p *profiler) fetch(ctx context.Context, path, file string) error {
 }
 
 // printFlowTables prints the payment-flow tables.
-func printFlowTables(out io.Writer, runs []*flowRun, dur time.Duration, title string) {
+func printFlowTables(out io.Writer, runs []*flowRun, dur time.Duration, title string, guardLog, usage bool) {
 	if title != "" {
 		title = ", " + title
 	}
 	fmt.Fprintf(out, "### Payment flows%s\n\n", title)
-	fmt.Fprintf(out, "Each flow: create the payment at the fake Pi (control API, not timed), POST /payments/approve through Caddy, "+
-		"submit the transaction at the fake (not timed), POST /payments/complete through Caddy. Runs of %s per row; "+
-		"flows/s counts whole flows, control calls included. Latencies are as the client sees them, in ms.\n\n", dur)
+	fmt.Fprintf(out, "Each flow: create the payment at the fake Pi (control API, not timed), POST /payments/approve through the server, "+
+		"submit the transaction at the fake (not timed), POST /payments/complete through the server. Runs of %s per row; "+
+		"flows/s counts whole flows, control calls included. Latencies are as the client sees them, in ms.", dur)
+	header := []string{"Pi latency ms", "flows in flight", "flows", "errors", "flows/s",
+		"approve p50", "approve p99", "complete p50", "complete p99"}
+	if usage {
+		fmt.Fprintf(out, " `CPU/flow`: the server process's user + system time (/proc/<pid>/stat) over the run, divided by its flows; "+
+			"`app CPU/flow` the same for the app behind it; `RSS max`: the server's highest resident set size, sampled every 100 ms.")
+		header = append(header, "CPU/flow ms", "app CPU/flow ms", "RSS max MiB")
+	}
+	fmt.Fprint(out, "\n\n")
 	var rows [][]string
 	for _, r := range runs {
-		rows = append(rows, []string{
+		row := []string{
 			fmt.Sprint(r.latencyMS), fmt.Sprint(r.conc), fmt.Sprint(r.res.Ops), fmt.Sprint(r.res.Errors),
 			fmt.Sprintf("%.1f", r.res.Rate()),
 			loadgen.Ms(r.approve.Quantile(0.5)), loadgen.Ms(r.approve.Quantile(0.99)),
 			loadgen.Ms(r.complete.Quantile(0.5)), loadgen.Ms(r.complete.Quantile(0.99)),
-		})
+		}
+		if usage {
+			app := "–"
+			if r.appCPU > 0 {
+				app = loadgen.Ms(r.appCPUPerFlow())
+			}
+			row = append(row, loadgen.Ms(r.cpuPerFlow()), app, mib(r.rssMax))
+		}
+		rows = append(rows, row)
 	}
-	fmt.Fprint(out, loadgen.Table([]string{"Pi latency ms", "flows in flight", "flows", "errors", "flows/s",
-		"approve p50", "approve p99", "complete p50", "complete p99"}, rows))
+	fmt.Fprint(out, loadgen.Table(header, rows))
 	for _, r := range runs {
 		if r.res.Errors > 0 {
 			fmt.Fprintf(out, "\n%d ms, %d flows: first error: %v\n", r.latencyMS, r.conc, r.res.FirstErr)
 		}
+	}
+	if !guardLog {
+		return
 	}
 
 	fmt.Fprintf(out, "\n### Time the guard adds%s\n\n", title)

@@ -1,0 +1,226 @@
+package piguard
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/certmagic"
+)
+
+// fileWriter writes records into a certmagic FileStorage's directory, in the
+// storage's own layout (FileStorage.Filename), so that FileStorage's Load,
+// List and Delete, and other instances sharing the directory, see them as if
+// Store had written them. It replaces Store for two reasons:
+//
+//   - Store (certmagic v0.25.6, internal/atomicfile) syncs the temporary
+//     file but never the directory after the rename, so a crash can lose
+//     a record the guard believed durable. A durable write here ends with
+//     the file and its directory fsynced.
+//   - A durable write of a new record (the common case: a completion) is
+//     created in place (O_EXCL), fsynced, and its directory fsynced: one
+//     journal commit on ext4 instead of two (file, then rename). A crash
+//     before the sync returns can leave the file empty or cut short, but
+//     then the write never returned and nothing was forwarded on it:
+//     store.load counts such a record as missing. Replacing an existing
+//     record still goes through a temporary file and a rename, so a crash
+//     never damages a record that was already there.
+//   - Concurrent durable writes share their syncs (group commit): a writer
+//     queues its written file, and one committer goroutine takes everything
+//     queued, fsyncs each file (the first fsync commits the file system's
+//     journal for all of them), renames those written aside, and fsyncs
+//     each directory once. Every writer returns only after the batch
+//     holding its record is on disk.
+//
+// Writes that only save work after a crash (a delivered record: losing it
+// costs at most an idempotent redelivery) skip the syncs: see storeLazy.
+type fileWriter struct {
+	fs   *certmagic.FileStorage
+	dirs sync.Map // directories known to exist
+	seq  atomic.Uint64
+
+	mu      sync.Mutex
+	queue   []*commitJob
+	running bool
+
+	// syncs counts the directory syncs made, for tests and benchmarks.
+	syncs atomic.Int64
+}
+
+// commitJob is one durable write waiting for its batch.
+type commitJob struct {
+	f     *os.File
+	tmp   string // "" when written in place
+	final string
+	done  chan error
+}
+
+func newFileWriter(fs *certmagic.FileStorage) *fileWriter {
+	return &fileWriter{fs: fs}
+}
+
+// storeDurable writes value under key and returns once it is on disk.
+func (w *fileWriter) storeDurable(key string, value []byte) error {
+	j, err := w.writeNew(key, value)
+	if errors.Is(err, fs.ErrExist) {
+		j, err = w.writeTemp(key, value)
+	}
+	if err != nil {
+		return err
+	}
+	j.done = make(chan error, 1)
+	w.mu.Lock()
+	w.queue = append(w.queue, j)
+	if !w.running {
+		w.running = true
+		go w.commitLoop()
+	}
+	w.mu.Unlock()
+	return <-j.done
+}
+
+// storeLazy writes value under key atomically (through a temporary file and
+// a rename), without syncing: after a crash the file may be missing or
+// empty.
+// Only for what the guard can do without: see store.load.
+func (w *fileWriter) storeLazy(key string, value []byte) error {
+	j, err := w.writeTemp(key, value)
+	if err != nil {
+		return err
+	}
+	err = j.f.Close()
+	if err == nil {
+		err = os.Rename(j.tmp, j.final)
+	}
+	if err != nil {
+		os.Remove(j.tmp)
+		return fmt.Errorf("writing %s: %w", j.final, err)
+	}
+	return nil
+}
+
+// writeNew writes value to key's file, which must not exist yet (else an
+// error that is fs.ErrExist).
+func (w *fileWriter) writeNew(key string, value []byte) (*commitJob, error) {
+	final := w.fs.Filename(key)
+	f, err := w.create(final)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(value); err != nil {
+		f.Close()
+		os.Remove(final)
+		return nil, fmt.Errorf("writing %s: %w", final, err)
+	}
+	return &commitJob{f: f, final: final}, nil
+}
+
+// writeTemp writes value to a new temporary file beside key's file. Its name
+// ends in .tmp, never in .json, so listings of records skip it.
+func (w *fileWriter) writeTemp(key string, value []byte) (*commitJob, error) {
+	final := w.fs.Filename(key)
+	tmp := fmt.Sprintf("%s.%d-%s.tmp", final, w.seq.Add(1), newToken()[:8])
+	f, err := w.create(tmp)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(value); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	return &commitJob{f: f, tmp: tmp, final: final}, nil
+}
+
+// create creates name exclusively, and its directory when needed.
+func (w *fileWriter) create(name string) (*os.File, error) {
+	dir := filepath.Dir(name)
+	if _, ok := w.dirs.Load(dir); !ok {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		w.dirs.Store(dir, struct{}{})
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed behind the cache's back: make it again.
+		w.dirs.Delete(dir)
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
+	return f, err
+}
+
+// commitLoop commits batches until the queue is empty.
+func (w *fileWriter) commitLoop() {
+	for {
+		w.mu.Lock()
+		batch := w.queue
+		w.queue = nil
+		if len(batch) == 0 {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		w.commit(batch)
+	}
+}
+
+// commit makes one batch durable: fsync every file, rename those written
+// aside into place, fsync every directory once. A job whose step fails gets the error;
+// a directory sync that fails fails every job in that directory.
+func (w *fileWriter) commit(batch []*commitJob) {
+	errs := make([]error, len(batch))
+	for i, j := range batch {
+		errs[i] = j.f.Sync()
+		if err := j.f.Close(); errs[i] == nil {
+			errs[i] = err
+		}
+	}
+	dirs := map[string]error{}
+	for i, j := range batch {
+		if errs[i] == nil && j.tmp != "" {
+			errs[i] = os.Rename(j.tmp, j.final)
+		}
+		if errs[i] != nil {
+			if j.tmp != "" {
+				os.Remove(j.tmp)
+			}
+			continue
+		}
+		dirs[filepath.Dir(j.final)] = nil
+	}
+	for dir := range dirs {
+		dirs[dir] = syncDir(dir)
+		w.syncs.Add(1)
+	}
+	for i, j := range batch {
+		err := errs[i]
+		if err == nil {
+			err = dirs[filepath.Dir(j.final)]
+		}
+		if err != nil {
+			err = fmt.Errorf("writing %s durably: %w", j.final, err)
+		}
+		j.done <- err
+	}
+}
+
+// syncDir fsyncs a directory, which makes the renames into it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

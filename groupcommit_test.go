@@ -1,0 +1,155 @@
+package piguard
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Concurrent durable writes share one commit: each returns only when its
+// batch is on disk, and the batch syncs the directory once, not once per
+// record.
+func TestFileWriterGroupCommit(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	w := newFileWriter(fs)
+	const n = 32
+	// Hold the committer back until every writer has queued its file.
+	w.mu.Lock()
+	w.running = true
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	var returned atomic.Int32
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = w.storeDurable(fmt.Sprintf("p/owed/%d.json", i), []byte(fmt.Sprint(i)))
+			returned.Add(1)
+		})
+	}
+	require.Eventually(t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.queue) == n
+	}, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	require.Zero(t, returned.Load(), "no writer returns before its batch is committed")
+	go w.commitLoop()
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i])
+		data, err := fs.Load(context.Background(), fmt.Sprintf("p/owed/%d.json", i))
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprint(i), string(data))
+	}
+	assert.Equal(t, int64(1), w.syncs.Load(), "one directory sync for the whole batch")
+	left, err := filepath.Glob(filepath.Join(fs.Path, "p", "owed", "*.tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "no temporary file is left behind")
+}
+
+// A directory removed behind the writer's back is made again.
+func TestFileWriterRecreatesDirectory(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	w := newFileWriter(fs)
+	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("1")))
+	require.NoError(t, os.RemoveAll(filepath.Join(fs.Path, "p")))
+	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("2")))
+	require.NoError(t, w.storeLazy("p/payments/a.json", []byte("3")))
+	data, err := fs.Load(context.Background(), "p/owed/a.json")
+	require.NoError(t, err)
+	assert.Equal(t, "2", string(data))
+}
+
+// With file storage, an owed record is synced through the writer (directory
+// included) and a delivered one is not; records in temporary files are not
+// listed as owed.
+func TestStoreFileStorageWritePath(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := newStore(fs, "pi_guard/test")
+	require.NotNil(t, st.w)
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.save(ctx, rec))
+	assert.Equal(t, int64(1), st.w.syncs.Load(), "the owed record's directory is synced")
+
+	require.NoError(t, os.WriteFile(fs.Filename(st.owedKey(benchID))+".7-deadbeef.tmp", []byte("{"), 0o600))
+	ids, err := st.owed(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{rec.PaymentID}, ids)
+
+	rec.Delivery.State = deliveryDelivered
+	require.NoError(t, st.save(ctx, rec))
+	assert.Equal(t, int64(1), st.w.syncs.Load(), "the delivered record is written without a sync")
+	got, err := st.load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Equal(t, deliveryDelivered, got.Delivery.State)
+	_, err = os.Stat(fs.Filename(st.owedKey(rec.PaymentID)))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// A delivered record a crash left empty (written, never synced) counts as
+// missing: the owed record, if its removal was lost too, or Pi decides. A
+// broken owed record (always synced) stays an error.
+func TestStoreLoadAfterCrash(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := newStore(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.save(ctx, rec)) // owed, pending
+
+	require.NoError(t, os.MkdirAll(filepath.Dir(fs.Filename(st.recordKey(rec.PaymentID))), 0o700))
+	require.NoError(t, os.WriteFile(fs.Filename(st.recordKey(rec.PaymentID)), nil, 0o600))
+	got, err := st.load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.Equal(t, deliveryPending, got.Delivery.State, "the owed record is still owed")
+
+	require.NoError(t, os.Remove(fs.Filename(st.owedKey(rec.PaymentID))))
+	got, err = st.load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Nil(t, got, "no record: the guard asks Pi again")
+
+	// A new owed record is created in place; a crash during its write (which
+	// then never returned, so nothing was forwarded on it) leaves it cut
+	// short: Pi decides again.
+	require.NoError(t, os.WriteFile(fs.Filename(st.owedKey(rec.PaymentID)), []byte(`{"payment_id":`), 0o600))
+	got, err = st.load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Nil(t, got)
+
+	// Other storage modules write whole records: a broken one is an error.
+	other := newStore(wrappedStorage{fs}, "pi_guard/test")
+	_, err = other.load(ctx, rec.PaymentID)
+	assert.Error(t, err, "a broken record in another storage module is never ignored")
+}
+
+// A new owed record is written in place (no temporary file, no rename); an
+// existing one is replaced through a temporary file, so a crash never
+// damages it.
+func TestFileWriterInPlaceAndReplace(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	w := newFileWriter(fs)
+	j, err := w.writeNew("p/owed/a.json", []byte("1"))
+	require.NoError(t, err)
+	require.Empty(t, j.tmp)
+	require.NoError(t, j.f.Close())
+	_, err = w.writeNew("p/owed/a.json", []byte("2"))
+	require.ErrorIs(t, err, os.ErrExist, "an existing record is never opened in place")
+
+	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("3")), "replaced through a temporary file")
+	data, err := fs.Load(context.Background(), "p/owed/a.json")
+	require.NoError(t, err)
+	assert.Equal(t, "3", string(data))
+	left, err := filepath.Glob(filepath.Join(fs.Path, "p", "owed", "*.tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, left)
+}
