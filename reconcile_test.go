@@ -464,7 +464,7 @@ func TestReconcileOptions(t *testing.T) {
 		"pi_guard {\n reconcile_give_up 1m\n reconcile_give_up 1m\n}":       `"reconcile_give_up" given twice`,
 		"pi_guard {\n reconcile_after\n}":                                   "reconcile_after needs exactly one value",
 		"pi_guard {\n reconcile_after 1m 2m\n}":                             "takes exactly one value",
-		"pi_guard {\n reconcile_later 1m\n}":                                "reconcile_cancel)",
+		"pi_guard {\n reconcile_later 1m\n}":                                "reconcile_cancel",
 		"pi_guard {\n reconcile_give_up 0s\n}":                              "must be a positive duration",
 		"pi_guard {\n reconcile_after 1m\n reconcile_give_up 1m\n bad 1\n}": `unknown subdirective "bad"`,
 	} {

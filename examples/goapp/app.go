@@ -80,12 +80,12 @@ func (s *store) update(c *verify.Claims, session string, f func(o *Order)) Order
 	defer s.mu.Unlock()
 	o, ok := s.orders[c.Subject]
 	if !ok {
-		o = &Order{PaymentID: c.Subject, Status: StatusPending}
+		// The order belongs to the session that made it, for good: a later
+		// request (a redelivery without cookies, a stranger's replay) never
+		// claims it.
+		o = &Order{PaymentID: c.Subject, Status: StatusPending, session: session}
 		s.orders[c.Subject] = o
 		s.seq = append(s.seq, c.Subject)
-	}
-	if o.session == "" {
-		o.session = session
 	}
 	o.Amount, o.Memo = c.Payment.Amount, c.Payment.Memo
 	f(o)
