@@ -77,10 +77,13 @@ type exchange struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.stripHeaders(r)
 	phase := h.phaseOf(r.URL.Path)
-	if phase == "" {
+	if phase == "" || r.Method == http.MethodOptions {
 		if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
 			return h.serveJWKS(w, r)
 		}
+		// OPTIONS on a payment route is a CORS preflight (a frontend on
+		// another origin, as in Pi's reference app): the app answers it. It
+		// carries no payment and is never verified.
 		return next.ServeHTTP(w, r)
 	}
 	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, facts: h.facts}

@@ -428,3 +428,27 @@ func TestInvalidTokenIsRemembered(t *testing.T) {
 	}
 	assert.Equal(t, 1, pi.Calls(pitest.EndpointMe))
 }
+
+// A CORS preflight on a payment route reaches the app, which answers it; it
+// costs no Pi call and carries no guard header.
+func TestPreflightOnPaymentRouteReachesTheApp(t *testing.T) {
+	pi := pitest.NewServer()
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	r := httptest.NewRequest(http.MethodOptions, "/payments/complete", nil)
+	r.Header.Set("Origin", "https://frontend.example")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	r.Header.Set("Pi-Payment-Verified", "forged")
+	next := &nextRecorder{}
+	require.NoError(t, h.ServeHTTP(httptest.NewRecorder(), r, next))
+	require.True(t, next.called)
+	assert.Empty(t, next.req.Header.Get("Pi-Payment-Verified"))
+	assert.Zero(t, pi.Calls(pitest.EndpointGet))
+
+	r = httptest.NewRequest(http.MethodGet, "/payments/complete", nil)
+	w := httptest.NewRecorder()
+	next = &nextRecorder{}
+	require.NoError(t, h.ServeHTTP(w, r, next))
+	assert.Equal(t, http.StatusMethodNotAllowed, w.Code, "other methods are still refused")
+	assert.False(t, next.called)
+}

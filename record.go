@@ -277,9 +277,20 @@ func (rec *record) owed() bool {
 // written or kept in memory. On a listing error it still returns the ones
 // in memory.
 func (st *store) owed(ctx context.Context) ([]string, error) {
-	keys, err := st.s.List(ctx, path.Join(st.prefix, "owed"), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
+	dir := path.Join(st.prefix, "owed")
+	var keys []string
+	var err error
+	for try := 0; try < 3; try++ {
+		keys, err = st.s.List(ctx, dir, false)
+		if errors.Is(err, fs.ErrNotExist) && !st.s.Exists(ctx, dir) {
+			keys, err = nil, nil // nothing was ever owed
+		}
+		// file_system storage also answers "not exist" when an entry is
+		// deleted while the directory is read: that is not "nothing owed",
+		// so list again, and fail rather than report an empty list.
+		if err == nil {
+			break
+		}
 	}
 	mem := st.unsaved.states()
 	ids := make([]string, 0, len(keys)+len(mem))

@@ -1,0 +1,49 @@
+package piguard
+
+import (
+	"context"
+	"io/fs"
+	"testing"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// racingList is file storage whose List answers "not exist" the first n
+// times, as certmagic's FileStorage does when an entry is deleted while the
+// directory is read.
+type racingList struct {
+	*certmagic.FileStorage
+	n int
+}
+
+func (r *racingList) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	if r.n > 0 {
+		r.n--
+		return nil, fs.ErrNotExist
+	}
+	return r.FileStorage.List(ctx, prefix, recursive)
+}
+
+// A listing that races a delete is never taken for "nothing is owed" (which
+// would zero the gauge and empty the admin listing).
+func TestOwedListingRacingADeleteIsNotEmpty(t *testing.T) {
+	base := &certmagic.FileStorage{Path: t.TempDir()}
+	ctx := context.Background()
+	st := newStore(base, "p")
+	require.NoError(t, st.save(ctx, &record{PaymentID: "pay1", Phase: phaseComplete, Delivery: delivery{State: deliveryPending}}))
+
+	racing := &racingList{FileStorage: base, n: 2}
+	ids, err := newStore(racing, "p").owed(ctx)
+	require.NoError(t, err, "listed again")
+	assert.Equal(t, []string{"pay1"}, ids)
+
+	racing.n = 5
+	_, err = newStore(racing, "p").owed(ctx)
+	assert.Error(t, err, "still racing: an error, not an empty list")
+
+	ids, err = newStore(&racingList{FileStorage: base, n: 1}, "never").owed(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ids, "a directory that does not exist is nothing owed")
+}
