@@ -46,9 +46,11 @@ test-python:
 ## pi-guard command must be in the binary (xcaddy: see README "Install")
 XCADDY ?= xcaddy
 test-xcaddy:
+	@command -v $(XCADDY) >/dev/null || { echo "xcaddy is not installed: go install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 (and put \$$(go env GOPATH)/bin on PATH), or run .ci/run"; exit 1; }
 	$(XCADDY) build v2.11.9 --with github.com/caddy-pi-guard/caddy-pi-guard@v0.0.0=. --output bin/caddy
 	bin/caddy list-modules | grep -x 'http.handlers.pi_guard'
 	bin/caddy list-modules | grep -x 'admin.api.pi_guard'
+	bin/caddy list-modules | grep -x 'admin.api.pi_guard_watched'
 	bin/caddy help | grep -E '^ +pi-guard '
 
 ## test-e2e: the `make run` demo in headless Chromium (/usr/bin/chromium, or CHROMIUM=...);
