@@ -29,6 +29,8 @@ vet:
 
 test-go:
 	$(GO) test $(RACE) -count=1 -timeout 15m ./...
+	# every benchmark once, so that make bench cannot rot unnoticed
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
 test-node:
 	cd examples/node && npm ci --no-audit --no-fund --loglevel=error && npm test

@@ -222,7 +222,7 @@ func settle(ctx context.Context, h *Handler, id string, change func(*record) err
 	if rec == nil || (rec.Delivery.State != deliveryPending && rec.Delivery.State != deliveryExhausted) {
 		msg := fmt.Sprintf("nothing is owed: payment %s is not pending or exhausted", id)
 		if rec != nil && rec.Delivery.State == deliveryDelivered {
-			msg = fmt.Sprintf("nothing is owed: the app already accepted payment %s (at %s)", id, rec.Delivery.DeliveredAt.UTC().Format(time.RFC3339))
+			msg = fmt.Sprintf("nothing is owed: payment %s was delivered, or resolved by an operator (at %s)", id, rec.Delivery.DeliveredAt.UTC().Format(time.RFC3339))
 		}
 		return nil, caddy.APIError{HTTPStatus: http.StatusConflict, Message: msg}
 	}
@@ -248,6 +248,11 @@ type retryResult struct {
 // budget, due now, and sends it at once through the redelivery worker's own
 // code, under the payment's locks.
 func retryDelivery(ctx context.Context, w http.ResponseWriter, h *Handler, id string) error {
+	if rec, err := h.store.load(ctx, id); err == nil && (rec == nil || !rec.owed()) {
+		// Nothing is owed: settle says so (and why) before anything else.
+		_, err := settle(ctx, h, id, func(*record) error { return nil })
+		return err
+	}
 	if h.redeliverURL == nil {
 		return caddy.APIError{HTTPStatus: http.StatusConflict, Message: fmt.Sprintf("cannot send payment %s: this pi_guard has no redeliver_to; "+
 			"set redeliver_to to the app's base URL, or deliver it by hand and POST /pi_guard/deliveries/%s/resolve", id, id)}

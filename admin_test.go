@@ -3,6 +3,7 @@ package piguard
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -109,7 +110,7 @@ func TestAdminRetryDeliversAnExhaustedPayment(t *testing.T) {
 	// Nothing is owed any more: said clearly, and the app is not called.
 	code, _, msg := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_exhausted/retry", "")
 	assert.Equal(t, http.StatusConflict, code)
-	assert.Contains(t, msg, "nothing is owed: the app already accepted payment pay_exhausted")
+	assert.Contains(t, msg, "nothing is owed: payment pay_exhausted was delivered")
 	assert.EqualValues(t, 2, f.appCalls.Load())
 }
 
@@ -229,4 +230,14 @@ func TestAdminRetryIsSerialisedWithTheWorker(t *testing.T) {
 	w.pass(context.Background())
 	w.running.Wait()
 	assert.EqualValues(t, 1, f.appCalls.Load(), "delivered once, whoever sent it")
+}
+
+// Without redeliver_to, retrying a payment that is not owed says "nothing is
+// owed", not "set redeliver_to" (which would send the operator the wrong way).
+func TestAdminRetryOfAPaidPaymentSaysNothingIsOwed(t *testing.T) {
+	f := newAdminFixture(t, false)
+	f.owe(t, "pay_paid", deliveryDelivered, 0)
+	code, m, _ := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_paid/retry", "")
+	assert.Equal(t, http.StatusConflict, code)
+	assert.Contains(t, fmt.Sprint(m), "nothing is owed")
 }

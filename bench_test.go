@@ -128,7 +128,7 @@ func BenchmarkRecordSave(b *testing.B) {
 
 // BenchmarkRecordLoad reads and decodes one record.
 func BenchmarkRecordLoad(b *testing.B) {
-	st := &store{s: &certmagic.FileStorage{Path: b.TempDir()}, prefix: "pi_guard/bench"}
+	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	rec := completedRecord(b)
 	ctx := context.Background()
 	if err := st.save(ctx, rec); err != nil {
@@ -146,7 +146,7 @@ func BenchmarkRecordLoad(b *testing.B) {
 // BenchmarkStorageLock takes and releases one payment's cross-instance lock
 // in file storage (a lock file created, synced and removed).
 func BenchmarkStorageLock(b *testing.B) {
-	st := &store{s: &certmagic.FileStorage{Path: b.TempDir()}, prefix: "pi_guard/bench"}
+	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

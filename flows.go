@@ -241,6 +241,10 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 	if err := h.store.save(sctx, rec); err != nil {
 		h.logger.Error("could not write the record of a completed payment; it is kept in memory, delivered now and written when storage accepts it",
 			zap.String("payment_id", st.id), zap.Error(err))
+		// Still watched: should the process die before the record is
+		// written, the reconciler finds the payment completed at Pi and
+		// records and delivers it (persistUnsaved unwatches it once written).
+		return rec
 	}
 	h.unwatch(st.id)
 	return rec

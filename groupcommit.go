@@ -1,6 +1,7 @@
 package piguard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -64,7 +65,7 @@ func newFileWriter(fs *certmagic.FileStorage) *fileWriter {
 }
 
 // storeDurable writes value under key and returns once it is on disk.
-func (w *fileWriter) storeDurable(key string, value []byte) error {
+func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte) error {
 	j, err := w.writeNew(key, value)
 	if errors.Is(err, fs.ErrExist) {
 		j, err = w.writeTemp(key, value)
@@ -80,7 +81,15 @@ func (w *fileWriter) storeDurable(key string, value []byte) error {
 		go w.commitLoop()
 	}
 	w.mu.Unlock()
-	return <-j.done
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		// A hung disk (a stuck fsync on NFS or a failing drive) must not
+		// hold a completion, and the payment's locks, beyond its timeout:
+		// the caller keeps the record in memory and writes it again later.
+		return fmt.Errorf("waiting for the disk to sync: %w", ctx.Err())
+	}
 }
 
 // storeLazy writes value under key atomically (through a temporary file and

@@ -31,7 +31,7 @@ func TestFileWriterGroupCommit(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = w.storeDurable(fmt.Sprintf("p/owed/%d.json", i), []byte(fmt.Sprint(i)))
+			errs[i] = w.storeDurable(context.Background(), fmt.Sprintf("p/owed/%d.json", i), []byte(fmt.Sprint(i)))
 			returned.Add(1)
 		})
 	}
@@ -60,9 +60,9 @@ func TestFileWriterGroupCommit(t *testing.T) {
 func TestFileWriterRecreatesDirectory(t *testing.T) {
 	fs := &certmagic.FileStorage{Path: t.TempDir()}
 	w := newFileWriter(fs)
-	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("1")))
+	require.NoError(t, w.storeDurable(context.Background(), "p/owed/a.json", []byte("1")))
 	require.NoError(t, os.RemoveAll(filepath.Join(fs.Path, "p")))
-	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("2")))
+	require.NoError(t, w.storeDurable(context.Background(), "p/owed/a.json", []byte("2")))
 	require.NoError(t, w.storeLazy("p/payments/a.json", []byte("3")))
 	data, err := fs.Load(context.Background(), "p/owed/a.json")
 	require.NoError(t, err)
@@ -145,7 +145,7 @@ func TestFileWriterInPlaceAndReplace(t *testing.T) {
 	_, err = w.writeNew("p/owed/a.json", []byte("2"))
 	require.ErrorIs(t, err, os.ErrExist, "an existing record is never opened in place")
 
-	require.NoError(t, w.storeDurable("p/owed/a.json", []byte("3")), "replaced through a temporary file")
+	require.NoError(t, w.storeDurable(context.Background(), "p/owed/a.json", []byte("3")), "replaced through a temporary file")
 	data, err := fs.Load(context.Background(), "p/owed/a.json")
 	require.NoError(t, err)
 	assert.Equal(t, "3", string(data))

@@ -47,3 +47,12 @@ func TestOwedListingRacingADeleteIsNotEmpty(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, ids, "a directory that does not exist is nothing owed")
 }
+
+// A password in redeliver_to is never echoed in the configuration error.
+func TestRedeliverURLErrorsDoNotEchoPasswords(t *testing.T) {
+	for _, bad := range []string{"http://user:s3cret@app:3000", "ftp://user:s3cret@app/", "http://user:s3cret@app:3000/path"} {
+		_, err := parseRedeliverURL(bad)
+		require.Error(t, err, bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
+}

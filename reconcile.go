@@ -176,9 +176,11 @@ func (h *Handler) tryReconcilerLock(ctx context.Context) (func(), bool) {
 // (a client may have completed it), then Pi.
 func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 	id := e.PaymentID
+	// The lock's context lives until unlock: a storage module may keep its
+	// lock fresh only while it does.
 	lctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
+	defer cancel()
 	unlock, ge := h.lockPayment(lctx, id)
-	cancel()
 	if ge != nil {
 		h.postpone(ctx, e, "busy", ge)
 		return
@@ -187,6 +189,12 @@ func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 	rec, err := h.store.load(ctx, id)
 	if err != nil {
 		h.postpone(ctx, e, "storage_unavailable", err)
+		return
+	}
+	if rec.completed() && rec.unsaved {
+		// Completed, but its record is only in memory: keep watching it
+		// until the record is on disk, or a crash would lose it.
+		h.postpone(ctx, e, "record_unsaved", nil)
 		return
 	}
 	if rec.completed() {
@@ -212,7 +220,11 @@ func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 	givenUp := !time.Now().Before(e.Approved.Add(time.Duration(h.ReconcileGiveUp)))
 	verified := p.TxID() != "" && p.Transaction.Verified && p.Status.TransactionVerified
 	switch {
-	case p.Status.DeveloperCompleted && p.TxID() != "":
+	case p.Status.DeveloperCompleted && p.TxID() != "" && !paid(p, p.TxID()):
+		// Completed, but Pi does not show the transaction verified: never
+		// delivered as verified (the complete route refuses it too).
+		h.postpone(ctx, e, "completed_unverified", nil)
+	case paid(p, p.TxID()):
 		// Checked as the complete route checks a payment it finds completed.
 		ge := h.acceptable(p, st)
 		if ge == nil {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 	"time"
 
@@ -513,4 +514,60 @@ func redeliverPass(h *Handler) {
 	rw := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
 	rw.pass(context.Background())
 	rw.running.Wait()
+}
+
+// Pi shows the payment completed with its txid but not the transaction
+// verified (another backend completed it, or Pi is wrong): the reconciler
+// never delivers it as verified, as the complete route refuses it too.
+func TestReconcileNeverDeliversAnUnverifiedCompletion(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	liar := httptest.NewServer(unverifying(pi.Handler()))
+	t.Cleanup(liar.Close)
+	w := &reconcileWorld{t: t, pi: pi, app: newNoticeApp(t)}
+	w.h, w.reg, w.logs = w.start(testStorage(t), func(h *Handler) { h.APIURL = liar.URL + "/v2" })
+	id := w.approve()
+	txid, err := pi.SubmitTransaction(id)
+	require.NoError(t, err)
+	c, err := piclient.New(piclient.Options{BaseURL: pi.URL, APIKey: pitest.DefaultAPIKey})
+	require.NoError(t, err)
+	_, err = c.Complete(context.Background(), id, txid)
+	require.NoError(t, err)
+	w.pass()
+	redeliverPass(w.h)
+	assert.Empty(t, w.app.verifiedFor(id), "not delivered as verified")
+	assert.NotNil(t, w.entry(id), "still watched")
+	assert.Zero(t, w.outcome(reconciledAlreadyCompleted))
+}
+
+// Full disk, then a crash: a completion whose record is only in memory
+// keeps its watch entry, so that after a restart the reconciler finds the
+// payment completed at Pi and records and delivers it.
+func TestCompletionKeptInMemoryStaysWatched(t *testing.T) {
+	storage := newFaultyStorage(t)
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(pi.Close)
+	w := &reconcileWorld{t: t, pi: pi, app: newNoticeApp(t)}
+	w.h, w.reg, w.logs = w.start(storage, nil)
+	id := w.approve()
+	txid, err := pi.SubmitTransaction(id)
+	require.NoError(t, err)
+	storage.fail(syscall.ENOSPC)
+	status, code := call(w.h, proxyTo(w.app.srv.URL), DefaultCompletePath, map[string]string{"paymentId": id, "txid": txid})
+	require.Equal(t, http.StatusOK, status, code)
+	w.h.flushWatch(context.Background())
+	assert.NotNil(t, w.entry(id), "the record is only in memory: the payment stays watched")
+
+	// The process dies; the disk has room again; a new instance starts.
+	storage.fail(nil)
+	w.h.store.unsaved.drop(id) // what a crash loses
+	restarted, _, _ := w.start(storage, nil)
+	time.Sleep(5 * time.Millisecond)
+	restarted.reconcileOnce(context.Background())
+	redeliverPass(restarted)
+	rec, err := restarted.store.load(context.Background(), id)
+	require.NoError(t, err)
+	require.NotNil(t, rec, "recorded after the restart")
+	assert.True(t, rec.completed())
+	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id), "never completed twice")
 }

@@ -253,7 +253,7 @@ func (st *store) put(ctx context.Context, key string, data []byte, durable bool)
 	case st.w == nil:
 		return st.s.Store(ctx, key, data)
 	case durable:
-		return st.w.storeDurable(key, data)
+		return st.w.storeDurable(ctx, key, data)
 	default:
 		return st.w.storeLazy(key, data)
 	}

@@ -3,6 +3,7 @@ package piguard
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -157,6 +158,7 @@ func (h *Handler) persistUnsaved(ctx context.Context) {
 				return
 			}
 			if err := h.store.save(ctx, rec); err == nil {
+				h.unwatch(id) // durable now: the reconciler need not keep it
 				h.logger.Info("wrote the record of a completed payment that storage had refused before",
 					zap.String("payment_id", id), zap.String("state", rec.Delivery.State))
 			}
@@ -247,11 +249,15 @@ func (h *Handler) send(ctx context.Context, rec *record) (int, error) {
 // the token binds, exactly as the live request did.
 func parseRedeliverURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("redeliver_to %q must be the app's base URL, such as http://127.0.0.1:3000", s)
+	if err != nil {
+		return nil, errors.New("redeliver_to is not a URL: it must be the app's base URL, such as http://127.0.0.1:3000")
+	}
+	shown := u.Redacted() // never echo a password given in the URL
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("redeliver_to %q must be the app's base URL, such as http://127.0.0.1:3000 (no user, query or fragment)", shown)
 	}
 	if strings.TrimRight(u.Path, "/") != "" {
-		return nil, fmt.Errorf("redeliver_to %q must have no path: the guard redelivers to the path it forwarded (and bound in the token), as reverse_proxy does; use http://%s", s, u.Host)
+		return nil, fmt.Errorf("redeliver_to %q must have no path: the guard redelivers to the path it forwarded (and bound in the token), as reverse_proxy does; use http://%s", shown, u.Host)
 	}
 	u.Path, u.RawPath = "", ""
 	return u, nil

@@ -32,8 +32,12 @@ type Client struct {
 func New(base string, timeout time.Duration) (*Client, error) {
 	base = strings.TrimRight(base, "/")
 	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("horizon: base URL %q must be an absolute http(s) URL such as https://api.mainnet.minepi.com", base)
+	if err != nil {
+		return nil, errors.New("horizon: the base URL is not a URL: use an absolute http(s) URL such as https://api.mainnet.minepi.com")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		// Redacted: never echo a password given in the URL.
+		return nil, fmt.Errorf("horizon: base URL %q must be an absolute http(s) URL such as https://api.mainnet.minepi.com", u.Redacted())
 	}
 	return &Client{base: base, http: &http.Client{
 		Timeout:       timeout,
