@@ -3,6 +3,10 @@ package piguard
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -43,7 +47,12 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	out.Header.Set(h.Header, token)
 	h.metrics.verified.WithLabelValues(st.phase).Inc()
 
-	rr := caddyhttp.NewResponseRecorder(newHeldWriter(x.w), new(bytes.Buffer), func(status int, _ http.Header) bool { return !is2xx(status) })
+	// The app's answer goes to the client unless this is a replay by someone
+	// the guard cannot tie to the payer: payment ids and txids are public (a
+	// txid is on the blockchain, with the payment id as its memo), and the
+	// app's answer to a completion may be the goods themselves.
+	answer := !replay || h.mayAnswer(st, rec, x.r)
+	rr := caddyhttp.NewResponseRecorder(newHeldWriter(x.w), new(bytes.Buffer), func(status int, _ http.Header) bool { return !answer || !is2xx(status) })
 	err = st.forward(&exchange{w: x.w, r: out, next: x.next, body: sr.Body}, rr)
 	status := rr.Status()
 	if status == 0 && err == nil {
@@ -61,6 +70,10 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 				defer h.background.Done()
 				h.markDelivered(rec.PaymentID)
 			}()
+		}
+		if !answer {
+			st.outcome = "replayed_answer_withheld"
+			return writeReplayed(x.w, rec)
 		}
 		return err // the app's answer is on its way to the client
 	}
@@ -268,3 +281,43 @@ func (hw *heldWriter) Unwrap() http.ResponseWriter { return hw.ResponseWriter }
 
 // Interface guards.
 var _ http.ResponseWriter = (*heldWriter)(nil)
+
+// callerOf identifies the session a request comes from: a hash of its
+// Cookie and Authorization headers, or "" when it has neither.
+func callerOf(r *http.Request) string {
+	cookies, auth := r.Header.Values("Cookie"), r.Header.Values("Authorization")
+	if len(cookies) == 0 && len(auth) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, v := range cookies {
+		h.Write([]byte("c:" + v + "\n"))
+	}
+	for _, v := range auth {
+		h.Write([]byte("a:" + v + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// mayAnswer reports whether a replay's client may see the app's answer: the
+// payment's owner signed in with bind_user, or a request from the session
+// that completed the payment.
+func (h *Handler) mayAnswer(st *step, rec *record, r *http.Request) bool {
+	if st.uid != "" && rec.Payment != nil && rec.Payment.UserUID == st.uid {
+		return true
+	}
+	c := callerOf(r)
+	return c != "" && rec.Caller != "" && subtle.ConstantTimeCompare([]byte(c), []byte(rec.Caller)) == 1
+}
+
+// writeReplayed answers a replay whose client may not see the app's answer:
+// the payment is complete and the app has it.
+func writeReplayed(w http.ResponseWriter, rec *record) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return json.NewEncoder(w).Encode(map[string]any{
+		"paymentId": rec.PaymentID, "txid": rec.TxID, "completed": true, "replayed": true,
+		"message": "the payment is complete and the app has received it; the app's answer goes to the payer's own session only",
+	})
+}

@@ -518,3 +518,29 @@ func owedGauge(t testing.TB, h *Handler, state string) float64 {
 	}
 	return 0
 }
+
+// A replay reaches the app, but its answer (which may be the goods: a
+// download link, a licence key) goes only to the payer's own session: ids and
+// txids are public, the txid is on the blockchain with the id as its memo.
+func TestReplayAnswerGoesToThePayerOnly(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	id, txid := submittedPayment(t, h, pi)
+	app := newCapturingApp(t, http.StatusOK)
+	body := completeBody(id, txid)
+	w := post(h, app, DefaultCompletePath, body, "Cookie", "session=payer")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "app's own answer", w.Body.String())
+
+	for _, stranger := range [][]string{{"Cookie", "session=stranger"}, {}, {"Authorization", "Bearer x"}} {
+		w = post(h, app, DefaultCompletePath, body, stranger...)
+		require.Equal(t, http.StatusOK, w.Code)
+		assert.NotContains(t, w.Body.String(), "app's own answer", "%v: the app's answer is withheld", stranger)
+		assert.Contains(t, w.Body.String(), `"replayed":true`)
+	}
+	w = post(h, app, DefaultCompletePath, body, "Cookie", "session=payer")
+	assert.Equal(t, "app's own answer", w.Body.String(), "the payer's own retry gets the app's answer")
+	assert.Len(t, app.requests(), 5, "every replay still reaches the app")
+	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id))
+}

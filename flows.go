@@ -235,6 +235,7 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 	}
 	rec.Phase, rec.TxID, rec.Payment = phaseComplete, st.txid, p
 	rec.Request = newStoredRequest(x.r, x.body)
+	rec.Caller = callerOf(x.r)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()

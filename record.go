@@ -38,8 +38,13 @@ type record struct {
 	Payment   *piclient.Payment `json:"payment"`
 	Request   *storedRequest    `json:"request,omitempty"`
 	Delivery  delivery          `json:"delivery"`
-	Created   time.Time         `json:"created"`
-	Updated   time.Time         `json:"updated"`
+	// Caller identifies the payer's session: a hash of the completing
+	// request's Cookie and Authorization headers ("" when it had none). A
+	// replay passes on the app's answer only to a request with the same
+	// (see Handler.mayAnswer).
+	Caller  string    `json:"caller,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 
 	// unsaved: the last save failed; the record lives in memory only (see
 	// unsavedRecords) until a later save succeeds.
