@@ -26,6 +26,9 @@ func newTestHandler(t testing.TB, piURL string) *Handler {
 	h.logger = zap.NewNop()
 	require.NoError(t, h.provision(testStorage(t)))
 	require.NoError(t, h.Validate())
+	// Wait for background writes (a delivery's mark, a watch change) before
+	// the storage directory is removed (cleanups run last-registered first).
+	t.Cleanup(func() { _ = h.Cleanup() })
 	return h
 }
 

@@ -62,6 +62,7 @@ func (w *reconcileWorld) start(storage certmagic.Storage, mod func(h *Handler)) 
 	require.NoError(w.t, err)
 	require.NoError(w.t, h.provision(storage))
 	require.NoError(w.t, h.Validate())
+	w.t.Cleanup(func() { _ = h.Cleanup() }) // background writes end before the storage goes
 	return h, reg, logs
 }
 
