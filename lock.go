@@ -25,21 +25,10 @@ func newKeyedMutex() *keyedMutex {
 // Lock waits until key is free or ctx is done. On success it returns the
 // function that unlocks it.
 func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	e := k.entries[key]
-	if e == nil {
-		e = &lockEntry{ch: make(chan struct{}, 1)}
-		k.entries[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-
+	e := k.enter(key)
 	select {
 	case e.ch <- struct{}{}:
-		return func() {
-			<-e.ch
-			k.release(key, e)
-		}, nil
+		return k.unlocker(key, e), nil
 	case <-ctx.Done():
 		k.release(key, e)
 		return nil, ctx.Err()
@@ -49,24 +38,34 @@ func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
 // TryLock takes key if it is free, without waiting. It reports whether it
 // did; on success it returns the function that unlocks it.
 func (k *keyedMutex) TryLock(key string) (func(), bool) {
+	e := k.enter(key)
+	select {
+	case e.ch <- struct{}{}:
+		return k.unlocker(key, e), true
+	default:
+		k.release(key, e)
+		return nil, false
+	}
+}
+
+// enter returns key's entry, counting one more user of it.
+func (k *keyedMutex) enter(key string) *lockEntry {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	e := k.entries[key]
 	if e == nil {
 		e = &lockEntry{ch: make(chan struct{}, 1)}
 		k.entries[key] = e
 	}
 	e.refs++
-	k.mu.Unlock()
+	return e
+}
 
-	select {
-	case e.ch <- struct{}{}:
-		return func() {
-			<-e.ch
-			k.release(key, e)
-		}, true
-	default:
+// unlocker is the unlock function of a held entry.
+func (k *keyedMutex) unlocker(key string, e *lockEntry) func() {
+	return func() {
+		<-e.ch
 		k.release(key, e)
-		return nil, false
 	}
 }
 
