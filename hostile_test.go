@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -78,11 +79,8 @@ func TestIncompleteRefusesAPostedTransactionOtherThanPis(t *testing.T) {
 	pi := pitest.NewServer()
 	defer pi.Close()
 	h := newTestHandler(t, pi.URL)
-	p := pi.CreatePayment(pitest.NewPayment{})
-	w, _ := postJSON(t, h, "/payments/approve", `{"paymentId":"`+p.Identifier+`"}`)
-	require.Equal(t, http.StatusNoContent, w.Code)
-	txid, err := pi.SubmitTransaction(p.Identifier)
-	require.NoError(t, err)
+	id, txid := submittedPayment(t, h, pi)
+	p := piclient.Payment{Identifier: id}
 	other := strings.Repeat("cd", 32)
 	next := &nextRecorder{}
 	w, body := postJSON(t, h, "/payments/incomplete", `{"payment":{"identifier":"`+p.Identifier+`","transaction":{"txid":"`+other+`"}}}`, next)
@@ -207,28 +205,20 @@ func TestTrailersNeverCarryGuardHeaders(t *testing.T) {
 	assert.Zero(t, pi.Calls(pitest.EndpointGet))
 }
 
-func postJSON(t *testing.T, h *Handler, path, body string, next ...interface {
-	ServeHTTP(http.ResponseWriter, *http.Request) error
-}) (*httptest.ResponseRecorder, map[string]any) {
+func postJSON(t *testing.T, h *Handler, path, body string, next ...caddyhttp.Handler) (*httptest.ResponseRecorder, map[string]any) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
-	var n interface {
-		ServeHTTP(http.ResponseWriter, *http.Request) error
-	} = &nextRecorder{}
+	var n caddyhttp.Handler = &nextRecorder{}
 	if len(next) > 0 {
 		n = next[0]
 	}
-	require.NoError(t, h.ServeHTTP(w, r, handlerFunc(n.ServeHTTP)))
+	require.NoError(t, h.ServeHTTP(w, r, n))
 	var out map[string]any
 	_ = json.Unmarshal(w.Body.Bytes(), &out)
 	return w, out
 }
-
-type handlerFunc func(http.ResponseWriter, *http.Request) error
-
-func (f handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
 
 // A txid Pi showed is not the payment's is refused without asking Pi again,
 // and so is an id Pi does not know, for a few seconds.
@@ -236,11 +226,8 @@ func TestSettledAnswersCostNoPiCall(t *testing.T) {
 	pi := pitest.NewServer()
 	defer pi.Close()
 	h := newTestHandler(t, pi.URL)
-	p := pi.CreatePayment(pitest.NewPayment{})
-	w, _ := postJSON(t, h, "/payments/approve", `{"paymentId":"`+p.Identifier+`"}`)
-	require.Equal(t, http.StatusNoContent, w.Code)
-	txid, err := pi.SubmitTransaction(p.Identifier)
-	require.NoError(t, err)
+	id, txid := submittedPayment(t, h, pi)
+	p := piclient.Payment{Identifier: id}
 	wrong := strings.Repeat("ab", 32)
 	w, body := postJSON(t, h, "/payments/complete", `{"paymentId":"`+p.Identifier+`","txid":"`+wrong+`"}`)
 	require.Equal(t, http.StatusConflict, w.Code, "%v", body)
@@ -273,11 +260,8 @@ func TestCompletionNeedsPiVerifiedTransaction(t *testing.T) {
 	liar := httptest.NewServer(unverifying(pi.Handler()))
 	defer liar.Close()
 	h := newTestHandler(t, liar.URL+"/v2")
-	p := pi.CreatePayment(pitest.NewPayment{})
-	w, _ := postJSON(t, h, "/payments/approve", `{"paymentId":"`+p.Identifier+`"}`)
-	require.Equal(t, http.StatusNoContent, w.Code)
-	txid, err := pi.SubmitTransaction(p.Identifier)
-	require.NoError(t, err)
+	id, txid := submittedPayment(t, h, pi)
+	p := piclient.Payment{Identifier: id}
 	next := &nextRecorder{}
 	w, body := postJSON(t, h, "/payments/complete", `{"paymentId":"`+p.Identifier+`","txid":"`+txid+`"}`, next)
 	assert.Equal(t, http.StatusConflict, w.Code, "%v", body)
@@ -397,7 +381,7 @@ func TestApproveWithAppDownAnswersJSON(t *testing.T) {
 	defer pi.Close()
 	h := newTestHandler(t, pi.URL)
 	p := pi.CreatePayment(pitest.NewPayment{})
-	down := handlerFunc(func(http.ResponseWriter, *http.Request) error {
+	down := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
 		return io.ErrUnexpectedEOF
 	})
 	r := httptest.NewRequest(http.MethodPost, "/payments/approve", bytes.NewReader([]byte(`{"paymentId":"`+p.Identifier+`"}`)))
@@ -408,7 +392,6 @@ func TestApproveWithAppDownAnswersJSON(t *testing.T) {
 	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
 	assert.Contains(t, w.Body.String(), `"upstream_unavailable"`)
 	assert.Zero(t, pi.Calls(pitest.EndpointApprove), "Pi is not asked")
-	var _ = piclient.NetworkTestnet
 }
 
 // A token Pi refused is remembered: repeating it costs no /me call.
