@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/stretchr/testify/require"
@@ -190,16 +193,30 @@ func (e *env) post(path string, body any, header ...string) (int, map[string]any
 
 func (e *env) send(method, path, contentType string, raw []byte, header ...string) (int, map[string]any) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, caddyBase+path, bytes.NewReader(raw))
-	require.NoError(e.t, err)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequest(method, caddyBase+path, bytes.NewReader(raw))
+		require.NoError(e.t, err)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Add(header[i], header[i+1])
+		}
+		resp, err = e.tester.Client.Do(req)
+		if err == nil {
+			break
+		}
+		// A config (re)load hands the listener to the new server: a
+		// connection the old one accepted as it stopped is closed with no
+		// answer, and Go does not retry a POST. Nothing was answered, so
+		// send it again on a new connection (a few times at most).
+		if attempt >= 3 || !droppedUnanswered(err) {
+			require.NoError(e.t, err)
+		}
+		e.tester.Client.CloseIdleConnections()
+		time.Sleep(20 * time.Millisecond)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
-	}
-	resp, err := e.tester.Client.Do(req)
-	require.NoError(e.t, err)
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
@@ -209,6 +226,12 @@ func (e *env) send(method, path, contentType string, raw []byte, header ...strin
 		out = map[string]any{"raw": string(data)}
 	}
 	return resp.StatusCode, out
+}
+
+// droppedUnanswered reports whether err is a connection closed before any
+// answer (EOF or reset).
+func droppedUnanswered(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // approver approves a payment at Pi, one way or another.
