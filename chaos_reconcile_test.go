@@ -160,23 +160,7 @@ func TestFaultInjectionVanishedClients(t *testing.T) {
 	pi.InjectFault(pitest.EndpointCancel, pitest.Fault{Status: 502, Fraction: 0.1})
 	app.failRate.Store(10)
 
-	stopChaos := make(chan struct{})
-	var chaosDone sync.WaitGroup
-	chaosDone.Add(1)
-	go func() { // restarts and app outages while the flows run
-		defer chaosDone.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stopChaos:
-				return
-			case <-time.After(150 * time.Millisecond):
-			}
-			if i%2 == 0 {
-				cl.restart()
-			}
-			app.down.Store(i%5 == 1)
-		}
-	}()
+	stopChaos := startChaos(cl, &app.down) // restarts and app outages while the flows run
 
 	type flow struct {
 		id, txid, fate string
@@ -229,8 +213,7 @@ func TestFaultInjectionVanishedClients(t *testing.T) {
 	}
 	wg.Wait()
 	time.Sleep(2 * time.Second) // restarts and outages go on while the reconciler works
-	close(stopChaos)
-	chaosDone.Wait()
+	stopChaos()
 
 	// The weather clears; no client comes back. The reconciler and the
 	// redelivery worker must finish everything on their own.

@@ -247,23 +247,7 @@ func TestFaultInjection(t *testing.T) {
 	app.failRate.Store(15)
 	storage.failRate.Store(10) // a disk that fills up and empties again
 
-	stopChaos := make(chan struct{})
-	var chaosDone sync.WaitGroup
-	chaosDone.Add(1)
-	go func() { // restarts and app outages while the flows run
-		defer chaosDone.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stopChaos:
-				return
-			case <-time.After(150 * time.Millisecond):
-			}
-			if i%2 == 0 {
-				cl.restart()
-			}
-			app.down.Store(i%5 == 1)
-		}
-	}()
+	stopChaos := startChaos(cl, &app.down) // restarts and app outages while the flows run
 
 	type flow struct {
 		id, txid  string
@@ -325,8 +309,7 @@ func TestFaultInjection(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stopChaos)
-	chaosDone.Wait()
+	stopChaos()
 
 	// The weather clears: Pi and the app work again, and every user whose
 	// completion never got through comes back once (onIncompletePaymentFound).
@@ -513,23 +496,53 @@ func (s *faultyStorage) Delete(ctx context.Context, key string) error {
 	return s.FileStorage.Delete(ctx, key)
 }
 
-// 12.1: the disk is full while Pi completes a payment and the app is down.
-// The completion is still owed: listed, counted, redelivered once the app is
-// back (with the disk still full), and written once the disk has room.
-func TestFaultDiskFullWhileAppDown(t *testing.T) {
+// startChaos restarts an instance of cl every 300 ms and takes the app down
+// for one 150 ms tick in five, until the returned stop is called (it waits
+// for the last restart to finish).
+func startChaos(cl *cluster, appDown *atomic.Bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			if i%2 == 0 {
+				cl.restart()
+			}
+			appDown.Store(i%5 == 1)
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// submittedOverFaultyStorage starts one instance over faulty storage in
+// front of a chaos app, and approves a payment whose transaction the user
+// then submitted. The caller stops the instance.
+func submittedOverFaultyStorage(t *testing.T) (*pitest.Server, *chaosApp, *faultyStorage, *chaosInstance, piclient.Payment, string) {
+	t.Helper()
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
 	storage := newFaultyStorage(t)
 	in := startInstance(t, pi.URL, app.srv.URL, storage)
-	defer in.stop()
-	next := proxyTo(app.srv.URL)
-	h := in.h
 	p := pi.CreatePayment(pitest.NewPayment{})
-	status, _ := call(h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+	status, _ := call(in.h, proxyTo(app.srv.URL), DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
 	require.Equal(t, http.StatusOK, status)
 	txid, err := pi.SubmitTransaction(p.Identifier)
 	require.NoError(t, err)
+	return pi, app, storage, in, p, txid
+}
+
+// 12.1: the disk is full while Pi completes a payment and the app is down.
+// The completion is still owed: listed, counted, redelivered once the app is
+// back (with the disk still full), and written once the disk has room.
+func TestFaultDiskFullWhileAppDown(t *testing.T) {
+	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t)
+	defer in.stop()
+	next, h := proxyTo(app.srv.URL), in.h
 
 	storage.fail(syscall.ENOSPC)
 	app.down.Store(true)
@@ -574,19 +587,9 @@ func TestFaultDiskFullWhileAppDown(t *testing.T) {
 // its record is written once storage is writable again, and a replay then
 // needs no Pi call.
 func TestFaultReadOnlyStorageWhileAppUp(t *testing.T) {
-	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
-	t.Cleanup(pi.Close)
-	app := newChaosApp(t)
-	storage := newFaultyStorage(t)
-	in := startInstance(t, pi.URL, app.srv.URL, storage)
+	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t)
 	defer in.stop()
-	next := proxyTo(app.srv.URL)
-	h := in.h
-	p := pi.CreatePayment(pitest.NewPayment{})
-	status, _ := call(h, next, DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
-	require.Equal(t, http.StatusOK, status)
-	txid, err := pi.SubmitTransaction(p.Identifier)
-	require.NoError(t, err)
+	next, h := proxyTo(app.srv.URL), in.h
 
 	storage.fail(syscall.EROFS)
 	status, code := call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
