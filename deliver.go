@@ -64,12 +64,9 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 			// A replay of a payment the app already has: nothing to record.
 		default:
 			// Not needed for safety (a lost mark means a duplicate delivery,
-			// which the app must take anyway), so off the request's path.
-			h.background.Add(1)
-			go func() {
-				defer h.background.Done()
-				h.markDelivered(rec.PaymentID)
-			}()
+			// which the app must take anyway), so after the client's answer,
+			// still under the payment's locks (see Handler.release).
+			st.then = func() { h.recordDelivery(ctx, rec, true, "", false) }
 		}
 		if !answer {
 			st.outcome = "replayed_answer_withheld"
@@ -137,25 +134,6 @@ func (h *Handler) logRefusedDelivery(rec *record, why, by string) {
 		fields = append(fields, zap.Duration("retry_in", max(time.Until(rec.Delivery.NextAttempt), 0)))
 	}
 	h.logger.Warn("the app did not accept a completed payment; it stays owed", fields...)
-}
-
-// markDelivered records, in the background, that the app accepted a
-// payment. It takes the payment's locks, so it runs once the request that
-// delivered it has released them.
-func (h *Handler) markDelivered(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.Timeout))
-	defer cancel()
-	unlock, ge := h.lockPayment(ctx, id)
-	if ge != nil {
-		h.logger.Warn("could not record a delivery; the payment may be delivered again", zap.String("payment_id", id), zap.Error(ge))
-		return
-	}
-	defer unlock()
-	rec, err := h.store.load(ctx, id)
-	if err != nil || rec == nil || !rec.completed() || rec.Delivery.State == deliveryDelivered {
-		return
-	}
-	h.recordDelivery(ctx, rec, true, "", false)
 }
 
 // recordDelivery saves the outcome of a delivery attempt made while the

@@ -36,6 +36,10 @@ type step struct {
 	upstream             time.Duration // time spent in the app (next handler)
 	limit                *piLimit      // bounds the Pi calls in flight
 	facts                *facts        // what Pi told of payments, to refuse without asking again
+	// then is work that must run under the payment's locks but need not
+	// delay the client's answer (recording that the app has the payment):
+	// it runs in the background and the locks are released after it.
+	then func()
 }
 
 // forward hands the request to the next handler (the app), timing it.
@@ -174,7 +178,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if ge != nil {
 		return ge
 	}
-	defer unlock()
+	defer h.release(st, unlock)
 	if ge := h.facts.refuse(st); ge != nil {
 		return ge // learnt while this request waited
 	}
@@ -384,6 +388,20 @@ func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardErr
 		return nil, storageFailure(err, id)
 	}
 	return func() { unlockShared(); unlockLocal() }, nil
+}
+
+// release frees a payment's locks once the step's background work (st.then),
+// if any, is done; the request itself does not wait for that work.
+func (h *Handler) release(st *step, unlock func()) {
+	if st.then == nil {
+		unlock()
+		return
+	}
+	then := st.then
+	h.background.Go(func() {
+		defer unlock()
+		then()
+	})
 }
 
 // lockWait bounds how long a request waits for a payment another request is
