@@ -92,22 +92,21 @@ func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte)
 	}
 }
 
-// storeLazy writes value under key atomically (through a temporary file and
-// a rename), without syncing: after a crash the file may be missing or
-// empty.
-// Only for what the guard can do without: see store.load.
+// storeLazy writes value under key in place, without a temporary file and
+// without syncing: after a crash the file may be missing, empty or cut
+// short, which store.load reads as no record. Only for what the guard can
+// do without: see store.load.
 func (w *fileWriter) storeLazy(key string, value []byte) error {
-	j, err := w.writeTemp(key, value)
-	if err != nil {
-		return err
-	}
-	err = j.f.Close()
+	final := w.fs.Filename(key)
+	f, err := w.open(final, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err == nil {
-		err = os.Rename(j.tmp, j.final)
+		_, err = f.Write(value)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
-		os.Remove(j.tmp)
-		return fmt.Errorf("writing %s: %w", j.final, err)
+		return fmt.Errorf("writing %s: %w", final, err)
 	}
 	return nil
 }
@@ -147,6 +146,11 @@ func (w *fileWriter) writeTemp(key string, value []byte) (*commitJob, error) {
 
 // create creates name exclusively, and its directory when needed.
 func (w *fileWriter) create(name string) (*os.File, error) {
+	return w.open(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+}
+
+// open opens name for writing with flag, making its directory when needed.
+func (w *fileWriter) open(name string, flag int) (*os.File, error) {
 	dir := filepath.Dir(name)
 	if _, ok := w.dirs.Load(dir); !ok {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -154,12 +158,12 @@ func (w *fileWriter) create(name string) (*os.File, error) {
 		}
 		w.dirs.Store(dir, struct{}{})
 	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(name, flag, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The directory was removed behind the cache's back: make it again.
 		w.dirs.Delete(dir)
 		if err = os.MkdirAll(dir, 0o700); err == nil {
-			f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			f, err = os.OpenFile(name, flag, 0o600)
 		}
 	}
 	return f, err
