@@ -9,10 +9,24 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// fileLocker is the per-payment lock for Caddy's file_system storage.
+// pathLocker is a lock by name for Caddy's file_system storage, shared by
+// every instance (process) using the same storage directory: newFileLocker
+// returns flockLocker on Unix and lockFiles elsewhere.
+type pathLocker interface {
+	// lock waits until name is free or ctx is done.
+	lock(ctx context.Context, name string) (func(), error)
+	// tryLock takes name if it is free; it returns nil, nil when someone
+	// else holds it.
+	tryLock(name string) (func(), error)
+}
+
+// lockFiles is the per-payment lock for Caddy's file_system storage where
+// flock(2) is not available: one lock file per held lock.
 //
 // certmagic's FileStorage lock keeps a lock file fresh from a goroutine that
 // outlives the unlock by up to five seconds and refreshes whatever file is at
@@ -21,9 +35,11 @@ import (
 // of an instance that died holding it fresh forever, and the payment is
 // never redelivered. This lock names its owner: only the owner refreshes or
 // removes it, and a lock whose owner stopped refreshing expires.
-type fileLocker struct {
+type lockFiles struct {
 	dir string
 	ttl time.Duration
+	// made: dir is known to exist (it is made again if removed).
+	made atomic.Bool
 }
 
 // lockFile is the content of a lock file.
@@ -37,12 +53,12 @@ const (
 	fileLockPoll = 20 * time.Millisecond
 )
 
-func newFileLocker(storageRoot string) *fileLocker {
-	return &fileLocker{dir: filepath.Join(storageRoot, "locks", "pi_guard"), ttl: fileLockTTL}
+func newLockFiles(storageRoot string) *lockFiles {
+	return &lockFiles{dir: filepath.Join(storageRoot, "locks", "pi_guard"), ttl: fileLockTTL}
 }
 
 // lock waits until name is free or ctx is done.
-func (l *fileLocker) lock(ctx context.Context, name string) (func(), error) {
+func (l *lockFiles) lock(ctx context.Context, name string) (func(), error) {
 	wait := fileLockPoll
 	for {
 		unlock, err := l.tryLock(name)
@@ -62,16 +78,27 @@ func (l *fileLocker) lock(ctx context.Context, name string) (func(), error) {
 
 // tryLock takes name if it is free (or its owner let it expire); it returns
 // nil, nil when someone else holds it.
-func (l *fileLocker) tryLock(name string) (func(), error) {
+func (l *lockFiles) tryLock(name string) (func(), error) {
 	path := filepath.Join(l.dir, safeName(name)+".lock")
-	if err := os.MkdirAll(l.dir, 0o700); err != nil {
-		return nil, err
+	if !l.made.Load() {
+		if err := os.MkdirAll(l.dir, 0o700); err != nil {
+			return nil, err
+		}
+		l.made.Store(true)
 	}
 	token := newToken()
 	for attempt := 0; attempt < 2; attempt++ {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The directory was removed behind the cache's back.
+			if err = os.MkdirAll(l.dir, 0o700); err == nil {
+				f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			}
+		}
 		if err == nil {
-			err = json.NewEncoder(f).Encode(lockFile{Token: token, Expires: time.Now().Add(l.ttl)})
+			expires := time.Now().Add(l.ttl)
+			data, _ := json.Marshal(lockFile{Token: token, Expires: expires})
+			_, err = f.Write(data)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -79,7 +106,7 @@ func (l *fileLocker) tryLock(name string) (func(), error) {
 				os.Remove(path)
 				return nil, err
 			}
-			return l.hold(path, token), nil
+			return l.hold(path, token, expires), nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, err
@@ -100,32 +127,63 @@ func (l *fileLocker) tryLock(name string) (func(), error) {
 	return nil, nil
 }
 
-// hold keeps the lock fresh until the returned unlock is called.
-func (l *fileLocker) hold(path, token string) func() {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(l.ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if held, ok := readLock(path); !ok || held.Token != token {
-					return // no longer ours: never refresh someone else's lock
-				}
-				_ = writeLock(path, lockFile{Token: token, Expires: time.Now().Add(l.ttl)})
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		if held, ok := readLock(path); ok && held.Token == token {
-			os.Remove(path)
-		}
+// hold keeps the lock fresh until the returned unlock is called: a timer
+// rewrites it every ttl/3 (no goroutine waits in between).
+//
+// Unlock removes the file without reading it back while the lock is
+// certainly still ours: no other instance takes a lock before it expires,
+// and the last expiry this holder wrote is more than ttl/2 away. Otherwise
+// (a refresh failed, or the holder was stalled) it removes the file only if
+// it still holds this holder's token.
+func (l *lockFiles) hold(path, token string, expires time.Time) func() {
+	h := &heldLock{path: path, token: token, expires: expires, ttl: l.ttl}
+	h.mu.Lock()
+	h.timer = time.AfterFunc(l.ttl/3, h.refresh)
+	h.mu.Unlock()
+	return h.unlock
+}
+
+// heldLock is one lock file this process holds.
+type heldLock struct {
+	path, token string
+	ttl         time.Duration
+
+	mu       sync.Mutex // held by refresh and unlock: they never overlap
+	timer    *time.Timer
+	expires  time.Time // the expiry in the file, as this holder last wrote it
+	released bool
+}
+
+func (h *heldLock) refresh() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return
+	}
+	if held, ok := readLock(h.path); !ok || held.Token != h.token {
+		return // no longer ours: never refresh someone else's lock
+	}
+	expires := time.Now().Add(h.ttl)
+	if writeLock(h.path, lockFile{Token: h.token, Expires: expires}) == nil {
+		h.expires = expires
+	}
+	h.timer.Reset(h.ttl / 3)
+}
+
+func (h *heldLock) unlock() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return
+	}
+	h.released = true
+	h.timer.Stop()
+	if time.Until(h.expires) > h.ttl/2 {
+		os.Remove(h.path)
+		return
+	}
+	if held, ok := readLock(h.path); ok && held.Token == h.token {
+		os.Remove(h.path)
 	}
 }
 

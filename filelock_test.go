@@ -14,7 +14,7 @@ import (
 )
 
 func TestFileLockerExcludes(t *testing.T) {
-	l := newFileLocker(t.TempDir())
+	l := newLockFiles(t.TempDir())
 	var inside, maxInside atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {
@@ -44,7 +44,7 @@ func TestFileLockerExcludes(t *testing.T) {
 // A holder that died (its refresher stopped) loses the lock after the ttl,
 // and a live holder's lock is refreshed past it.
 func TestFileLockerExpiryAndRefresh(t *testing.T) {
-	l := newFileLocker(t.TempDir())
+	l := newLockFiles(t.TempDir())
 	l.ttl = 300 * time.Millisecond
 	path := filepath.Join(l.dir, safeName("dead")+".lock")
 	require.NoError(t, os.MkdirAll(l.dir, 0o700))
@@ -70,7 +70,7 @@ func TestFileLockerExpiryAndRefresh(t *testing.T) {
 // The certmagic failure mode: an instance took and released a lock, another
 // instance took it and died. Nothing may keep the dead instance's lock alive.
 func TestFileLockerNeverRefreshesAnotherOwnersLock(t *testing.T) {
-	l := newFileLocker(t.TempDir())
+	l := newLockFiles(t.TempDir())
 	l.ttl = 300 * time.Millisecond
 	unlock, err := l.tryLock("pay")
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestFileLockerNeverRefreshesAnotherOwnersLock(t *testing.T) {
 }
 
 func TestFileLockerHonoursContextAndHalfWrittenFiles(t *testing.T) {
-	l := newFileLocker(t.TempDir())
+	l := newLockFiles(t.TempDir())
 	unlock, err := l.tryLock("busy")
 	require.NoError(t, err)
 	defer unlock()

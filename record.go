@@ -134,8 +134,8 @@ type store struct {
 	s      certmagic.Storage
 	prefix string
 	// files replaces the storage's own lock for file_system storage (see
-	// fileLocker); nil for other storage modules.
-	files *fileLocker
+	// pathLocker); nil for other storage modules.
+	files pathLocker
 	// unsaved holds the records this process could not write; shared by
 	// every store of the process over the same storage and prefix, so a
 	// config reload keeps them.
