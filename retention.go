@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -26,8 +27,16 @@ const (
 	DefaultRetention = 30 * 24 * time.Hour
 	// retentionInterval is the pause between two sweep passes.
 	retentionInterval = time.Minute
-	// retentionBatch bounds the records one pass looks at.
-	retentionBatch = 4096
+	// retentionMinPass is the fewest directory entries a pass looks at
+	// (fewer only when its walk ends): the pace of a small directory, and
+	// of the first walk, before the directory's size is known.
+	retentionMinPass = 4096
+	// retentionChunk is how many directory entries are read (and held) at
+	// once, whatever the pass's size.
+	retentionChunk = 4096
+	// retentionMaxPass caps a pass's size against overflow; a pass also
+	// stops where its walk ends.
+	retentionMaxPass = 1 << 30
 	// staleTempAge is when a temporary file of a write that never finished
 	// (the process died before its rename) may be removed.
 	staleTempAge = time.Hour
@@ -49,14 +58,14 @@ func (h *Handler) validateRetention() error {
 	return nil
 }
 
-// retentionLoop removes expired delivered records in the background, a
-// bounded batch per pass, until ctx (the module's context) is done. Several
+// retentionLoop removes expired delivered records in the background, one
+// pass per interval, until ctx (the module's context) is done. Several
 // instances sharing storage may sweep at once: removing a record twice is
 // harmless.
 func (h *Handler) retentionLoop(ctx context.Context) {
-	sw := newSweeper(h.store)
+	sw := newSweeper(h.store, h.retention())
 	defer sw.close()
-	t := time.NewTicker(retentionInterval)
+	t := time.NewTicker(sw.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -65,11 +74,11 @@ func (h *Handler) retentionLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		removed, err := sw.pass(ctx, time.Now().Add(-h.retention()))
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			h.logger.Warn("could not sweep expired payment records; retrying next pass", zap.Error(err))
 		}
 		if removed > 0 {
-			h.logger.Info("removed expired payment records", zap.Int("records", removed), zap.Duration("retention", h.retention()))
+			h.logger.Info("removed expired payment records", zap.Int("records", removed), zap.Int("examined", sw.lastPass), zap.Duration("retention", h.retention()))
 		}
 	}
 }
@@ -79,19 +88,38 @@ func (h *Handler) retentionLoop(ctx context.Context) {
 // record whose owed copy still exists (a crash came between the two writes:
 // the delivery settles it first). A record's age is its last write, which
 // for a delivered record is when it was delivered.
+//
+// Each pass looks at enough entries that a whole walk of the directory
+// takes about retention/4 (see passSize), so an expired record goes at most
+// about retention/4 plus one interval after it expired, however large the
+// directory. At steady state the directory holds a retention's worth of
+// payments (up to 1.25 of it), walked four times per retention: about 4 to
+// 5 entries looked at (one lstat each) per completed payment.
 type sweeper struct {
-	st    *store
-	batch int
+	st *store
+	// retention and interval set the pace (see passSize).
+	retention, interval time.Duration
+	// minPass is the fewest entries a pass looks at, chunk how many are
+	// read at once.
+	minPass, chunk int
 
 	// file storage: the open payments directory, whose read offset carries
 	// the walk from one pass to the next without listing it whole.
 	dir *os.File
-	// other storage: the listing being walked.
+	// other storage: the listing being walked (the storage's List returns
+	// it whole).
 	keys []string
 	next int
+
+	walked   int // entries looked at so far in this walk
+	lastWalk int // entries of the last complete walk
+	walks    int // complete walks
+	lastPass int // entries the last pass looked at
 }
 
-func newSweeper(st *store) *sweeper { return &sweeper{st: st, batch: retentionBatch} }
+func newSweeper(st *store, retention time.Duration) *sweeper {
+	return &sweeper{st: st, retention: retention, interval: retentionInterval, minPass: retentionMinPass, chunk: retentionChunk}
+}
 
 func (sw *sweeper) close() {
 	if sw.dir != nil {
@@ -100,22 +128,55 @@ func (sw *sweeper) close() {
 	}
 }
 
-// pass looks at up to batch records and removes the expired ones.
+// passSize is how many entries the next pass looks at:
+// ceil(size × interval / (retention/4)), at least minPass, where size is
+// the directory's best known size: its last complete walk, or more if the
+// walk under way (or its listing) has already seen more. So once a walk has
+// measured the directory, a walk takes at most about retention/4, and one
+// pass covers the whole directory when the interval is retention/4 or more
+// (retention 2m, interval 1m). The first walk goes at minPass a pass or
+// faster, as it sees more entries (other storage: its listing's size).
+func (sw *sweeper) passSize() int {
+	size := max(sw.lastWalk, sw.walked, len(sw.keys))
+	quarter := sw.retention / 4
+	if quarter <= 0 {
+		return retentionMaxPass
+	}
+	n := math.Ceil(float64(size) * float64(sw.interval) / float64(quarter))
+	return max(sw.minPass, int(min(n, retentionMaxPass)))
+}
+
+// endWalk ends the walk under way; complete says it reached the end, so
+// its size is the directory's. The next pass starts a new walk.
+func (sw *sweeper) endWalk(complete bool) {
+	if complete {
+		sw.lastWalk = sw.walked
+		sw.walks++
+	}
+	sw.walked = 0
+	sw.keys, sw.next = nil, 0
+	sw.close()
+}
+
+// pass looks at up to passSize entries, never past the end of the walk,
+// and removes the expired records among them.
 func (sw *sweeper) pass(ctx context.Context, cutoff time.Time) (int, error) {
+	sw.lastPass = 0
 	if sw.st.w != nil {
-		return sw.passFiles(cutoff)
+		return sw.passFiles(ctx, cutoff)
 	}
 	return sw.passStorage(ctx, cutoff)
 }
 
 // passFiles is a pass over file storage, reading the directory in chunks.
-func (sw *sweeper) passFiles(cutoff time.Time) (int, error) {
+func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error) {
 	payments := sw.st.w.fs.Filename(path.Join(sw.st.prefix, "payments"))
 	if sw.dir == nil {
 		// A new walk: first clear what crashed writes left in owed/.
-		removeStaleTemps(sw.st.w.fs.Filename(path.Join(sw.st.prefix, "owed")))
+		removeStaleTemps(sw.st.w.fs.Filename(path.Join(sw.st.prefix, "owed")), sw.chunk)
 		d, err := os.Open(payments)
 		if errors.Is(err, fs.ErrNotExist) {
+			sw.endWalk(true)
 			return 0, nil
 		}
 		if err != nil {
@@ -123,13 +184,32 @@ func (sw *sweeper) passFiles(cutoff time.Time) (int, error) {
 		}
 		sw.dir = d
 	}
-	entries, err := sw.dir.ReadDir(sw.batch)
-	if err != nil || len(entries) < sw.batch {
-		sw.close() // the walk is over (or broken): the next pass starts again
-		if errors.Is(err, io.EOF) {
-			err = nil
+	size := sw.passSize()
+	removed := 0
+	for sw.lastPass < size {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		n := min(sw.chunk, size-sw.lastPass)
+		entries, err := sw.dir.ReadDir(n)
+		sw.lastPass += len(entries)
+		sw.walked += len(entries)
+		removed += sw.sweepEntries(payments, entries, cutoff)
+		if err != nil || len(entries) < n {
+			// The walk is over (or broken): the next pass starts again.
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			sw.endWalk(err == nil)
+			return removed, err
 		}
 	}
+	return removed, nil
+}
+
+// sweepEntries removes the expired records among entries of the payments
+// directory, and the stale temporary files; it returns the records removed.
+func (sw *sweeper) sweepEntries(payments string, entries []os.DirEntry, cutoff time.Time) int {
 	removed := 0
 	for _, e := range entries {
 		name := e.Name()
@@ -155,14 +235,16 @@ func (sw *sweeper) passFiles(cutoff time.Time) (int, error) {
 			removed++
 		}
 	}
-	return removed, err
+	return removed
 }
 
-// passStorage is a pass over another storage module, through its listing.
+// passStorage is a pass over another storage module, through its listing,
+// at the same pace as passFiles.
 func (sw *sweeper) passStorage(ctx context.Context, cutoff time.Time) (int, error) {
-	if sw.next >= len(sw.keys) {
+	if sw.keys == nil {
 		keys, err := sw.st.s.List(ctx, path.Join(sw.st.prefix, "payments"), false)
 		if errors.Is(err, fs.ErrNotExist) {
+			sw.endWalk(true)
 			return 0, nil
 		}
 		if err != nil {
@@ -170,14 +252,15 @@ func (sw *sweeper) passStorage(ctx context.Context, cutoff time.Time) (int, erro
 		}
 		sw.keys, sw.next = keys, 0
 	}
-	end := min(sw.next+sw.batch, len(sw.keys))
-	batch := sw.keys[sw.next:end]
-	sw.next = end
+	end := min(sw.next+sw.passSize(), len(sw.keys))
 	removed := 0
-	for _, key := range batch {
-		if ctx.Err() != nil {
-			return removed, ctx.Err()
+	for ; sw.next < end; sw.next++ {
+		if err := ctx.Err(); err != nil {
+			return removed, err
 		}
+		sw.lastPass++
+		sw.walked++
+		key := sw.keys[sw.next]
 		id, ok := strings.CutSuffix(path.Base(key), ".json")
 		if !ok || piclient.ValidatePaymentID(id) != nil {
 			continue
@@ -193,23 +276,33 @@ func (sw *sweeper) passStorage(ctx context.Context, cutoff time.Time) (int, erro
 			removed++
 		}
 	}
+	if sw.next >= len(sw.keys) {
+		sw.endWalk(true)
+	}
 	return removed, nil
 }
 
 // removeStaleTemps removes the temporary files of writes that never
-// finished. A temporary file is never a record: its rename did not happen,
-// so its write never returned success.
-func removeStaleTemps(dir string) {
-	entries, err := os.ReadDir(dir)
+// finished, reading dir chunk entries at a time. A temporary file is never
+// a record: its rename did not happen, so its write never returned success.
+func removeStaleTemps(dir string, chunk int) {
+	d, err := os.Open(dir)
 	if err != nil {
 		return
 	}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".tmp") {
-			continue
+	defer d.Close()
+	for {
+		entries, err := d.ReadDir(chunk)
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".tmp") {
+				continue
+			}
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
 		}
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
-			os.Remove(filepath.Join(dir, e.Name()))
+		if err != nil || len(entries) < chunk {
+			return
 		}
 	}
 }

@@ -3,6 +3,7 @@ package piguard
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -76,8 +77,8 @@ func TestRetentionSweep(t *testing.T) {
 			oldIDs, freshIDs, owedID, bothID := retentionFixture(t, st, fsys, 7, 3)
 			ctx := context.Background()
 
-			sw := newSweeper(st)
-			sw.batch = 4 // bounded work: at most 4 records looked at per pass
+			sw := newSweeper(st, DefaultRetention)
+			sw.minPass, sw.chunk = 4, 3 // bounded work: at most 4 records looked at per pass
 			defer sw.close()
 			cutoff := time.Now().Add(-DefaultRetention)
 			total := 0
@@ -116,6 +117,162 @@ func TestRetentionSweep(t *testing.T) {
 	}
 }
 
+// expiredCopies writes n delivered records aged 40 days, copies of the
+// delivered record of fromID under new ids, and returns their ids. The
+// copies are hard links of one file, which are faster to make than n
+// st.save calls or files and share its age.
+func expiredCopies(t testing.TB, st *store, fsys *certmagic.FileStorage, fromID string, n int) []string {
+	t.Helper()
+	data, err := os.ReadFile(fsys.Filename(st.recordKey(fromID)))
+	require.NoError(t, err)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("retentionCopy%015d", i)
+		name := fsys.Filename(st.recordKey(ids[i]))
+		if i == 0 {
+			when := time.Now().Add(-40 * 24 * time.Hour)
+			require.NoError(t, os.WriteFile(name, data, 0o600))
+			require.NoError(t, os.Chtimes(name, when, when))
+		} else {
+			require.NoError(t, os.Link(fsys.Filename(st.recordKey(ids[0])), name))
+		}
+	}
+	return ids
+}
+
+// The pace of the sweep follows the directory's size: once a walk has
+// measured it, a whole walk takes at most ceil(retention/4 / interval)
+// passes, so thousands of expired records go within that many passes (2
+// when passes come every retention/8, 1 when every retention/2, as with
+// retention 2m), where a fixed 4,096 entries a pass would take 3 to 5.
+func TestRetentionSweepKeepsUp(t *testing.T) {
+	t.Run("retention 8 intervals", func(t *testing.T) { checkSweepKeepsUp(t, false, DefaultRetention/8, 20000) })
+	t.Run("retention 2 intervals", func(t *testing.T) { checkSweepKeepsUp(t, false, DefaultRetention/2, 12000) })
+}
+
+// The same through another storage module's listing (smaller: each entry
+// costs more there).
+func TestRetentionSweepKeepsUpOtherStorage(t *testing.T) {
+	checkSweepKeepsUp(t, true, DefaultRetention/8, 10000)
+}
+
+// checkSweepKeepsUp sweeps a directory of expired delivered records (plus
+// fresh, owed and crash-left ones) with passes every interval, retention
+// being DefaultRetention; wrap hides the file storage's type.
+func checkSweepKeepsUp(t *testing.T, wrap bool, interval time.Duration, expired int) {
+	const fresh = 50
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	var storage certmagic.Storage = fsys
+	if wrap {
+		storage = wrappedStorage{fsys}
+	}
+	st := newStore(storage, "pi_guard/test")
+	_, freshIDs, owedID, bothID := retentionFixture(t, st, fsys, 0, fresh)
+	oldIDs := expiredCopies(t, st, fsys, freshIDs[0], expired)
+	entries := expired + fresh + 1 // and bothID; owedID is only in owed/
+	ctx := context.Background()
+
+	sw := newSweeper(st, DefaultRetention)
+	sw.interval = interval
+	defer sw.close()
+
+	// The first walk, before anything expires, measures the directory at
+	// no less than the floor's pace.
+	long := time.Now().Add(-1000 * 24 * time.Hour)
+	passes := 0
+	for sw.walks == 0 {
+		n, err := sw.pass(ctx, long)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		passes++
+		require.LessOrEqual(t, passes, (entries+retentionMinPass-1)/retentionMinPass, "the first walk is slower than the floor")
+	}
+	require.Equal(t, entries, sw.lastWalk)
+	quarter := DefaultRetention / 4
+	want := int(math.Ceil(float64(entries) * float64(interval) / float64(quarter)))
+	assert.Equal(t, want, sw.passSize(), "the pass size follows the directory")
+	assert.Greater(t, sw.passSize(), retentionMinPass, "the pass size grows with the directory")
+
+	// Now the old records have expired: they go within the passes of one
+	// walk.
+	promised := int((quarter + interval - 1) / interval)
+	cutoff := time.Now().Add(-DefaultRetention)
+	total := 0
+	for range promised {
+		n, err := sw.pass(ctx, cutoff)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, sw.lastPass, want, "a pass looks at no more than its size")
+		total += n
+	}
+	assert.Equal(t, expired, total, "all expired records are gone after %d passes", promised)
+	assert.Equal(t, 2, sw.walks)
+	for _, id := range oldIDs[:10] {
+		assert.NoFileExists(t, fsys.Filename(st.recordKey(id)))
+	}
+	for _, id := range freshIDs {
+		assert.FileExists(t, fsys.Filename(st.recordKey(id)), "fresh record %s is kept", id)
+	}
+	assert.FileExists(t, fsys.Filename(st.owedKey(owedID)), "an owed record is never removed")
+	assert.FileExists(t, fsys.Filename(st.recordKey(bothID)), "a delivered record whose owed copy remains is kept")
+
+	// With the directory smaller, the next walk is back to the floor.
+	for sw.walks < 3 {
+		_, err := sw.pass(ctx, cutoff)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, fresh+1, sw.lastWalk)
+	assert.Equal(t, retentionMinPass, sw.passSize())
+}
+
+func TestRetentionPassSize(t *testing.T) {
+	for _, tc := range []struct {
+		lastWalk, walked    int
+		retention, interval time.Duration
+		want                int
+	}{
+		{0, 0, DefaultRetention, time.Minute, retentionMinPass},         // nothing known yet: the floor
+		{1_000_000, 0, DefaultRetention, time.Minute, retentionMinPass}, // 93 a minute would do
+		{100_000_000, 0, DefaultRetention, time.Minute, 9260},           // ceil(1e8 / 10,800 passes)
+		{20_000, 0, 8 * time.Minute, time.Minute, 10_000},               // a walk in 2 passes
+		{20_000, 0, 2 * time.Minute, time.Minute, 40_000},               // a walk in 1 pass
+		{1_000_000, 0, 2 * time.Minute, time.Minute, 2_000_000},         // a walk in 1 pass
+		{10_000, 30_000, 8 * time.Minute, time.Minute, 15_000},          // the walk under way saw more
+		{10, 0, 1, time.Minute, retentionMaxPass},                       // retention too short to divide
+	} {
+		sw := newSweeper(nil, tc.retention)
+		sw.interval, sw.lastWalk, sw.walked = tc.interval, tc.lastWalk, tc.walked
+		assert.Equal(t, tc.want, sw.passSize(), "%+v", tc)
+	}
+}
+
+// BenchmarkRetentionPass is one pass, a whole walk, over 20,000 delivered
+// records none of which has expired.
+func BenchmarkRetentionPass(b *testing.B) {
+	fsys := &certmagic.FileStorage{Path: b.TempDir()}
+	st := newStore(fsys, "pi_guard/bench")
+	ctx := context.Background()
+	rec := completedRecord(b)
+	rec.Delivery.State = deliveryDelivered
+	if err := st.save(ctx, rec); err != nil {
+		b.Fatal(err)
+	}
+	expiredCopies(b, st, fsys, rec.PaymentID, 20000)
+	sw := newSweeper(st, 2*time.Minute)
+	sw.interval = time.Minute
+	sw.lastWalk = 20001
+	defer sw.close()
+	long := time.Now().Add(-1000 * 24 * time.Hour)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := sw.pass(ctx, long); err != nil {
+			b.Fatal(err)
+		}
+		if sw.lastPass != 20001 {
+			b.Fatalf("a pass looked at %d entries", sw.lastPass)
+		}
+	}
+}
+
 // Temporary files of writes a crash interrupted go once they are stale;
 // recent ones (a write in progress) stay.
 func TestRetentionRemovesStaleTemps(t *testing.T) {
@@ -138,7 +295,7 @@ func TestRetentionRemovesStaleTemps(t *testing.T) {
 		old := time.Now().Add(-2 * staleTempAge)
 		require.NoError(t, os.Chtimes(p, old, old))
 	}
-	sw := newSweeper(st)
+	sw := newSweeper(st, DefaultRetention)
 	defer sw.close()
 	_, err := sw.pass(ctx, time.Now().Add(-DefaultRetention))
 	require.NoError(t, err)
