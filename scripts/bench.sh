@@ -17,6 +17,9 @@
 #   4. when /dev/shm is a tmpfs, the flows once more against a third site
 #      whose pi_guard keeps its records there, which tells the cost of
 #      syncing records to disk from the guard's CPU time;
+#   Each payments run also measures the fake Pi's CPU and the load
+#   generator's own per flow: compare turns them into the flows/s this
+#   machine allows even a server of zero CPU;
 #   5. passthrough throughput and latency, the two sites alternating in rounds.
 # Prints every table and writes them, with the machine they ran on, to
 # docs/benchmarks.md. All processes it starts are stopped on exit.
@@ -176,9 +179,10 @@ bin/piguard-bench upstream -addr "127.0.0.1:${UP_PORT}" 2>"$work/upstream.err" &
 up_pid=$!
 pids+=("$up_pid")
 bin/fakepi -addr "127.0.0.1:${PI_PORT}" -api-key pitest-api-key -network "Pi Testnet" >"$work/fakepi.out" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:${UP_PORT}/" "${pids[0]}"
-wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "${pids[1]}"
+pi_pid=$!
+pids+=("$pi_pid")
+wait_for "http://127.0.0.1:${UP_PORT}/" "$up_pid"
+wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "$pi_pid"
 PI_API_URL="http://127.0.0.1:${PI_PORT}/v2" PI_API_KEY=pitest-api-key ADDR="127.0.0.1:${NODE_PORT}" \
 	node bench/node-baseline/server.js >"$work/node.out" 2>&1 &
 node_pid=$!
@@ -198,12 +202,12 @@ fi
 # The guard and the Node baseline first, while both are fresh (idle RSS).
 say "payment flows against the fake Pi"
 bin/piguard-bench payments -guard "http://127.0.0.1:${GUARD_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -name guard -summary "$work/guard.json" \
+	-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name guard -summary "$work/guard.json" \
 	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
 
 say "payment flows against the Node/Express baseline"
 bin/piguard-bench payments -guard "http://127.0.0.1:${NODE_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-pid "$node_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
+	-pid "$node_pid" -pi-pid "$pi_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
 	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/node.md"
 
 : >"$work/tmpfs.md"
@@ -211,7 +215,7 @@ tmpfs_summary=()
 if [[ -n "$tmpfs_dir" ]]; then
 	say "payment flows at 0 ms with the guard's records on tmpfs"
 	bin/piguard-bench payments -guard "http://127.0.0.1:${TMPFS_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-		-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -name tmpfs -summary "$work/tmpfs.json" \
+		-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name tmpfs -summary "$work/tmpfs.json" \
 		-concurrency 1,16,64 -latency 0 -title "records on tmpfs" "${PAY_FLAGS[@]}" | tee "$work/tmpfs.md"
 	tmpfs_summary=(-tmpfs "$work/tmpfs.json")
 fi
