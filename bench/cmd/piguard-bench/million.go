@@ -57,6 +57,8 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 		},
 		adminClient: &http.Client{Timeout: 30 * time.Second},
 		maxErrors:   *maxErrors,
+		retention:   *retention,
+		sweep:       *sweep,
 	}
 	// Fail early on a wrong pid or admin URL, not after the first k flows.
 	if _, err := m.sample(ctx, 0, 0, 0); err != nil {
@@ -81,6 +83,8 @@ type millionRun struct {
 	f              *flower
 	adminClient    *http.Client
 	maxErrors      int
+	retention      time.Duration // 0: records past retention are not counted
+	sweep          time.Duration
 	start          time.Time
 }
 
@@ -214,7 +218,12 @@ func (m *millionRun) sample(ctx context.Context, done, errs int, at time.Duratio
 		}
 	}
 	if m.storage != "" {
-		if row.payments, row.owed, err = countRecords(m.storage); err != nil {
+		var c cutoffs
+		if m.retention > 0 {
+			now := time.Now()
+			c = cutoffs{expired: now.Add(-m.retention), overdue: now.Add(-m.retention - m.sweep)}
+		}
+		if row.payments, row.owed, err = countRecords(m.storage, c); err != nil {
 			return row, fmt.Errorf("-storage: %w", err)
 		}
 	}
@@ -255,25 +264,35 @@ func heapInUse(ctx context.Context, c *http.Client, admin string) (int64, error)
 type dirUsage struct {
 	files int   // records (*.json)
 	bytes int64 // allocated on disk (st_blocks), every entry and the directory itself, as du counts
+	// expired and overdue are the records last written before the
+	// cutoffs' expired and overdue times.
+	expired, overdue int
 }
 
-func (d dirUsage) add(o dirUsage) dirUsage { return dirUsage{d.files + o.files, d.bytes + o.bytes} }
+func (d dirUsage) add(o dirUsage) dirUsage {
+	return dirUsage{d.files + o.files, d.bytes + o.bytes, d.expired + o.expired, d.overdue + o.overdue}
+}
+
+// cutoffs are the times before which a record counts as expired (older than
+// retention) and overdue (older than retention plus one sweep interval: the
+// sweep should have removed it). Zero times count nothing.
+type cutoffs struct{ expired, overdue time.Time }
 
 // countRecords counts the records under root/pi_guard/*/payments and
 // root/pi_guard/*/owed (one prefix per API key). A directory not made yet
 // counts as empty.
-func countRecords(root string) (payments, owed dirUsage, err error) {
+func countRecords(root string, c cutoffs) (payments, owed dirUsage, err error) {
 	prefixes, err := filepath.Glob(filepath.Join(root, "pi_guard", "*"))
 	if err != nil {
 		return payments, owed, err
 	}
 	for _, p := range prefixes {
-		u, err := countDir(filepath.Join(p, "payments"))
+		u, err := countDir(filepath.Join(p, "payments"), c)
 		if err != nil {
 			return payments, owed, err
 		}
 		payments = payments.add(u)
-		if u, err = countDir(filepath.Join(p, "owed")); err != nil {
+		if u, err = countDir(filepath.Join(p, "owed"), c); err != nil {
 			return payments, owed, err
 		}
 		owed = owed.add(u)
@@ -283,7 +302,7 @@ func countRecords(root string) (payments, owed dirUsage, err error) {
 
 // countDir reads one directory in chunks (it may hold a million entries).
 // Entries removed while it reads (retention, delivery) are skipped.
-func countDir(dir string) (dirUsage, error) {
+func countDir(dir string, c cutoffs) (dirUsage, error) {
 	var u dirUsage
 	d, err := os.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -299,11 +318,20 @@ func countDir(dir string) (dirUsage, error) {
 	for {
 		entries, err := d.ReadDir(4096)
 		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), ".json") {
+			record := strings.HasSuffix(e.Name(), ".json")
+			if record {
 				u.files++
 			}
-			if info, err := e.Info(); err == nil {
-				u.bytes += blocks(info)
+			info, err := e.Info()
+			if err != nil {
+				continue
+			}
+			u.bytes += blocks(info)
+			if record && info.ModTime().Before(c.expired) {
+				u.expired++
+			}
+			if record && info.ModTime().Before(c.overdue) {
+				u.overdue++
 			}
 		}
 		if errors.Is(err, io.EOF) || (err == nil && len(entries) == 0) {
@@ -340,20 +368,25 @@ func printMillion(out io.Writer, rows []millionRow, m *millionRun, retention, sw
 		"`on disk` is their allocated blocks, directories included, as du counts them. "+
 		"They are counted while the flows go on, so a row may show a few more records than flows done.", m.every)
 	if retention > 0 {
-		fmt.Fprintf(out, " The site's retention is %s; its sweep runs every %s.", retention, sweep)
+		fmt.Fprintf(out, " The site's retention is %s; its sweep runs every %s. "+
+			"`past retention` counts the payments/ records delivered more than %s ago, which the sweep has yet to remove.", retention, sweep, retention)
 	}
 	fmt.Fprint(out, "\n\n")
 	var tab [][]string
 	for _, r := range rows {
+		expired := "–"
+		if retention > 0 {
+			expired = fmt.Sprint(r.payments.expired)
+		}
 		tab = append(tab, []string{
 			fmt.Sprint(r.done), fmt.Sprint(r.errors), fmt.Sprintf("%.0f", r.at.Seconds()), fmt.Sprintf("%.1f", r.rate),
 			mibOrDash(r.rss), mibOrDash(r.heap),
-			fmt.Sprint(r.payments.files), fmt.Sprint(r.owed.files), mib(r.payments.bytes + r.owed.bytes),
+			fmt.Sprint(r.payments.files), expired, fmt.Sprint(r.owed.files), mib(r.payments.bytes + r.owed.bytes),
 			mibOrDash(r.piRSS),
 		})
 	}
 	fmt.Fprint(out, loadgen.Table([]string{"flows done", "errors", "time s", "flows/s", "Caddy RSS MiB", "Caddy heap MiB",
-		"payments/ records", "owed/ records", "on disk MiB", "fake Pi RSS MiB"}, tab))
+		"payments/ records", "past retention", "owed/ records", "on disk MiB", "fake Pi RSS MiB"}, tab))
 }
 
 // doneAt is the flows done at time at, interpolated between the points
@@ -395,22 +428,21 @@ func millionVerdict(rows []millionRow, series []point, retention, sweep time.Dur
 			mib(first.rss), first.done, mib(last.rss), last.done, float64(grow)/(1<<20), 100*float64(grow)/float64(max(first.rss, 1)))
 	}
 	records := last.payments.files + last.owed.files
-	fmt.Fprintf(&b, "%d records on disk at the end (%s MiB)", records, mib(last.payments.bytes+last.owed.bytes))
+	fmt.Fprintf(&b, "%d records on disk at the end (%s MiB).", records, mib(last.payments.bytes+last.owed.bytes))
 	if retention <= 0 || len(series) == 0 {
-		b.WriteString(".")
 		return b.String()
 	}
 	end := series[len(series)-1]
 	window := retention + sweep
 	allowed := int(float64(end.done) - doneAt(series, end.at-window) + 0.5)
-	fmt.Fprintf(&b, "; retention %s plus one sweep interval allows about %d, the flows of the last %s", retention, allowed, window)
-	if records <= allowed {
-		b.WriteString(": within it.")
-	} else {
-		fmt.Fprintf(&b, ": %d more than that, so the sweep is not keeping up.", records-allowed)
-	}
-	if end.at < window {
-		fmt.Fprintf(&b, " The run lasted %s, less than that window: it cannot show whether the sweep keeps up.", end.at.Round(time.Second))
+	fmt.Fprintf(&b, " Retention %s plus one sweep interval allows about %d, the flows of the last %s.", retention, allowed, window)
+	switch o := last.payments.overdue; {
+	case end.at < window:
+		fmt.Fprintf(&b, " The run lasted %s, less than that: it cannot show whether the sweep keeps up.", end.at.Round(time.Second))
+	case o == 0:
+		fmt.Fprintf(&b, " No record is older than that: the sweep keeps up.")
+	default:
+		fmt.Fprintf(&b, " %d records are older than that: the sweep is not keeping up.", o)
 	}
 	return b.String()
 }

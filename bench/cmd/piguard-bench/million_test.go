@@ -22,7 +22,7 @@ import (
 
 func TestCountRecords(t *testing.T) {
 	root := t.TempDir()
-	p, o, err := countRecords(root)
+	p, o, err := countRecords(root, cutoffs{})
 	require.NoError(t, err, "no pi_guard directory yet")
 	assert.Zero(t, p.files+o.files)
 
@@ -37,10 +37,18 @@ func TestCountRecords(t *testing.T) {
 	write("pi_guard/aaa/owed/p4.json", 100)
 	write("pi_guard/bbb/payments/p5.json", 100)
 	write("pi_guard/aaa/locks/p1", 10) // neither
-	p, o, err = countRecords(root)
+	old := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(root, "pi_guard/aaa/payments/p1.json"), old, old))
+	older := time.Now().Add(-2 * time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Join(root, "pi_guard/bbb/payments/p5.json"), older, older))
+	require.NoError(t, os.Chtimes(filepath.Join(root, "pi_guard/aaa/payments/p3.json.tmp"), older, older))
+	p, o, err = countRecords(root, cutoffs{expired: time.Now().Add(-30 * time.Minute), overdue: time.Now().Add(-90 * time.Minute)})
 	require.NoError(t, err)
 	assert.Equal(t, 3, p.files)
+	assert.Equal(t, 2, p.expired, "p1 and p5; not the temporary file")
+	assert.Equal(t, 1, p.overdue, "p5")
 	assert.Equal(t, 1, o.files)
+	assert.Zero(t, o.expired)
 	// Every file takes at least one block; the 5000-byte one more than one
 	// 4 KiB block, and the directories count too.
 	assert.GreaterOrEqual(t, p.bytes, int64(5000+3*100))
@@ -60,24 +68,23 @@ func TestMillionVerdict(t *testing.T) {
 	rows := []millionRow{
 		{done: 1000, rss: 100 << 20},
 		{done: 2000, rss: 110 << 20},
-		{done: 3000, rss: 121 << 20, payments: dirUsage{files: 2500, bytes: 10 << 20}, owed: dirUsage{files: 10}},
+		{done: 3000, rss: 121 << 20, payments: dirUsage{files: 2500, bytes: 10 << 20, overdue: 710}, owed: dirUsage{files: 10}},
 	}
 	// 10 flows/s for 300 s: the last 3 minutes (2m retention + 1m sweep) hold 1800.
 	series := []point{{0, 0}, {300 * time.Second, 3000}}
 	v := millionVerdict(rows, series, 2*time.Minute, time.Minute, 2000)
 	assert.Equal(t, "Verdict: Caddy's RSS was 110.0 MiB after 2000 flows and 121.0 MiB after 3000 (+11.0 MiB, +10%). "+
-		"2510 records on disk at the end (10.0 MiB); retention 2m0s plus one sweep interval allows about 1800, "+
-		"the flows of the last 3m0s: 710 more than that, so the sweep is not keeping up.", v)
+		"2510 records on disk at the end (10.0 MiB). Retention 2m0s plus one sweep interval allows about 1800, "+
+		"the flows of the last 3m0s. 710 records are older than that: the sweep is not keeping up.", v)
 
-	rows[2].payments.files = 1700
+	rows[2].payments.files, rows[2].payments.overdue = 1700, 0
 	v = millionVerdict(rows, series, 2*time.Minute, time.Minute, 0)
-	assert.NotContains(t, v, "The run lasted")
 	assert.Contains(t, v, "RSS was 100.0 MiB after 1000 flows", "no warm-up: the first row")
-	assert.True(t, strings.HasSuffix(v, "allows about 1800, the flows of the last 3m0s: within it."), v)
+	assert.True(t, strings.HasSuffix(v, "allows about 1800, the flows of the last 3m0s. No record is older than that: the sweep keeps up."), v)
 
 	v = millionVerdict(rows, series, 5*time.Minute, time.Minute, 0)
-	assert.True(t, strings.HasSuffix(v, "allows about 3000, the flows of the last 6m0s: within it. "+
-		"The run lasted 5m0s, less than that window: it cannot show whether the sweep keeps up."), v)
+	assert.True(t, strings.HasSuffix(v, "allows about 3000, the flows of the last 6m0s. "+
+		"The run lasted 5m0s, less than that: it cannot show whether the sweep keeps up."), v)
 
 	rows[2].rss = -1
 	v = millionVerdict(rows, series, 0, time.Minute, 0)
@@ -155,10 +162,10 @@ func TestMillionCommand(t *testing.T) {
 	s := out.String()
 	assert.Contains(t, s, "### 50 payment flows at 4 in flight")
 	// Rows at 20, 40 and the end (50); the records are counted after.
-	assert.Regexp(t, `\| 20 +\| 0 +\| \d+ +\| [0-9.]+ +\| [0-9.]+ +\| 1\.0 +\| (2\d|3\d|4\d|50) +\| 0 +\| [0-9.]+ +\| – +\|`, s)
-	assert.Regexp(t, `\| 50 +\| 0 +\| \d+ +\| [0-9.]+ +\| [0-9.]+ +\| 1\.0 +\| 50 +\| 0 +\|`, s)
+	assert.Regexp(t, `\| 20 +\| 0 +\| \d+ +\| [0-9.]+ +\| [0-9.]+ +\| 1\.0 +\| (2\d|3\d|4\d|50) +\| 0 +\| 0 +\| [0-9.]+ +\| – +\|`, s)
+	assert.Regexp(t, `\| 50 +\| 0 +\| \d+ +\| [0-9.]+ +\| [0-9.]+ +\| 1\.0 +\| 50 +\| 0 +\| 0 +\|`, s)
 	assert.Contains(t, s, "50 records on disk at the end")
-	assert.Contains(t, s, "retention 1h0m0s plus one sweep interval allows about 50")
+	assert.Contains(t, s, "Retention 1h0m0s plus one sweep interval allows about 50")
 	assert.Equal(t, 4, strings.Count(s, "\n| "), "the header and three rows")
 
 	// A guard that refuses everything stops the run after -max-errors.
