@@ -17,13 +17,20 @@
 #   4. when /dev/shm is a tmpfs, the flows once more against a third site
 #      whose pi_guard keeps its records there, which tells the cost of
 #      syncing records to disk from the guard's CPU time;
-#   5. passthrough throughput and latency, the two sites alternating in rounds.
+#   Each payments run also measures the fake Pi's CPU and the load
+#   generator's own per flow: compare turns them into the flows/s this
+#   machine allows even a server of zero CPU;
+#   5. passthrough throughput and latency, the two sites alternating in rounds;
+#   6. only with BENCH_MILLION=N: N whole payment flows at 64 in flight and
+#      0 ms against a fourth site with a short retention and its own storage,
+#      with Caddy's RSS and Go heap, the site's records on disk and the fake
+#      Pi's RSS every BENCH_MILLION_EVERY flows (piguard-bench million).
 # Prints every table and writes them, with the machine they ran on, to
 # docs/benchmarks.md. All processes it starts are stopped on exit.
 #
 # Environment (all optional):
 #   BENCH_PORT_BASE   base of the loopback ports (default 18400: 18401-18407
-#                     are used)
+#                     are used, and 18408 with BENCH_MILLION)
 #   BENCH_OUT         the report to write (default docs/benchmarks.md)
 #   BENCH_STORAGE     directory for Caddy's storage (default: in a fresh
 #                     temporary directory); its file system decides the cost
@@ -37,6 +44,13 @@
 #                     `go tool pprof -top` views to top.txt beside them
 #   BENCH_PROFILE_DIR where the profiles go (default out/bench-profile)
 #   BENCH_QUICK=1     short runs, to check the script itself (numbers are noise)
+#   BENCH_MILLION=N   also run N payment flows against a fourth site (off by
+#                     default) and add its table to the report
+#   BENCH_MILLION_EVERY     one row every this many flows (default N/20)
+#   BENCH_MILLION_RETENTION that site's pi_guard retention (default 2m; a Go
+#                     duration, such as 90s or 5m)
+#   BENCH_MILLION_STORAGE   that site's storage root (default: a directory in
+#                     the temporary directory, on disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +63,14 @@ UP_PORT=$((base + 4))
 PI_PORT=$((base + 5))
 TMPFS_PORT=$((base + 6))
 NODE_PORT=$((base + 7))
+MILLION_PORT=$((base + 8))
+MILLION="${BENCH_MILLION:-}"
+if [[ -n "$MILLION" && ! "$MILLION" =~ ^[1-9][0-9]*$ ]]; then
+	echo "bench: BENCH_MILLION must be a number of flows, got '$MILLION'" >&2
+	exit 1
+fi
+MILLION_EVERY="${BENCH_MILLION_EVERY:-$(((${MILLION:-0} + 19) / 20))}"
+MILLION_RETENTION="${BENCH_MILLION_RETENTION:-2m}"
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
 PROFILE_DIR="${BENCH_PROFILE_DIR:-out/bench-profile}"
 
@@ -83,7 +105,9 @@ trap cleanup INT TERM EXIT
 say() { printf '\n== %s\n' "$*" >&2; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT" "$NODE_PORT"; do
+ports=("$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT" "$NODE_PORT")
+if [[ -n "$MILLION" ]]; then ports+=("$MILLION_PORT"); fi
+for p in "${ports[@]}"; do
 	if ! port_free "$p"; then
 		echo "bench: port 127.0.0.1:$p is in use; set BENCH_PORT_BASE to another base" >&2
 		exit 1
@@ -171,14 +195,40 @@ http://127.0.0.1:${TMPFS_PORT} {
 EOF
 fi
 
+million_storage=""
+if [[ -n "$MILLION" ]]; then
+	million_storage="${BENCH_MILLION_STORAGE:-$work/million-storage}"
+	mkdir -p "$million_storage"
+	cat >>"$work/Caddyfile" <<EOF
+
+# pi_guard + reverse_proxy with a short retention and its own storage, for
+# the million-payment run
+http://127.0.0.1:${MILLION_PORT} {
+	pi_guard {
+		api_key pitest-api-key
+		api_url http://127.0.0.1:${PI_PORT}/v2
+		network "Pi Testnet"
+		signing_key {env.PI_GUARD_SIGNING_KEY}
+		redeliver_to http://127.0.0.1:${UP_PORT}
+		retention ${MILLION_RETENTION}
+		storage file_system {
+			root ${million_storage}
+		}
+	}
+	reverse_proxy 127.0.0.1:${UP_PORT}
+}
+EOF
+fi
+
 say "starting the upstream, the fake Pi and Caddy on 127.0.0.1:${base}+"
 bin/piguard-bench upstream -addr "127.0.0.1:${UP_PORT}" 2>"$work/upstream.err" &
 up_pid=$!
 pids+=("$up_pid")
 bin/fakepi -addr "127.0.0.1:${PI_PORT}" -api-key pitest-api-key -network "Pi Testnet" >"$work/fakepi.out" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:${UP_PORT}/" "${pids[0]}"
-wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "${pids[1]}"
+pi_pid=$!
+pids+=("$pi_pid")
+wait_for "http://127.0.0.1:${UP_PORT}/" "$up_pid"
+wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "$pi_pid"
 PI_API_URL="http://127.0.0.1:${PI_PORT}/v2" PI_API_KEY=pitest-api-key ADDR="127.0.0.1:${NODE_PORT}" \
 	node bench/node-baseline/server.js >"$work/node.out" 2>&1 &
 node_pid=$!
@@ -198,12 +248,12 @@ fi
 # The guard and the Node baseline first, while both are fresh (idle RSS).
 say "payment flows against the fake Pi"
 bin/piguard-bench payments -guard "http://127.0.0.1:${GUARD_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -name guard -summary "$work/guard.json" \
+	-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name guard -summary "$work/guard.json" \
 	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
 
 say "payment flows against the Node/Express baseline"
 bin/piguard-bench payments -guard "http://127.0.0.1:${NODE_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-pid "$node_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
+	-pid "$node_pid" -pi-pid "$pi_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
 	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/node.md"
 
 : >"$work/tmpfs.md"
@@ -211,7 +261,7 @@ tmpfs_summary=()
 if [[ -n "$tmpfs_dir" ]]; then
 	say "payment flows at 0 ms with the guard's records on tmpfs"
 	bin/piguard-bench payments -guard "http://127.0.0.1:${TMPFS_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-		-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -name tmpfs -summary "$work/tmpfs.json" \
+		-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name tmpfs -summary "$work/tmpfs.json" \
 		-concurrency 1,16,64 -latency 0 -title "records on tmpfs" "${PAY_FLAGS[@]}" | tee "$work/tmpfs.md"
 	tmpfs_summary=(-tmpfs "$work/tmpfs.json")
 fi
@@ -283,6 +333,16 @@ if [[ "${BENCH_PROFILE:-}" == 1 ]]; then
 	if [[ -n "$tmpfs_dir" ]]; then
 		profile "$TMPFS_PORT" "$PROFILE_DIR/tmpfs"
 	fi
+fi
+
+: >"$work/million.md"
+if [[ -n "$MILLION" ]]; then
+	say "$MILLION payment flows at 64 in flight, 0 ms, against the fourth site (retention $MILLION_RETENTION)"
+	bin/piguard-bench million -guard "http://127.0.0.1:${MILLION_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+		-flows "$MILLION" -every "$MILLION_EVERY" -concurrency 64 -pid "$caddy_pid" -pi-pid "$pi_pid" \
+		-admin "http://127.0.0.1:${ADMIN_PORT}" -storage "$million_storage" -retention "$MILLION_RETENTION" \
+		| tee "$work/million.md"
+	million_fs="$(df -T "$million_storage" 2>/dev/null | awk 'NR==2 {print $2}')"
 fi
 
 # --- the report ----------------------------------------------------------
@@ -371,6 +431,20 @@ EOF
 
 EOF
 	cat "$work/passthrough.md"
+	if [[ -s "$work/million.md" ]]; then
+		cat <<EOF
+
+## A million payments: memory and records on disk
+
+${MILLION} whole payment flows at 64 in flight with 0 ms of Pi latency, against a fourth site
+whose pi_guard has \`retention ${MILLION_RETENTION}\` and its own storage (file_system on
+${million_fs:-unknown}). It ran after everything above, in the same Caddy, with the same fake Pi.
+The fake Pi keeps every payment it ever made in memory (about 2.5 KiB of RSS each), so its RSS
+grows with the run: that is the fake's cost, not Caddy's.
+
+EOF
+		cat "$work/million.md"
+	fi
 	cat <<'EOF'
 
 ## Micro-benchmarks

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-
+	"runtime"
 	"strings"
 	"time"
 
@@ -168,6 +168,9 @@ func printComparison(out io.Writer, guard, node, tmpfs *summary, sync time.Durat
 			"tmpfs p50", "tmpfs p99", "tmpfs CPU/flow", "tmpfs/node CPU"}, rows))
 	}
 
+	ceil := ceilingRows(guard, node)
+	printCeiling(out, ceil, guard.nproc())
+
 	fmt.Fprintf(out, "\nMemory (RSS from /proc/<pid>/status): Caddy %s MiB idle before the flows, %s MiB at most under 64 flows; "+
 		"Node %s MiB idle, %s MiB at most under 64 flows.\n",
 		mib(guard.IdleRSS), mib(maxRSS(guard, 64)), mib(node.IdleRSS), mib(maxRSS(node, 64)))
@@ -183,6 +186,9 @@ func printComparison(out io.Writer, guard, node, tmpfs *summary, sync time.Durat
 		fmt.Fprintf(out, " (%s)", strings.Join(rateMiss, ", "))
 	}
 	fmt.Fprintf(out, ".\n")
+	if line := ceilingVerdict(ceil); line != "" {
+		fmt.Fprintf(out, "- %s\n", line)
+	}
 	var bounds []string
 	for _, r := range guard.Runs {
 		if r.LatencyMS == 0 {
@@ -220,4 +226,116 @@ func maxRSS(s *summary, conc int) int64 {
 		}
 	}
 	return m
+}
+
+// ceiling is the flows/s that nproc CPUs allow when each flow costs perFlow
+// of CPU time: nproc × 1000 ms / perFlow in ms. It is 0 when perFlow is
+// unknown.
+func ceiling(nproc int, perFlow time.Duration) float64 {
+	if nproc <= 0 || perFlow <= 0 {
+		return 0
+	}
+	return float64(nproc) * float64(time.Second) / float64(perFlow)
+}
+
+// ceilingRow is what the machine allows at one concurrency at 0 ms: the CPU
+// per flow of everything but the guard, and the flows/s it leaves.
+type ceilingRow struct {
+	conc              int
+	loadgen, pi, app  time.Duration // CPU per flow
+	others            time.Duration // loadgen + pi + app
+	free, withGuard   float64       // flows/s: a server of zero CPU; the guard as measured
+	guardRate, target float64       // the guard's measured flows/s; 3 × Node's
+	piMeasured        bool
+}
+
+// unreachable tells whether 3 × Node's flows/s is above what a server of
+// zero CPU could reach here.
+func (c ceilingRow) unreachable() bool { return c.free > 0 && c.target > c.free }
+
+// ceilingRows computes the ceiling of each 0 ms run the guard and Node both
+// have, from the guard's run: its load generator, fake Pi and app.
+func ceilingRows(guard, node *summary) []ceilingRow {
+	nproc := guard.nproc()
+	var rows []ceilingRow
+	for _, g := range guard.Runs {
+		n := node.run(0, g.Conc)
+		if g.LatencyMS != 0 || n == nil {
+			continue
+		}
+		c := ceilingRow{conc: g.Conc, loadgen: g.LoadgenCPU, pi: g.PiCPU, app: g.AppCPU,
+			guardRate: g.FlowsPerSec, target: 3 * n.FlowsPerSec, piMeasured: g.PiCPU > 0}
+		c.others = c.loadgen + c.pi + c.app
+		c.free = ceiling(nproc, c.others)
+		c.withGuard = ceiling(nproc, c.others+g.CPUPerFlow)
+		rows = append(rows, c)
+	}
+	return rows
+}
+
+// nproc is the CPUs of the summary's machine (this one for an old summary).
+func (s *summary) nproc() int {
+	if s.NProc > 0 {
+		return s.NProc
+	}
+	return runtime.NumCPU()
+}
+
+func printCeiling(out io.Writer, rows []ceilingRow, nproc int) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\n#### What this machine allows\n\n")
+	fmt.Fprintf(out, "The load generator, the fake Pi and the app share the %d CPUs with the server. "+
+		"They spend their CPU on every flow, whatever the server does. "+
+		"So even a server that cost no CPU could not pass %d × 1000 ms / (their CPU per flow) flows/s: that is `ceiling`. "+
+		"`with the guard` also counts the guard's own CPU per flow: the rate with every CPU busy. "+
+		"CPU per flow in ms, from the guard's runs at 0 ms.\n\n", nproc, nproc)
+	var tab [][]string
+	for _, c := range rows {
+		pi := loadgen.Ms(c.pi)
+		if !c.piMeasured {
+			pi = "–"
+		}
+		verdict := "below the ceiling"
+		if c.unreachable() {
+			verdict = "above the ceiling: out of reach here"
+		}
+		tab = append(tab, []string{
+			fmt.Sprint(c.conc), loadgen.Ms(c.loadgen), pi, loadgen.Ms(c.app), loadgen.Ms(c.others),
+			rate(c.free), rate(c.withGuard), rate(c.guardRate), rate(c.target), verdict,
+		})
+	}
+	fmt.Fprint(out, loadgen.Table([]string{"flows in flight", "loadgen CPU/flow", "fake Pi CPU/flow", "app CPU/flow", "together",
+		"ceiling flows/s", "with the guard flows/s", "guard flows/s", "3x node flows/s", "3x node is"}, tab))
+	if !rows[0].piMeasured {
+		fmt.Fprintf(out, "\nThe fake Pi's CPU was not measured (payments -pi-pid). The ceiling is too high by its share.\n")
+	}
+}
+
+// ceilingVerdict says, for 16 flows and more, whether 3 × Node's flows/s is
+// within this machine's reach at all.
+func ceilingVerdict(rows []ceilingRow) string {
+	var parts []string
+	for _, c := range rows {
+		if c.conc < 16 || c.free == 0 {
+			continue
+		}
+		answer := "yes"
+		if c.unreachable() {
+			answer = "no"
+		}
+		parts = append(parts, fmt.Sprintf("%d flows: %s, 3x Node is %s/s and the ceiling %s/s.", c.conc, answer, rate(c.target), rate(c.free)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "Is 3x Node's flows/s within this machine's reach, even for a server of zero CPU? " + strings.Join(parts, " ")
+}
+
+func rate(r float64) string {
+	if r == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", r)
 }

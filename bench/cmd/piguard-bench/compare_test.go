@@ -63,3 +63,60 @@ func TestTimeSync(t *testing.T) {
 	require.NoError(t, err)
 	assert.Positive(t, d)
 }
+
+func TestCeiling(t *testing.T) {
+	assert.InDelta(t, 500.0, ceiling(2, 4*time.Millisecond), 1e-9) // 2 × 1000 ms / 4 ms
+	assert.InDelta(t, 1600.0, ceiling(4, 2500*time.Microsecond), 1e-9)
+	assert.Zero(t, ceiling(2, 0), "unknown CPU per flow: no ceiling")
+	assert.Zero(t, ceiling(0, time.Millisecond))
+}
+
+func TestCeilingRowsAndVerdict(t *testing.T) {
+	ms := time.Millisecond
+	node := &summary{Runs: []summaryRun{
+		{LatencyMS: 0, Conc: 1, FlowsPerSec: 50},
+		{LatencyMS: 0, Conc: 16, FlowsPerSec: 200},
+		{LatencyMS: 0, Conc: 64, FlowsPerSec: 100},
+		{LatencyMS: 50, Conc: 64, FlowsPerSec: 300},
+	}}
+	guard := &summary{NProc: 2, Runs: []summaryRun{
+		{LatencyMS: 0, Conc: 1, FlowsPerSec: 120, CPUPerFlow: ms, AppCPU: ms / 2, PiCPU: ms, LoadgenCPU: 2 * ms},
+		// 1 + 1 + 2 ms per flow besides the guard: at most 2000/4 = 500 flows/s.
+		{LatencyMS: 0, Conc: 16, FlowsPerSec: 400, CPUPerFlow: ms, AppCPU: ms, PiCPU: ms, LoadgenCPU: 2 * ms},
+		{LatencyMS: 0, Conc: 64, FlowsPerSec: 400, CPUPerFlow: ms, AppCPU: ms, PiCPU: ms, LoadgenCPU: 2 * ms},
+		{LatencyMS: 50, Conc: 64, FlowsPerSec: 400, CPUPerFlow: ms, AppCPU: ms, PiCPU: ms, LoadgenCPU: 2 * ms},
+	}}
+	rows := ceilingRows(guard, node)
+	require.Len(t, rows, 3, "the 0 ms rows only")
+	assert.Equal(t, 3500*time.Microsecond, rows[0].others)
+	r16, r64 := rows[1], rows[2]
+	assert.Equal(t, 4*ms, r16.others)
+	assert.InDelta(t, 500.0, r16.free, 1e-9)
+	assert.InDelta(t, 400.0, r16.withGuard, 1e-9) // 2000 / (4 + 1)
+	assert.InDelta(t, 600.0, r16.target, 1e-9)
+	assert.True(t, r16.unreachable(), "3 × 200 = 600 > 500")
+	assert.False(t, r64.unreachable(), "3 × 100 = 300 < 500")
+	assert.Equal(t, "Is 3x Node's flows/s within this machine's reach, even for a server of zero CPU? "+
+		"16 flows: no, 3x Node is 600.0/s and the ceiling 500.0/s. 64 flows: yes, 3x Node is 300.0/s and the ceiling 500.0/s.",
+		ceilingVerdict(rows))
+
+	var out bytes.Buffer
+	printComparison(&out, guard, node, nil, 0)
+	s := out.String()
+	assert.Contains(t, s, "#### What this machine allows")
+	assert.Regexp(t, `\| 16 +\| 2\.00 +\| 1\.00 +\| 1\.00 +\| 4\.00 +\| 500\.0 +\| 400\.0 +\| 400\.0 +\| 600\.0 +\| above the ceiling: out of reach here \|`, s)
+	assert.Regexp(t, `\| 64 +\| .*\| 300\.0 +\| below the ceiling +\|`, s)
+	assert.Contains(t, s, "- Is 3x Node's flows/s within this machine's reach")
+	assert.Contains(t, s, "at least 3x Node's: **MISSED** (16 flows 2.00x)", "the measured verdict stays")
+	assert.NotContains(t, s, "was not measured")
+
+	// Without the fake Pi's CPU the table says so, and the ceiling omits it.
+	for i := range guard.Runs {
+		guard.Runs[i].PiCPU = 0
+	}
+	rows = ceilingRows(guard, node)
+	assert.InDelta(t, 2000.0/3, rows[1].free, 1e-9)
+	out.Reset()
+	printComparison(&out, guard, node, nil, 0)
+	assert.Contains(t, out.String(), "The fake Pi's CPU was not measured (payments -pi-pid)")
+}

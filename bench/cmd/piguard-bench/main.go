@@ -5,6 +5,7 @@
 //	piguard-bench passthrough -guard http://127.0.0.1:18401 -plain http://127.0.0.1:18402
 //	piguard-bench payments    -guard http://127.0.0.1:18401 -fakepi http://127.0.0.1:18405 -log caddy.log -pid 123 -summary guard.json
 //	piguard-bench compare     -guard guard.json -node node.json -sync-dir storage/
+//	piguard-bench million     -guard http://127.0.0.1:18408 -fakepi http://127.0.0.1:18405 -flows 1000000 -pid 123 -storage dir/
 //
 // upstream is a tiny HTTP server that answers every request 200 with a short
 // body. passthrough compares requests that are not payment routes through a
@@ -14,8 +15,13 @@
 // through Caddy) at several concurrencies and Pi latencies, and reads the
 // guard's own log lines to tell the time the guard adds from Pi's; pointed at
 // the Node/Express baseline (bench/node-baseline) it measures that instead.
-// With -pid it reads the server's CPU time and RSS from /proc. compare puts
-// the guard and the baseline side by side against the targets of issue 15.
+// With -pid it reads the server's CPU time and RSS from /proc, with -pi-pid
+// the fake Pi's CPU time, and it always measures its own. compare puts the
+// guard and the baseline side by side against the targets of issue 15, and
+// tells the flows/s this machine allows even a server of zero CPU. million
+// runs the same flow n times against one guard site and, every k flows,
+// records Caddy's RSS and Go heap, the site's records on disk and the fake
+// Pi's RSS: does memory stay bounded over a million payments?
 //
 // Each benchmark prints Markdown tables on standard output.
 package main
@@ -53,6 +59,8 @@ func main() {
 		err = payments(ctx, args, os.Stdout)
 	case "compare":
 		err = compare(args, os.Stdout)
+	case "million":
+		err = million(ctx, args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -78,6 +86,7 @@ commands:
   passthrough  pi_guard + reverse_proxy against reverse_proxy alone, alternating
   payments     payment flows through pi_guard (or the Node baseline) against the fake Pi platform
   compare      the guard and the Node baseline side by side, from payments -summary files
+  million      N payment flows against one guard site: memory and records on disk every K flows
 
 Run "piguard-bench <command> -h" for a command's flags.
 `)

@@ -34,6 +34,8 @@ type flowRun struct {
 	loggedCalls int            // Pi calls the guard logged for the run's payments
 	cpu         time.Duration  // CPU time of the server process (-pid) during the run
 	appCPU      time.Duration  // CPU time of the app behind it (-app-pid)
+	piCPU       time.Duration  // CPU time of the fake Pi (-pi-pid)
+	genCPU      time.Duration  // CPU time of this process, the load generator
 	rssMax      int64          // the server's highest RSS during the run
 }
 
@@ -62,6 +64,7 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	title := fs.String("title", "", "added to the tables' headings, to tell setups apart")
 	pid := fs.Int("pid", 0, "the server's process id: its CPU time per flow (from /proc) and its RSS are measured")
 	appPID := fs.Int("app-pid", 0, "the process id of the app behind the server, whose CPU time per flow is reported apart")
+	piPID := fs.Int("pi-pid", 0, "the fake Pi's process id, whose CPU time per flow is reported apart (the load generator's own is always measured)")
 	summaryPath := fs.String("summary", "", "write the runs' figures as JSON to this file, for the compare command")
 	name := fs.String("name", "", "the setup's name in the summary")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +101,12 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 
+	if *piPID != 0 {
+		if _, err := procCPU(*piPID); err != nil {
+			return fmt.Errorf("-pi-pid: %w", err)
+		}
+	}
+
 	var runs []*flowRun
 	for _, lat := range lats {
 		if err := f.setLatency(ctx, lat); err != nil {
@@ -123,9 +132,9 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 					return err
 				}
 			}
-			usage := startUsage(ctx, *pid, *appPID)
+			pu := startUsage(ctx, *pid, *appPID, *piPID)
 			res, w := f.run(ctx, conc, *dur)
-			cpu, appCPU, rssMax, err := usage.finish()
+			use, err := pu.finish()
 			if err != nil {
 				return err
 			}
@@ -142,7 +151,7 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 				return err
 			}
 			r := &flowRun{latencyMS: lat, conc: conc, res: res, calls: map[string]int{}, phases: map[string]*phaseSteps{},
-				cpu: cpu, appCPU: appCPU, rssMax: rssMax}
+				cpu: use.cpu, appCPU: use.appCPU, piCPU: use.piCPU, genCPU: use.selfCPU, rssMax: use.rssMax}
 			for ep, n := range after {
 				if d := n - before[ep]; d != 0 {
 					r.calls[ep] = d
@@ -170,7 +179,7 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	if err := f.setLatency(ctx, 0); err != nil {
 		return err
 	}
-	printFlowTables(out, runs, *dur, *title, *logPath != "", *pid != 0)
+	printFlowTables(out, runs, *dur, *title, *logPath != "", *pid != 0 || *piPID != 0)
 	if *summaryPath != "" {
 		return writeSummary(*summaryPath, *name, idleRSS, runs)
 	}
@@ -397,8 +406,9 @@ func printFlowTables(out io.Writer, runs []*flowRun, dur time.Duration, title st
 		"approve p50", "approve p99", "complete p50", "complete p99"}
 	if usage {
 		fmt.Fprintf(out, " `CPU/flow`: the server process's user + system time (/proc/<pid>/stat) over the run, divided by its flows; "+
-			"`app CPU/flow` the same for the app behind it; `RSS max`: the server's highest resident set size, sampled every 100 ms.")
-		header = append(header, "CPU/flow ms", "app CPU/flow ms", "RSS max MiB")
+			"`app CPU/flow` the same for the app behind it, `Pi CPU/flow` for the fake Pi, `loadgen CPU/flow` for the load generator itself (getrusage); "+
+			"`RSS max`: the server's highest resident set size, sampled every 100 ms.")
+		header = append(header, "CPU/flow ms", "app CPU/flow ms", "Pi CPU/flow ms", "loadgen CPU/flow ms", "RSS max MiB")
 	}
 	fmt.Fprint(out, "\n\n")
 	var rows [][]string
@@ -410,11 +420,14 @@ func printFlowTables(out io.Writer, runs []*flowRun, dur time.Duration, title st
 			loadgen.Ms(r.complete.Quantile(0.5)), loadgen.Ms(r.complete.Quantile(0.99)),
 		}
 		if usage {
-			app := "–"
-			if r.appCPU > 0 {
-				app = loadgen.Ms(r.appCPUPerFlow())
+			orDash := func(total, per time.Duration) string {
+				if total <= 0 {
+					return "–"
+				}
+				return loadgen.Ms(per)
 			}
-			row = append(row, loadgen.Ms(r.cpuPerFlow()), app, mib(r.rssMax))
+			row = append(row, loadgen.Ms(r.cpuPerFlow()), orDash(r.appCPU, r.appCPUPerFlow()),
+				orDash(r.piCPU, r.piCPUPerFlow()), loadgen.Ms(r.genCPUPerFlow()), mib(r.rssMax))
 		}
 		rows = append(rows, row)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +46,16 @@ func parseStatCPU(data []byte) (time.Duration, error) {
 		return 0, fmt.Errorf("/proc stat: utime %q, stime %q are not numbers", f[11], f[12])
 	}
 	return time.Duration(ut+st) * clockTick, nil
+}
+
+// selfCPU returns the CPU time (user + system) this process has used so far,
+// from getrusage: the load generator's own cost.
+func selfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // procRSS returns a process's resident set size, from VmRSS in

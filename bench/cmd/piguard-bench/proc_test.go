@@ -43,3 +43,25 @@ func TestProcSelf(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, rss, int64(1<<20))
 }
+
+func TestUsageMeasuresTheLoadGenerator(t *testing.T) {
+	pid := os.Getpid()
+	u := startUsage(t.Context(), pid, 0, pid)
+	// Spin until this process used 30 ms of CPU (the CPUs may be shared).
+	c0, err := selfCPU()
+	require.NoError(t, err)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if c, err := selfCPU(); err == nil && c-c0 >= 30*time.Millisecond {
+			break
+		}
+	}
+	got, err := u.finish()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, got.selfCPU, 30*time.Millisecond, "the window covers the busy loop")
+	assert.Zero(t, got.appCPU, "no -app-pid")
+	assert.GreaterOrEqual(t, got.piCPU, time.Duration(0))
+	assert.Positive(t, got.rssMax)
+
+	_, err = startUsage(t.Context(), 0, 0, 1<<30).finish()
+	assert.Error(t, err, "a -pi-pid that does not exist")
+}

@@ -5,61 +5,81 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"runtime"
 	"time"
 )
 
-// procUsage measures the server's (and its app's) CPU time and the server's
-// highest RSS over one run.
+// procUsage measures, over one run, the CPU time of the server, the app
+// behind it, the fake Pi and the load generator itself, and the server's
+// highest RSS.
 type procUsage struct {
-	pid, appPID   int
-	cpu0, appCPU0 time.Duration
-	rss           *rssSampler
-	err           error
-	measureServer bool
-	measureApp    bool
+	pid, appPID, piPID    int // 0: not measured
+	cpu0, appCPU0, piCPU0 time.Duration
+	selfCPU0              time.Duration
+	rss                   *rssSampler
+	err                   error
 }
 
-// startUsage starts measuring; pid 0 measures nothing.
-func startUsage(ctx context.Context, pid, appPID int) *procUsage {
-	u := &procUsage{pid: pid, appPID: appPID, measureServer: pid != 0, measureApp: appPID != 0}
-	if u.measureServer {
-		u.cpu0, u.err = procCPU(pid)
-		u.rss = sampleRSS(ctx, pid, 100*time.Millisecond)
+// procTimes is what a procUsage measured.
+type procTimes struct {
+	cpu, appCPU, piCPU time.Duration // server, app, fake Pi
+	selfCPU            time.Duration // this process: the load generator
+	rssMax             int64         // the server's
+}
+
+// startUsage starts measuring; a pid of 0 is not measured. The load
+// generator's own CPU time is always measured.
+func startUsage(ctx context.Context, pid, appPID, piPID int) *procUsage {
+	u := &procUsage{pid: pid, appPID: appPID, piPID: piPID}
+	var errs []error
+	start := func(pid int) time.Duration {
+		if pid == 0 {
+			return 0
+		}
+		c, err := procCPU(pid)
+		errs = append(errs, err)
+		return c
 	}
-	if u.measureApp && u.err == nil {
-		u.appCPU0, u.err = procCPU(appPID)
+	u.cpu0, u.appCPU0, u.piCPU0 = start(pid), start(appPID), start(piPID)
+	var err error
+	u.selfCPU0, err = selfCPU()
+	u.err = errors.Join(append(errs, err)...)
+	if pid != 0 {
+		u.rss = sampleRSS(ctx, pid, 100*time.Millisecond)
 	}
 	return u
 }
 
-// finish returns the CPU time the server and the app used since the start,
-// and the server's highest RSS.
-func (u *procUsage) finish() (cpu, appCPU time.Duration, rssMax int64, err error) {
+// finish returns what each process used since the start, and the server's
+// highest RSS.
+func (u *procUsage) finish() (procTimes, error) {
+	var got procTimes
+	self, selfErr := selfCPU()
+	var rssErr error
 	if u.rss != nil {
-		rssMax, err = u.rss.finish()
+		got.rssMax, rssErr = u.rss.finish()
 	}
-	if err = errors.Join(u.err, err); err != nil {
-		return 0, 0, 0, err
-	}
-	if u.measureServer {
-		c, err := procCPU(u.pid)
-		if err != nil {
-			return 0, 0, 0, err
+	errs := []error{u.err, selfErr, rssErr}
+	since := func(pid int, c0 time.Duration) time.Duration {
+		if pid == 0 {
+			return 0
 		}
-		cpu = c - u.cpu0
+		c, err := procCPU(pid)
+		errs = append(errs, err)
+		return c - c0
 	}
-	if u.measureApp {
-		c, err := procCPU(u.appPID)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		appCPU = c - u.appCPU0
+	got.cpu, got.appCPU, got.piCPU = since(u.pid, u.cpu0), since(u.appPID, u.appCPU0), since(u.piPID, u.piCPU0)
+	got.selfCPU = self - u.selfCPU0
+	if err := errors.Join(errs...); err != nil {
+		return procTimes{}, err
 	}
-	return cpu, appCPU, rssMax, nil
+	return got, nil
 }
 
 func (r *flowRun) cpuPerFlow() time.Duration    { return perFlow(r.cpu, r.res.Ops) }
 func (r *flowRun) appCPUPerFlow() time.Duration { return perFlow(r.appCPU, r.res.Ops) }
+func (r *flowRun) piCPUPerFlow() time.Duration  { return perFlow(r.piCPU, r.res.Ops) }
+func (r *flowRun) genCPUPerFlow() time.Duration { return perFlow(r.genCPU, r.res.Ops) }
 
 func perFlow(d time.Duration, flows int) time.Duration {
 	if flows == 0 {
@@ -71,9 +91,12 @@ func perFlow(d time.Duration, flows int) time.Duration {
 // summary is what the payments command writes with -summary and the compare
 // command reads: one setup's figures.
 type summary struct {
-	Name    string       `json:"name"`
-	IdleRSS int64        `json:"idle_rss_bytes"`
-	Runs    []summaryRun `json:"runs"`
+	Name    string `json:"name"`
+	IdleRSS int64  `json:"idle_rss_bytes"`
+	// NProc is the CPUs the load generator could use: the machine's, when
+	// everything runs on it.
+	NProc int          `json:"nproc"`
+	Runs  []summaryRun `json:"runs"`
 }
 
 // summaryRun is one run (one Pi latency, one concurrency) of a summary.
@@ -91,19 +114,25 @@ type summaryRun struct {
 	CPUPerFlow  time.Duration `json:"cpu_per_flow"`
 	AppCPU      time.Duration `json:"app_cpu_per_flow"`
 	RSSMax      int64         `json:"rss_max_bytes"`
+	// PiCPU is the fake Pi's CPU time per flow (payments -pi-pid), LoadgenCPU
+	// the load generator's own: with AppCPU, what the machine spends per
+	// flow besides the server.
+	PiCPU      time.Duration `json:"pi_cpu_per_flow"`
+	LoadgenCPU time.Duration `json:"loadgen_cpu_per_flow"`
 	// GuardAdded is the guard's own time per phase (p50), from its log;
 	// absent for a server that is not the guard.
 	GuardAdded map[string]time.Duration `json:"guard_added_p50,omitempty"`
 }
 
 func writeSummary(path, name string, idleRSS int64, runs []*flowRun) error {
-	s := summary{Name: name, IdleRSS: idleRSS}
+	s := summary{Name: name, IdleRSS: idleRSS, NProc: runtime.NumCPU()}
 	for _, r := range runs {
 		sr := summaryRun{
 			LatencyMS: r.latencyMS, Conc: r.conc, Flows: r.res.Ops, Errors: r.res.Errors, FlowsPerSec: r.res.Rate(),
 			FlowP50: r.res.Lat.Quantile(0.5), FlowP99: r.res.Lat.Quantile(0.99),
 			ApproveP50: r.approve.Quantile(0.5), CompleteP50: r.complete.Quantile(0.5),
 			CPUPerFlow: r.cpuPerFlow(), AppCPU: r.appCPUPerFlow(), RSSMax: r.rssMax,
+			PiCPU: r.piCPUPerFlow(), LoadgenCPU: r.genCPUPerFlow(),
 		}
 		for phase, ps := range r.phases {
 			if sr.GuardAdded == nil {
