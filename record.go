@@ -151,6 +151,7 @@ func newStore(s certmagic.Storage, prefix string) *store {
 	fs, ok := s.(*certmagic.FileStorage)
 	if ok {
 		st.w = newFileWriter(fs)
+		st.w.journal = journalFor(fs.Filename(path.Join(prefix, "journal")))
 	}
 	if w, wraps := s.(interface{ Unwrap() certmagic.Storage }); !ok && wraps {
 		fs, ok = w.Unwrap().(*certmagic.FileStorage)

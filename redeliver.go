@@ -61,6 +61,12 @@ type redeliverer struct {
 // lock is busy (a request or a delivery is at it) is left for a later pass.
 func (w *redeliverer) pass(ctx context.Context) {
 	h := w.h
+	if n, err := h.store.recoverJournal(ctx); err != nil {
+		h.logger.Warn("could not replay the journal of an instance that stopped; retrying next pass", zap.Error(err))
+	} else if n > 0 {
+		h.logger.Warn("restored the records of completed payments that a stopped instance had journalled but not yet written durably; they are owed and will be delivered again",
+			zap.Int("records", n))
+	}
 	h.persistUnsaved(ctx)
 	ids, err := h.store.owed(ctx)
 	if err != nil {

@@ -1,0 +1,401 @@
+//go:build linux
+
+package piguard
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// journal makes new owed records durable, for file_system storage on Linux,
+// at the cost of one fdatasync per batch of completions instead of an fsync
+// of every record file and its directory.
+//
+// A completion's record is written to its file as before (owed/<id>.json,
+// where every instance sees it) but not synced; the same bytes are appended
+// to this process's current journal segment (<prefix>/journal/*.log), and
+// concurrent appends share one write and one fdatasync (group commit). The
+// record is durable once its batch is: should the machine lose the file's
+// unsynced write (a power cut; a killed process loses nothing written), the
+// segment still has it.
+//
+// A segment is closed after segmentMaxAge or segmentMaxBytes and retired
+// soon after: one syncfs(2) makes every record file written so far durable,
+// then the segment is removed. A live process holds an flock on each of its
+// segments until it removes them; a segment nobody holds (its process died)
+// is replayed by the next instance that looks (store.recoverJournal): every
+// record in it that has no readable file, owed or delivered, is written
+// again, durably, as owed (the redelivery worker then sends it; the app may
+// get a payment twice, never lose one).
+//
+// On a file system where this measures slower than per-file syncs it is
+// still correct; it is used only with Caddy's file_system storage.
+type journal struct {
+	dir string
+
+	// commitMu is held while a batch is written to the current segment,
+	// and to close that segment: never closed under a write.
+	commitMu sync.Mutex
+
+	mu       sync.Mutex
+	queue    []*journalJob
+	running  bool
+	seg      *segment   // current segment, nil before the first append
+	closed   []*segment // closed, waiting for retire
+	own      map[string]bool
+	retiring bool
+
+	// syncs counts fdatasyncs, for tests and benchmarks.
+	syncs atomic.Int64
+	seq   atomic.Uint64
+}
+
+// Segment limits.
+const (
+	segmentMaxAge   = 30 * time.Second
+	segmentMaxBytes = 16 << 20
+)
+
+type segment struct {
+	f      *os.File
+	name   string
+	size   int64
+	opened time.Time
+}
+
+type journalJob struct {
+	line []byte
+	done chan error
+}
+
+// journalEntry is one line of a segment.
+type journalEntry struct {
+	Key    string          `json:"key"`
+	Record json.RawMessage `json:"record"`
+}
+
+// journals holds the process's journal of each directory, shared by every
+// handler over it (config reloads keep appending to the same segment).
+var journals sync.Map // dir → *journal
+
+func journalFor(dir string) *journal {
+	j, _ := journals.LoadOrStore(dir, newJournal(dir))
+	return j.(*journal)
+}
+
+func newJournal(dir string) *journal {
+	return &journal{dir: dir, own: map[string]bool{}}
+}
+
+// append adds key's record to the journal and returns once it is on disk.
+func (j *journal) append(ctx context.Context, key string, data []byte) error {
+	line, err := json.Marshal(journalEntry{Key: key, Record: data})
+	if err != nil {
+		return err
+	}
+	job := &journalJob{line: append(line, '\n'), done: make(chan error, 1)}
+	j.mu.Lock()
+	j.queue = append(j.queue, job)
+	if !j.running {
+		j.running = true
+		go j.commitLoop()
+	}
+	j.mu.Unlock()
+	select {
+	case err := <-job.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the journal to sync: %w", ctx.Err())
+	}
+}
+
+func (j *journal) commitLoop() {
+	for {
+		j.mu.Lock()
+		batch := j.queue
+		j.queue = nil
+		if len(batch) == 0 {
+			j.running = false
+			j.mu.Unlock()
+			return
+		}
+		j.mu.Unlock()
+		err := j.commit(batch)
+		for _, job := range batch {
+			job.done <- err
+		}
+	}
+}
+
+// commit writes a batch to the current segment (opening one when needed)
+// and syncs it. Only the commit loop calls it.
+func (j *journal) commit(batch []*journalJob) error {
+	j.commitMu.Lock()
+	defer j.commitMu.Unlock()
+	j.mu.Lock()
+	seg := j.seg
+	j.mu.Unlock()
+	if seg == nil {
+		var err error
+		if seg, err = j.open(); err != nil {
+			return fmt.Errorf("opening a journal segment: %w", err)
+		}
+	}
+	var buf []byte
+	for _, job := range batch {
+		buf = append(buf, job.line...)
+	}
+	_, err := seg.f.Write(buf)
+	if err == nil {
+		err = unix.Fdatasync(int(seg.f.Fd()))
+		j.syncs.Add(1)
+	}
+	if err != nil {
+		// The segment's tail is unknown: start another one.
+		j.rotate(seg)
+		return fmt.Errorf("writing the journal %s: %w", seg.name, err)
+	}
+	seg.size += int64(len(buf))
+	if seg.size >= segmentMaxBytes {
+		j.rotate(seg)
+	}
+	return nil
+}
+
+// open starts a new segment, held with an flock, its directory entry synced.
+func (j *journal) open() (*segment, error) {
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return nil, err
+	}
+	name := filepath.Join(j.dir, fmt.Sprintf("%d-%d-%s.log", time.Now().UnixNano(), j.seq.Add(1), newToken()[:8]))
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(name)
+		return nil, err
+	}
+	if err := syncDir(j.dir); err != nil {
+		f.Close()
+		os.Remove(name)
+		return nil, err
+	}
+	seg := &segment{f: f, name: name, opened: time.Now()}
+	j.mu.Lock()
+	j.seg = seg
+	j.own[filepath.Base(name)] = true
+	j.mu.Unlock()
+	time.AfterFunc(segmentMaxAge, func() {
+		j.commitMu.Lock()
+		defer j.commitMu.Unlock()
+		j.rotate(seg)
+	})
+	return seg, nil
+}
+
+// rotate closes seg for new appends (if it is still the current segment)
+// and retires it in the background. The caller holds commitMu.
+func (j *journal) rotate(seg *segment) {
+	j.mu.Lock()
+	if j.seg != seg {
+		j.mu.Unlock()
+		return
+	}
+	j.seg = nil
+	j.closed = append(j.closed, seg)
+	start := !j.retiring
+	j.retiring = true
+	j.mu.Unlock()
+	if start {
+		go j.retire()
+	}
+}
+
+// retire makes every record file written so far durable with one syncfs,
+// then removes the closed segments, which nothing needs any more. A syncfs
+// that fails keeps them (retried after segmentMaxAge).
+func (j *journal) retire() {
+	for {
+		j.mu.Lock()
+		segs := j.closed
+		j.closed = nil
+		if len(segs) == 0 {
+			j.retiring = false
+			j.mu.Unlock()
+			return
+		}
+		j.mu.Unlock()
+		err := syncFS(j.dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil // the storage is gone, and the segments with it
+		}
+		if err != nil {
+			time.Sleep(segmentMaxAge)
+			j.mu.Lock()
+			j.closed = append(segs, j.closed...)
+			j.mu.Unlock()
+			continue
+		}
+		for _, seg := range segs {
+			os.Remove(seg.name)
+			seg.f.Close() // drops the flock
+			j.mu.Lock()
+			delete(j.own, filepath.Base(seg.name))
+			j.mu.Unlock()
+		}
+	}
+}
+
+// flushAll closes the current segment and retires every closed one now, for
+// tests.
+func (j *journal) flushAll() {
+	j.commitMu.Lock()
+	j.mu.Lock()
+	seg := j.seg
+	j.mu.Unlock()
+	if seg != nil {
+		j.rotate(seg)
+	}
+	j.commitMu.Unlock()
+	for {
+		j.mu.Lock()
+		busy := j.retiring || len(j.closed) > 0
+		j.mu.Unlock()
+		if !busy {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// syncCount is the number of fdatasyncs so far (0 for a nil journal).
+func (j *journal) syncCount() int64 {
+	if j == nil {
+		return 0
+	}
+	return j.syncs.Load()
+}
+
+// owns reports whether the segment file name is one of this process's.
+func (j *journal) owns(name string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.own[name]
+}
+
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
+
+// recoverJournal replays the segments of processes that died: every record
+// in them without a readable file is written again, durably, as owed; then
+// the segment is removed. Segments a live process holds are left alone.
+func (st *store) recoverJournal(ctx context.Context) (restored int, err error) {
+	if st.w == nil || st.w.journal == nil {
+		return 0, nil
+	}
+	jn := st.w.journal
+	entries, err := os.ReadDir(jn.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".log") || jn.owns(e.Name()) {
+			continue
+		}
+		n, err := st.replaySegment(ctx, filepath.Join(jn.dir, e.Name()))
+		restored += n
+		if err != nil {
+			return restored, err
+		}
+	}
+	return restored, nil
+}
+
+func (st *store) replaySegment(ctx context.Context, name string) (int, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // retired meanwhile
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return 0, nil // its process is alive (or another instance is replaying it)
+	}
+	if _, err := os.Stat(name); err != nil {
+		return 0, nil // retired between the open and the lock
+	}
+	restored := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var e journalEntry
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue // a batch cut short by the crash: never acknowledged
+		}
+		ok, err := st.restore(ctx, e)
+		if err != nil {
+			return restored, err
+		}
+		if ok {
+			restored++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return restored, err
+	}
+	return restored, os.Remove(name)
+}
+
+// restore writes a journalled record as owed when the payment has no
+// readable record, under the payment's lock.
+func (st *store) restore(ctx context.Context, e journalEntry) (bool, error) {
+	dir, base := path.Split(e.Key)
+	id, ok := strings.CutSuffix(base, ".json")
+	if !ok || path.Clean(dir) != path.Join(st.prefix, "owed") || piclient.ValidatePaymentID(id) != nil {
+		return false, nil // not a record of this store
+	}
+	var rec record
+	if json.Unmarshal(e.Record, &rec) != nil || rec.PaymentID != id {
+		return false, nil
+	}
+	unlock, err := st.lock(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if have, err := st.load(ctx, id); err != nil || have != nil {
+		return false, err
+	}
+	if err := st.w.storeSynced(ctx, e.Key, e.Record); err != nil {
+		return false, err
+	}
+	return true, nil
+}

@@ -1,0 +1,153 @@
+//go:build linux
+
+package piguard
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// journalStore is a store over file storage in dir with a journal of its
+// own (a fresh process's), not the process-wide one.
+func journalStore(t *testing.T, dir string) *store {
+	t.Helper()
+	st := newStore(&certmagic.FileStorage{Path: dir}, "pi_guard/test")
+	require.NotNil(t, st.w)
+	st.w.journal = newJournal(st.w.fs.Filename(path.Join(st.prefix, "journal")))
+	return st
+}
+
+func journalled(i int) *record {
+	id := fmt.Sprintf("pay%04d", i)
+	return &record{PaymentID: id, Phase: phaseComplete, TxID: "tx",
+		Payment:  &piclient.Payment{Identifier: id},
+		Delivery: delivery{State: deliveryPending}}
+}
+
+func segments(t *testing.T, st *store) []string {
+	t.Helper()
+	entries, err := os.ReadDir(st.w.journal.dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// Concurrent completions share the journal's syncs; should the machine lose
+// the unsynced record files (a power cut) and the process with them, the
+// next instance restores every record from the dead process's segment.
+func TestJournalRestoresRecordsLostWithTheirProcess(t *testing.T) {
+	dir := t.TempDir()
+	st := journalStore(t, dir)
+	const n = 64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { assert.NoError(t, st.save(t.Context(), journalled(i))) })
+	}
+	wg.Wait()
+	syncs := st.w.journal.syncs.Load()
+	assert.LessOrEqual(t, syncs, int64(n))
+	assert.Zero(t, st.w.syncs.Load(), "no record file or directory was synced one by one")
+	t.Logf("%d records, %d journal syncs", n, syncs)
+
+	// One record was delivered before the crash: it must not come back owed.
+	delivered := journalled(0)
+	delivered.Delivery = delivery{State: deliveryDelivered}
+	require.NoError(t, st.save(t.Context(), delivered))
+	want := map[string][]byte{}
+	for i := 1; i < n; i++ {
+		name := st.w.fs.Filename(st.owedKey(journalled(i).PaymentID))
+		data, err := os.ReadFile(name)
+		require.NoError(t, err)
+		want[journalled(i).PaymentID] = data
+		require.NoError(t, os.Remove(name)) // lost with the page cache
+	}
+	// The process dies: its segment's flock goes with it.
+	segs := segments(t, st)
+	require.Len(t, segs, 1)
+	st.w.journal.seg.f.Close()
+
+	next := journalStore(t, dir)
+	restored, err := next.recoverJournal(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, n-1, restored)
+	for id, data := range want {
+		got, err := os.ReadFile(next.w.fs.Filename(next.owedKey(id)))
+		require.NoError(t, err, id)
+		assert.JSONEq(t, string(data), string(got), id)
+	}
+	rec, err := next.load(t.Context(), journalled(0).PaymentID)
+	require.NoError(t, err)
+	assert.Equal(t, deliveryDelivered, rec.Delivery.State, "a delivered record stays delivered")
+	assert.Empty(t, segments(t, next), "the replayed segment is removed")
+	ids, err := next.owed(t.Context())
+	require.NoError(t, err)
+	assert.Len(t, ids, n-1)
+}
+
+// A live process's segment is never replayed by another instance, and a
+// batch cut short by a crash is skipped.
+func TestJournalLeavesLiveSegmentsAndTornTails(t *testing.T) {
+	dir := t.TempDir()
+	live := journalStore(t, dir)
+	require.NoError(t, live.save(t.Context(), journalled(1)))
+	require.NoError(t, os.Remove(live.w.fs.Filename(live.owedKey(journalled(1).PaymentID))))
+
+	other := journalStore(t, dir)
+	restored, err := other.recoverJournal(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, restored, "the segment's process is alive")
+	assert.Len(t, segments(t, other), 1)
+
+	f, err := os.OpenFile(filepath.Join(live.w.journal.dir, segments(t, live)[0]), os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"key":"pi_guard/test/owed/pay0002.json","record":{"payme`)
+	require.NoError(t, err)
+	f.Close()
+	live.w.journal.seg.f.Close() // the live process dies
+	restored, err = other.recoverJournal(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, 1, restored)
+	rec, err := other.load(t.Context(), journalled(1).PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, rec)
+	rec, err = other.load(t.Context(), "pay0002")
+	require.NoError(t, err)
+	assert.Nil(t, rec, "the torn line was never acknowledged")
+}
+
+// Closed segments are retired once one syncfs has made their records'
+// files durable; records stay readable and nothing is left to replay.
+func TestJournalRetiresSegments(t *testing.T) {
+	st := journalStore(t, t.TempDir())
+	for i := range 10 {
+		require.NoError(t, st.save(context.Background(), journalled(i)))
+	}
+	require.Len(t, segments(t, st), 1)
+	st.w.journal.flushAll()
+	assert.Empty(t, segments(t, st))
+	for i := range 10 {
+		rec, err := st.load(t.Context(), journalled(i).PaymentID)
+		require.NoError(t, err)
+		require.NotNil(t, rec)
+	}
+	// The next completion opens a new segment.
+	require.NoError(t, st.save(t.Context(), journalled(10)))
+	assert.Len(t, segments(t, st), 1)
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package piguard
+
+import "context"
+
+// journal exists on Linux only (it needs syncfs); elsewhere every new
+// record is synced in place.
+type journal struct{}
+
+func journalFor(string) *journal { return nil }
+
+func (*journal) append(context.Context, string, []byte) error { return nil }
+
+func (st *store) recoverJournal(context.Context) (int, error) { return 0, nil }
+
+func (*journal) syncCount() int64 { return 0 }
