@@ -143,11 +143,7 @@ func (h *Handler) recordDelivery(ctx context.Context, rec *record, accepted bool
 	if rec.Delivery.State == deliveryDelivered && !accepted {
 		return
 	}
-	asWritten := rec.Delivery.State == deliveryPending && rec.Delivery.Attempts == 0 && rec.Delivery.LastError == ""
 	h.applyAttempt(rec, accepted, why, background)
-	if accepted && asWritten && h.store.moveDelivered(rec) {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
 	if err := h.store.save(ctx, rec); err != nil {

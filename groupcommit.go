@@ -142,20 +142,6 @@ func (w *fileWriter) storeLazy(key string, value []byte) error {
 	return nil
 }
 
-// rename moves the file of key from to key to, without a sync: after a
-// crash it may be back under from.
-func (w *fileWriter) rename(from, to string) error {
-	src, dst := w.fs.Filename(from), w.fs.Filename(to)
-	dir := filepath.Dir(dst)
-	if _, ok := w.dirs.Load(dir); !ok {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		w.dirs.Store(dir, struct{}{})
-	}
-	return os.Rename(src, dst)
-}
-
 // writeNew writes value to key's file, which must not exist yet (else an
 // error that is fs.ErrExist).
 func (w *fileWriter) writeNew(key string, value []byte) (*commitJob, error) {

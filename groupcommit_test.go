@@ -154,36 +154,3 @@ func TestFileWriterInPlaceAndReplace(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left)
 }
-
-// The app's acceptance of a payment whose record is as its completion wrote
-// it moves the file to payments/ unchanged: it loads as delivered, is no
-// longer owed, and keeps its completion's bytes.
-func TestStoreMoveDelivered(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fs, "pi_guard/test")
-	ctx := context.Background()
-	rec := completedRecord(t)
-	require.NoError(t, st.save(ctx, rec))
-	written, err := os.ReadFile(fs.Filename(st.owedKey(rec.PaymentID)))
-	require.NoError(t, err)
-
-	require.True(t, st.moveDelivered(rec))
-	_, err = os.Stat(fs.Filename(st.owedKey(rec.PaymentID)))
-	assert.ErrorIs(t, err, os.ErrNotExist)
-	moved, err := os.ReadFile(fs.Filename(st.recordKey(rec.PaymentID)))
-	require.NoError(t, err)
-	assert.Equal(t, written, moved, "moved, not written again")
-	got, err := st.load(ctx, rec.PaymentID)
-	require.NoError(t, err)
-	assert.Equal(t, deliveryDelivered, got.Delivery.State)
-	assert.Equal(t, rec.Updated.UTC(), got.Delivery.DeliveredAt.UTC())
-	assert.True(t, got.Delivery.NextAttempt.IsZero(), "nothing is due")
-	ids, err := st.owed(ctx)
-	require.NoError(t, err)
-	assert.Empty(t, ids)
-
-	// Nothing to move (kept in memory, or no owed file): the caller saves.
-	assert.False(t, st.moveDelivered(rec))
-	rec.unsaved = true
-	assert.False(t, st.moveDelivered(rec))
-}

@@ -202,28 +202,9 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 			}
 			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
 		}
-		if key == st.recordKey(id) && rec.owed() {
-			// Moved from owed/ as it was (see moveDelivered): what is in
-			// payments/ the app has accepted, and the last write is as
-			// close to that as the record knows.
-			rec.Delivery.State, rec.Delivery.NextAttempt, rec.Delivery.DeliveredAt = deliveryDelivered, time.Time{}, rec.Updated
-		}
 		return &rec, nil
 	}
 	return nil, nil
-}
-
-// moveDelivered records that the app accepted a payment whose owed record
-// is as the completion wrote it (pending, no failed attempt): with file
-// storage its file moves to payments/ unchanged, one rename instead of a new
-// file and the removal of the owed one; load reads every record under
-// payments/ as delivered. It reports whether it did; if not, save the
-// record instead.
-func (st *store) moveDelivered(rec *record) bool {
-	if st.w == nil || rec.unsaved {
-		return false
-	}
-	return st.w.rename(st.owedKey(rec.PaymentID), st.recordKey(rec.PaymentID)) == nil
 }
 
 // save writes rec where its delivery state puts it: an owed record (pending
