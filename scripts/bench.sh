@@ -4,15 +4,20 @@
 # Builds Caddy with pi_guard, the fake Pi platform and the load generator
 # (bench/cmd/piguard-bench), installs the Node/Express baseline
 # (bench/node-baseline, npm ci), runs the Go micro-benchmarks, then starts on
-# loopback a tiny upstream, the fake Pi, the Node baseline and one Caddy with
-# two sites in front of that upstream (pi_guard + reverse_proxy, and
-# reverse_proxy alone), and measures:
+# loopback a tiny upstream, the fake Pi, the Node baseline, the Go floor
+# (piguard-bench gobaseline) and one Caddy with two sites in front of that
+# upstream (pi_guard + reverse_proxy, and reverse_proxy alone), and measures:
 #   1. payment flows at 1, 16 and 64 concurrent flows with 0 and 50 ms of Pi
 #      latency, with the time the guard adds read from its own log lines and
 #      Caddy's CPU time per flow and RSS read from /proc;
 #   2. the same flows against the Node/Express baseline (Pi's reference
 #      backend's approve and complete, nothing durable), with Node's CPU time
 #      and RSS, and both side by side against the targets of issue 15;
+#   2b. the same flows against the Go floor (piguard-bench gobaseline: the
+#      Node baseline's routes and Pi calls in plain Go, without Caddy), whose
+#      CPU per flow is the least a Go server making these calls spends: the
+#      comparison splits the guard's CPU by it, says whether 1/3 of Node's is
+#      below it, and tells at 50 ms the harness's own loss from the guard's;
 #   3. Pi API calls per payment, from the fake's counters;
 #   4. when /dev/shm is a tmpfs, the flows once more against a third site
 #      whose pi_guard keeps its records there, which tells the cost of
@@ -30,7 +35,7 @@
 #
 # Environment (all optional):
 #   BENCH_PORT_BASE   base of the loopback ports (default 18400: 18401-18407
-#                     are used, and 18408 with BENCH_MILLION)
+#                     and 18409 are used, and 18408 with BENCH_MILLION)
 #   BENCH_OUT         the report to write (default docs/benchmarks.md)
 #   BENCH_STORAGE     directory for Caddy's storage (default: in a fresh
 #                     temporary directory); its file system decides the cost
@@ -64,6 +69,7 @@ PI_PORT=$((base + 5))
 TMPFS_PORT=$((base + 6))
 NODE_PORT=$((base + 7))
 MILLION_PORT=$((base + 8))
+GOFLOOR_PORT=$((base + 9))
 MILLION="${BENCH_MILLION:-}"
 if [[ -n "$MILLION" && ! "$MILLION" =~ ^[1-9][0-9]*$ ]]; then
 	echo "bench: BENCH_MILLION must be a number of flows, got '$MILLION'" >&2
@@ -105,7 +111,7 @@ trap cleanup INT TERM EXIT
 say() { printf '\n== %s\n' "$*" >&2; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ports=("$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT" "$NODE_PORT")
+ports=("$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT" "$NODE_PORT" "$GOFLOOR_PORT")
 if [[ -n "$MILLION" ]]; then ports+=("$MILLION_PORT"); fi
 for p in "${ports[@]}"; do
 	if ! port_free "$p"; then
@@ -237,6 +243,14 @@ if ! wait_for "http://127.0.0.1:${NODE_PORT}/hello" "$node_pid"; then
 	cat "$work/node.out" >&2
 	exit 1
 fi
+bin/piguard-bench gobaseline -addr "127.0.0.1:${GOFLOOR_PORT}" -pi-url "http://127.0.0.1:${PI_PORT}/v2" -api-key pitest-api-key \
+	>"$work/gofloor.out" 2>&1 &
+gofloor_pid=$!
+pids+=("$gofloor_pid")
+if ! wait_for "http://127.0.0.1:${GOFLOOR_PORT}/hello" "$gofloor_pid"; then
+	cat "$work/gofloor.out" >&2
+	exit 1
+fi
 bin/caddy run --adapter caddyfile --config "$work/Caddyfile" >"$work/caddy.out" 2>&1 &
 caddy_pid=$!
 pids+=("$caddy_pid")
@@ -255,6 +269,11 @@ say "payment flows against the Node/Express baseline"
 bin/piguard-bench payments -guard "http://127.0.0.1:${NODE_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
 	-pid "$node_pid" -pi-pid "$pi_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
 	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/node.md"
+
+say "payment flows against the Go floor (the Node baseline's job in plain Go)"
+bin/piguard-bench payments -guard "http://127.0.0.1:${GOFLOOR_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+	-pid "$gofloor_pid" -pi-pid "$pi_pid" -name gofloor -summary "$work/gofloor.json" -title "Go floor (plain Go, no Caddy)" \
+	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/gofloor.md"
 
 : >"$work/tmpfs.md"
 tmpfs_summary=()
@@ -290,8 +309,8 @@ caddy_rss_end="$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$caddy_pid/status
 } >"$work/records.md"
 cat "$work/records.md"
 
-say "the guard against the Node baseline"
-bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" "${tmpfs_summary[@]}" \
+say "the guard against the Node baseline and the Go floor"
+bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" -gofloor "$work/gofloor.json" "${tmpfs_summary[@]}" \
 	-sync-dir "$storage" | tee "$work/compare.md"
 
 say "passthrough: pi_guard + reverse_proxy vs reverse_proxy alone"
@@ -425,6 +444,17 @@ with a keep-alive agent. It writes nothing anywhere.
 
 EOF
 	cat "$work/node.md"
+	cat <<'EOF'
+
+## The Go floor
+
+`piguard-bench gobaseline` (bench/cmd/piguard-bench/gobaseline.go): the Node baseline's routes,
+Pi calls, answers and status codes in plain Go, without Caddy: a net/http server, a keep-alive
+http.Client, encoding/json, nothing durable, no log line per request. What it spends per flow is
+the least the five HTTP exchanges of a flow (2 requests served, 3 Pi calls) cost in Go.
+
+EOF
+	cat "$work/gofloor.md"
 	cat <<'EOF'
 
 ## Passthrough

@@ -25,6 +25,7 @@ func compare(args []string, out io.Writer) error {
 	guardPath := fs.String("guard", "", "summary of the guard with records on disk (required)")
 	nodePath := fs.String("node", "", "summary of the Node/Express baseline (required)")
 	tmpfsPath := fs.String("tmpfs", "", "summary of the guard with records on tmpfs (optional)")
+	floorPath := fs.String("gofloor", "", "summary of the Go baseline, the Go floor (piguard-bench gobaseline; optional)")
 	syncDir := fs.String("sync-dir", "", "a directory on the guard's storage file system, where one disk sync is timed")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -46,13 +47,19 @@ func compare(args []string, out io.Writer) error {
 			return err
 		}
 	}
+	var floor *summary
+	if *floorPath != "" {
+		if floor, err = readSummary(*floorPath); err != nil {
+			return err
+		}
+	}
 	var sync time.Duration
 	if *syncDir != "" {
 		if sync, err = timeSync(*syncDir, 200); err != nil {
 			return fmt.Errorf("timing a disk sync: %w", err)
 		}
 	}
-	printComparison(out, guard, node, tmpfs, sync)
+	printComparison(out, guard, node, tmpfs, floor, sync)
 	return nil
 }
 
@@ -112,7 +119,9 @@ func verdict(ok bool) string {
 	return "**MISSED**"
 }
 
-func printComparison(out io.Writer, guard, node, tmpfs *summary, sync time.Duration) {
+// printComparison prints the comparison; tmpfs and floor (the Go floor) may
+// be nil.
+func printComparison(out io.Writer, guard, node, tmpfs, floor *summary, sync time.Duration) {
 	fmt.Fprintf(out, "### pi_guard against the Node/Express baseline\n\n")
 	fmt.Fprintf(out, "Same fake Pi, same load generator, same run. `guard`: Caddy with pi_guard + reverse_proxy, records on disk; "+
 		"`node`: bench/node-baseline (Pi's reference backend's approve and complete, axios with keep-alive, nothing durable). "+
@@ -175,12 +184,22 @@ func printComparison(out io.Writer, guard, node, tmpfs *summary, sync time.Durat
 		"Node %s MiB idle, %s MiB at most under 64 flows.\n",
 		mib(guard.IdleRSS), mib(maxRSS(guard, 64)), mib(node.IdleRSS), mib(maxRSS(node, 64)))
 
+	var floorRowsOf []floorRow
+	if floor != nil {
+		floorRowsOf = floorRows(guard, node, floor, tmpfs)
+		printFloor(out, floorRowsOf)
+	}
+
 	fmt.Fprintf(out, "\n#### Targets (issue 15)\n\n")
 	fmt.Fprintf(out, "- Server CPU per flow at most 1/3 of Node's, every row: %s (worst guard/node %.2f", verdict(len(cpuMiss) == 0), worstCPU)
 	if len(cpuMiss) > 0 {
 		fmt.Fprintf(out, "; above 1/3: %s", strings.Join(cpuMiss, ", "))
 	}
 	fmt.Fprintf(out, ").\n")
+	floorReach, floorBound := floorTargetLines(floorRowsOf)
+	if floorReach != "" {
+		fmt.Fprintf(out, "- %s\n", floorReach)
+	}
 	fmt.Fprintf(out, "- Flows/s at 16 and 64 flows, 0 ms, at least 3x Node's: %s", verdict(len(rateMiss) == 0))
 	if len(rateMiss) > 0 {
 		fmt.Fprintf(out, " (%s)", strings.Join(rateMiss, ", "))
@@ -194,7 +213,7 @@ func printComparison(out io.Writer, guard, node, tmpfs *summary, sync time.Durat
 		if r.LatencyMS == 0 {
 			continue
 		}
-		bound := float64(r.Conc) / (piCallsPerFlow * float64(r.LatencyMS) / 1000)
+		bound := latencyBound(r.LatencyMS, r.Conc)
 		share := r.FlowsPerSec / bound
 		bounds = append(bounds, fmt.Sprintf("%d flows %.1f of %.1f/s = %.0f%%", r.Conc, r.FlowsPerSec, bound, 100*share))
 		if share < 0.95 {
@@ -204,6 +223,9 @@ func printComparison(out io.Writer, guard, node, tmpfs *summary, sync time.Durat
 	if len(bounds) > 0 {
 		fmt.Fprintf(out, "- At 50 ms, within 5%% of the latency bound (flows in flight / %d Pi calls × latency): %s (%s).\n",
 			piCallsPerFlow, verdict(len(boundMiss) == 0), strings.Join(bounds, "; "))
+	}
+	if floorBound != "" {
+		fmt.Fprintf(out, "- %s\n", floorBound)
 	}
 	if one := guard.run(0, 1); one != nil && one.GuardAdded != nil {
 		a, c := one.GuardAdded["approve"], one.GuardAdded["complete"]

@@ -26,7 +26,7 @@ func TestPrintComparisonVerdicts(t *testing.T) {
 		{LatencyMS: 50, Conc: 64, FlowsPerSec: 410, CPUPerFlow: ms},
 	}}
 	var out bytes.Buffer
-	printComparison(&out, good, node, nil, ms)
+	printComparison(&out, good, node, nil, nil, ms)
 	s := out.String()
 	assert.NotContains(t, s, "MISSED")
 	assert.Contains(t, s, "Caddy 50.0 MiB idle before the flows, 70.0 MiB at most under 64 flows")
@@ -39,7 +39,7 @@ func TestPrintComparisonVerdicts(t *testing.T) {
 	bad.Runs[3].FlowsPerSec = 400 // 94% of the bound
 	bad.Runs[0].GuardAdded = map[string]time.Duration{"approve": 100 * time.Microsecond, "complete": 1300 * time.Microsecond}
 	out.Reset()
-	printComparison(&out, &bad, node, nil, ms)
+	printComparison(&out, &bad, node, nil, nil, ms)
 	s = out.String()
 	assert.Contains(t, s, "at least 3x Node's: **MISSED** (16 flows 2.95x)")
 	assert.Contains(t, s, "every row: **MISSED** (worst guard/node 0.37; above 1/3: 0 ms/64 flows 0.37)")
@@ -101,7 +101,7 @@ func TestCeilingRowsAndVerdict(t *testing.T) {
 		ceilingVerdict(rows))
 
 	var out bytes.Buffer
-	printComparison(&out, guard, node, nil, 0)
+	printComparison(&out, guard, node, nil, nil, 0)
 	s := out.String()
 	assert.Contains(t, s, "#### What this machine allows")
 	assert.Regexp(t, `\| 16 +\| 2\.00 +\| 1\.00 +\| 1\.00 +\| 4\.00 +\| 500\.0 +\| 400\.0 +\| 400\.0 +\| 600\.0 +\| above the ceiling: out of reach here \|`, s)
@@ -117,6 +117,6 @@ func TestCeilingRowsAndVerdict(t *testing.T) {
 	rows = ceilingRows(guard, node)
 	assert.InDelta(t, 2000.0/3, rows[1].free, 1e-9)
 	out.Reset()
-	printComparison(&out, guard, node, nil, 0)
+	printComparison(&out, guard, node, nil, nil, 0)
 	assert.Contains(t, out.String(), "The fake Pi's CPU was not measured (payments -pi-pid)")
 }

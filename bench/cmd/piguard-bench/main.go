@@ -6,6 +6,7 @@
 //	piguard-bench payments    -guard http://127.0.0.1:18401 -fakepi http://127.0.0.1:18405 -log caddy.log -pid 123 -summary guard.json
 //	piguard-bench compare     -guard guard.json -node node.json -sync-dir storage/
 //	piguard-bench million     -guard http://127.0.0.1:18408 -fakepi http://127.0.0.1:18405 -flows 1000000 -pid 123 -storage dir/
+//	piguard-bench gobaseline  -addr 127.0.0.1:18409 -pi-url http://127.0.0.1:18405/v2 -api-key KEY
 //
 // upstream is a tiny HTTP server that answers every request 200 with a short
 // body. passthrough compares requests that are not payment routes through a
@@ -21,7 +22,11 @@
 // tells the flows/s this machine allows even a server of zero CPU. million
 // runs the same flow n times against one guard site and, every k flows,
 // records Caddy's RSS and Go heap, the site's records on disk and the fake
-// Pi's RSS: does memory stay bounded over a million payments?
+// Pi's RSS: does memory stay bounded over a million payments? gobaseline
+// serves the Node baseline's routes in plain Go (net/http, a keep-alive
+// client, encoding/json, nothing durable): the "Go floor", what a flow's
+// HTTP exchanges cost at least in Go, which payments measures beside the
+// guard and Node, and compare sets the guard's CPU per flow against.
 //
 // Each benchmark prints Markdown tables on standard output.
 package main
@@ -61,6 +66,8 @@ func main() {
 		err = compare(args, os.Stdout)
 	case "million":
 		err = million(ctx, args, os.Stdout)
+	case "gobaseline":
+		err = gobaseline(ctx, args)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -87,6 +94,7 @@ commands:
   payments     payment flows through pi_guard (or the Node baseline) against the fake Pi platform
   compare      the guard and the Node baseline side by side, from payments -summary files
   million      N payment flows against one guard site: memory and records on disk every K flows
+  gobaseline   serve the Node baseline's routes in plain Go (the "Go floor" of make bench)
 
 Run "piguard-bench <command> -h" for a command's flags.
 `)
