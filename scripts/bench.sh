@@ -314,7 +314,7 @@ bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" -gof
 	-sync-dir "$storage" | tee "$work/compare.md"
 
 say "passthrough: pi_guard + reverse_proxy vs reverse_proxy alone"
-bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "http://127.0.0.1:${PLAIN_PORT}" \
+bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "http://127.0.0.1:${PLAIN_PORT}" -pid "$caddy_pid" \
 	"${PT_FLAGS[@]}" | tee "$work/passthrough.md"
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -27,6 +27,7 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 	rounds := fs.Int("rounds", 20, "rounds per configuration")
 	round := fs.Duration("round", time.Second, "length of one round")
 	warmup := fs.Duration("warmup", time.Second, "warm-up per configuration before the rounds")
+	pid := fs.Int("pid", 0, "Caddy's process id: its CPU time per request (from /proc) is measured per configuration")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,6 +38,7 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 		client *http.Client
 		total  loadgen.Result
 		rates  []float64
+		cpu    time.Duration // Caddy's CPU time over this configuration's rounds
 	}
 	cfgs := []*config{
 		{name: "pi_guard + reverse_proxy", url: *guardURL + *path, client: loadgen.NewClient(*conns)},
@@ -74,9 +76,17 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 			order = []*config{plain, guard}
 		}
 		for _, c := range order {
+			var before time.Duration
+			if *pid != 0 {
+				before, _ = procCPU(*pid)
+			}
 			res := run(c, *round)
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if *pid != 0 {
+				after, _ := procCPU(*pid)
+				c.cpu += after - before
 			}
 			c.rates = append(c.rates, res.Rate())
 			c.total.Ops += res.Ops
@@ -95,7 +105,7 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 		*conns, *rounds, *round, *warmup)
 	var rows [][]string
 	for _, c := range cfgs {
-		rows = append(rows, []string{
+		row := []string{
 			c.name,
 			fmt.Sprint(c.total.Ops),
 			fmt.Sprint(c.total.Errors),
@@ -103,9 +113,20 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Sprintf("%.0f–%.0f", slices.Min(c.rates), slices.Max(c.rates)),
 			loadgen.Ms(c.total.Lat.Quantile(0.50)),
 			loadgen.Ms(c.total.Lat.Quantile(0.99)),
-		})
+		}
+		if *pid != 0 {
+			row = append(row, cpuPerRequest(c.cpu, c.total.Ops))
+		}
+		rows = append(rows, row)
 	}
-	fmt.Fprint(out, loadgen.Table([]string{"configuration", "requests", "errors", "req/s", "req/s per round", "p50 ms", "p99 ms"}, rows))
+	header := []string{"configuration", "requests", "errors", "req/s", "req/s per round", "p50 ms", "p99 ms"}
+	if *pid != 0 {
+		header = append(header, "Caddy CPU/request µs")
+	}
+	fmt.Fprint(out, loadgen.Table(header, rows))
+	if *pid != 0 {
+		fmt.Fprintf(out, "\n`Caddy CPU/request`: Caddy's user + system time from /proc over that configuration's rounds, divided by its requests: what serving one request and proxying it to the app costs Caddy. A payment flow serves and proxies two.\n")
+	}
 	ratio := guard.total.Rate() / plain.total.Rate()
 	verdict := "meets"
 	if ratio < 0.97 {
@@ -171,4 +192,12 @@ func tQuantile975(df int) float64 {
 		return table[df-1]
 	}
 	return 1.96
+}
+
+// cpuPerRequest formats CPU time per request in microseconds.
+func cpuPerRequest(cpu time.Duration, requests int) string {
+	if requests <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", float64(cpu.Microseconds())/float64(requests))
 }

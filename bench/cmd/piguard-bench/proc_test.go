@@ -65,3 +65,12 @@ func TestUsageMeasuresTheLoadGenerator(t *testing.T) {
 	_, err = startUsage(t.Context(), 0, 0, 1<<30).finish()
 	assert.Error(t, err, "a -pi-pid that does not exist")
 }
+
+func TestCPUPerRequest(t *testing.T) {
+	if got := cpuPerRequest(1460*time.Millisecond, 10000); got != "146" {
+		t.Errorf("cpuPerRequest(1.46s, 10000) = %q, want 146 (µs)", got)
+	}
+	if got := cpuPerRequest(time.Second, 0); got != "–" {
+		t.Errorf("cpuPerRequest with no requests = %q, want –", got)
+	}
+}
