@@ -185,6 +185,7 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 		sw.dir = d
 	}
 	size := sw.passSize()
+	owed := sw.owedNow()
 	removed := 0
 	for sw.lastPass < size {
 		if err := ctx.Err(); err != nil {
@@ -194,7 +195,7 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 		entries, err := sw.dir.ReadDir(n)
 		sw.lastPass += len(entries)
 		sw.walked += len(entries)
-		removed += sw.sweepEntries(payments, entries, cutoff)
+		removed += sw.sweepEntries(payments, entries, cutoff, owed)
 		if err != nil || len(entries) < n {
 			// The walk is over (or broken): the next pass starts again.
 			if errors.Is(err, io.EOF) {
@@ -207,9 +208,42 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 	return removed, nil
 }
 
+// owedSnapshotMax bounds the owed ids a pass keeps in memory; beyond it
+// (storage refused deliveries for long) each expired record's owed copy is
+// looked up on its own.
+const owedSnapshotMax = 1 << 16
+
+// owedNow returns the ids with a file in owed/ now, or nil when they could
+// not be listed or are too many. A delivered record with an owed copy is
+// left alone; one whose owed copy appears after this listing is younger
+// than any cutoff.
+func (sw *sweeper) owedNow() map[string]bool {
+	d, err := os.Open(sw.st.w.fs.Filename(path.Join(sw.st.prefix, "owed")))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]bool{}
+	}
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(owedSnapshotMax + 1)
+	if (err != nil && !errors.Is(err, io.EOF)) || len(names) > owedSnapshotMax {
+		return nil
+	}
+	owed := make(map[string]bool, len(names))
+	for _, n := range names {
+		if id, ok := strings.CutSuffix(n, ".json"); ok {
+			owed[id] = true
+		}
+	}
+	return owed
+}
+
 // sweepEntries removes the expired records among entries of the payments
 // directory, and the stale temporary files; it returns the records removed.
-func (sw *sweeper) sweepEntries(payments string, entries []os.DirEntry, cutoff time.Time) int {
+// owed is the snapshot of owedNow (nil: stat each expired record's owed
+// copy).
+func (sw *sweeper) sweepEntries(payments string, entries []os.DirEntry, cutoff time.Time, owed map[string]bool) int {
 	removed := 0
 	for _, e := range entries {
 		name := e.Name()
@@ -228,7 +262,11 @@ func (sw *sweeper) sweepEntries(payments string, entries []os.DirEntry, cutoff t
 		if err != nil || !info.ModTime().Before(cutoff) {
 			continue
 		}
-		if _, err := os.Stat(sw.st.w.fs.Filename(sw.st.owedKey(id))); !errors.Is(err, fs.ErrNotExist) {
+		if owed != nil {
+			if owed[id] {
+				continue // still owed: leave it to the delivery
+			}
+		} else if _, err := os.Stat(sw.st.w.fs.Filename(sw.st.owedKey(id))); !errors.Is(err, fs.ErrNotExist) {
 			continue // still owed (or unknown): leave it to the delivery
 		}
 		if os.Remove(full) == nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path"
 	"testing"
 	"time"
 
@@ -340,5 +341,36 @@ func TestRetentionLoopStops(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("retentionLoop did not stop with its context")
+	}
+}
+
+// Whether owed/ is listed once per pass (the usual case) or each expired
+// record's owed copy is looked up (owed/ could not be listed, or holds too
+// many), a delivered record with an owed copy stays.
+func TestRetentionOwedCheckBothWays(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		snapshot bool
+	}{{"owed listed once", true}, {"owed looked up per record", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := &certmagic.FileStorage{Path: t.TempDir()}
+			st := newStore(fsys, "pi_guard/test")
+			oldIDs, _, _, bothID := retentionFixture(t, st, fsys, 2, 1)
+			sw := newSweeper(st, DefaultRetention)
+			defer sw.close()
+			owed := sw.owedNow()
+			require.NotNil(t, owed)
+			assert.True(t, owed[bothID])
+			if !tc.snapshot {
+				owed = nil
+			}
+			payments := fsys.Filename(path.Join(st.prefix, "payments"))
+			entries, err := os.ReadDir(payments)
+			require.NoError(t, err)
+			removed := sw.sweepEntries(payments, entries, time.Now().Add(-DefaultRetention), owed)
+			assert.Equal(t, len(oldIDs), removed)
+			_, err = os.Stat(fsys.Filename(st.recordKey(bothID)))
+			assert.NoError(t, err, "a delivered record whose owed copy remains is kept")
+		})
 	}
 }
