@@ -75,6 +75,9 @@ func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte)
 	if w.journal == nil {
 		return w.storeSynced(ctx, key, value)
 	}
+	if err := w.journal.prepare(w.fs.Path); err != nil {
+		return err
+	}
 	final := w.fs.Filename(key)
 	f, err := w.create(final)
 	if errors.Is(err, fs.ErrExist) {

@@ -391,9 +391,15 @@ func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardErr
 }
 
 // release frees a payment's locks once the step's background work (st.then),
-// if any, is done; the request itself does not wait for that work.
+// if any, is done; the request itself does not wait for that work. With a
+// storage module other than file_system the work runs before the request
+// returns: such a module may keep its lock only while the request's
+// context lives.
 func (h *Handler) release(st *step, unlock func()) {
-	if st.then == nil {
+	if st.then == nil || h.store.files == nil {
+		if st.then != nil {
+			st.then()
+		}
 		unlock()
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -59,6 +60,16 @@ type journal struct {
 	closed   []*segment // closed, waiting for retire
 	own      map[string]bool
 	retiring bool
+	// sfd is the storage root, opened before the first record (prepare).
+	sfd *os.File
+	// failed is the syncfs error that stopped retiring: kept holds the
+	// segments since, locked until the process ends (see retire).
+	failed error
+	kept   []*segment
+
+	// syncfs and fdatasync are the system calls, replaced by tests that
+	// inject failures.
+	syncfs, fdatasync func(*os.File) error
 
 	// syncs counts fdatasyncs, for tests and benchmarks.
 	syncs atomic.Int64
@@ -94,12 +105,30 @@ type journalEntry struct {
 var journals sync.Map // dir → *journal
 
 func journalFor(dir string) *journal {
+	if !syncfsReportsErrors() {
+		return nil // every record is synced in place instead
+	}
 	j, _ := journals.LoadOrStore(dir, newJournal(dir))
 	return j.(*journal)
 }
 
+// syncfsReportsErrors reports whether this kernel's syncfs returns writeback
+// errors (Linux 5.8 and later); before, it always succeeded, and the
+// journal cannot be retired safely.
+func syncfsReportsErrors() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 5 || major == 5 && minor >= 8
+}
+
 func newJournal(dir string) *journal {
-	return &journal{dir: dir, own: map[string]bool{}}
+	return &journal{dir: dir, own: map[string]bool{}, syncfs: syncfs, fdatasync: fdatasync}
 }
 
 // append adds key's record to the journal and returns once it is on disk.
@@ -167,8 +196,9 @@ func (j *journal) commit(batch []*journalJob) error {
 	}
 	_, err := seg.f.Write(buf)
 	if err == nil {
-		err = unix.Fdatasync(int(seg.f.Fd()))
-		j.syncs.Add(1)
+		if err = j.fdatasync(seg.f); err == nil {
+			j.syncs.Add(1)
+		}
 	}
 	if err != nil {
 		// The segment's tail is unknown: start another one.
@@ -182,30 +212,43 @@ func (j *journal) commit(batch []*journalJob) error {
 	return nil
 }
 
-// open starts a new segment, held with an flock, its directory entry synced.
+// open starts a new segment. It is created under a name replays never
+// read, locked, and only then renamed to its .log name (its directory synced),
+// so no other instance can ever find it unlocked.
 func (j *journal) open() (*segment, error) {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, err
 	}
-	name := filepath.Join(j.dir, fmt.Sprintf("%d-%d-%s.log", time.Now().UnixNano(), j.seq.Add(1), newToken()[:8]))
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	base := fmt.Sprintf("%d-%d-%s.log", time.Now().UnixNano(), j.seq.Add(1), newToken()[:8])
+	name, aside := filepath.Join(j.dir, base), filepath.Join(j.dir, "."+base+".new")
+	f, err := os.OpenFile(aside, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	fail := func(err error) (*segment, error) {
 		f.Close()
+		os.Remove(aside)
 		os.Remove(name)
+		j.mu.Lock()
+		delete(j.own, base)
+		j.mu.Unlock()
 		return nil, err
 	}
+	j.mu.Lock()
+	j.own[base] = true
+	j.mu.Unlock()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(aside, name); err != nil {
+		return fail(err)
+	}
 	if err := syncDir(j.dir); err != nil {
-		f.Close()
-		os.Remove(name)
-		return nil, err
+		return fail(err)
 	}
 	seg := &segment{f: f, name: name, opened: time.Now()}
 	j.mu.Lock()
 	j.seg = seg
-	j.own[filepath.Base(name)] = true
 	j.mu.Unlock()
 	time.AfterFunc(segmentMaxAge, func() {
 		j.commitMu.Lock()
@@ -234,29 +277,34 @@ func (j *journal) rotate(seg *segment) {
 }
 
 // retire makes every record file written so far durable with one syncfs,
-// then removes the closed segments, which nothing needs any more. A syncfs
-// that fails keeps them (retried after segmentMaxAge).
+// then removes the closed segments, which nothing needs any more.
+//
+// syncfs goes through the fd opened before this journal's first record
+// was written (see prepare): Linux reports a writeback error to every fd
+// opened before it, once. If it fails, the records' files may not be on
+// disk, and asking again would wrongly succeed: the segments are kept,
+// locked, until the process ends, and then replayed by another instance,
+// which writes every record in them again, synced (see replaySegment).
 func (j *journal) retire() {
 	for {
 		j.mu.Lock()
 		segs := j.closed
 		j.closed = nil
-		if len(segs) == 0 {
+		if len(segs) == 0 || j.failed != nil {
+			j.kept = append(j.kept, segs...)
 			j.retiring = false
 			j.mu.Unlock()
 			return
 		}
+		sfd := j.sfd
 		j.mu.Unlock()
-		err := syncFS(j.dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = nil // the storage is gone, and the segments with it
-		}
-		if err != nil {
-			time.Sleep(segmentMaxAge)
+		if err := j.syncfs(sfd); err != nil {
 			j.mu.Lock()
-			j.closed = append(segs, j.closed...)
+			j.failed = err
+			j.kept = append(j.kept, segs...)
+			j.retiring = false
 			j.mu.Unlock()
-			continue
+			return
 		}
 		for _, seg := range segs {
 			os.Remove(seg.name)
@@ -266,6 +314,26 @@ func (j *journal) retire() {
 			j.mu.Unlock()
 		}
 	}
+}
+
+// prepare opens, once, the fd that retire's syncfs goes through, on the
+// storage root: before any record of this journal is written, so that no
+// writeback error of theirs can escape it.
+func (j *journal) prepare(root string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.sfd != nil {
+		return nil
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return err
+	}
+	d, err := os.Open(root)
+	if err != nil {
+		return err
+	}
+	j.sfd = d
+	return nil
 }
 
 // flushAll closes the current segment and retires every closed one now, for
@@ -305,14 +373,8 @@ func (j *journal) owns(name string) bool {
 	return j.own[name]
 }
 
-func syncFS(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
-}
+func syncfs(f *os.File) error    { return unix.Syncfs(int(f.Fd())) }
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
 // recoverJournal replays the segments of processes that died: every record
 // in them without a readable file is written again, durably, as owed; then
@@ -358,29 +420,35 @@ func (st *store) replaySegment(ctx context.Context, name string) (int, error) {
 		return 0, nil // retired between the open and the lock
 	}
 	restored := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
+	rd := bufio.NewReader(f)
+	for {
+		line, rerr := rd.ReadBytes('\n')
 		var e journalEntry
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue // a batch cut short by the crash: never acknowledged
+		if len(line) > 0 && json.Unmarshal(line, &e) == nil { // else a batch cut short by the crash: never acknowledged
+			ok, err := st.restore(ctx, e)
+			if err != nil {
+				return restored, err
+			}
+			if ok {
+				restored++
+			}
 		}
-		ok, err := st.restore(ctx, e)
-		if err != nil {
-			return restored, err
+		if errors.Is(rerr, io.EOF) {
+			break
 		}
-		if ok {
-			restored++
+		if rerr != nil {
+			return restored, rerr
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return restored, err
 	}
 	return restored, os.Remove(name)
 }
 
-// restore writes a journalled record as owed when the payment has no
-// readable record, under the payment's lock.
+// restore makes a journalled record durable, under the payment's lock:
+// its owed record as it is now (it may have moved on since), written again
+// and synced, since its file was written unsynced and may have been lost
+// or never written back; the journalled bytes when it has no readable
+// record; nothing when the app already has the payment. It reports whether
+// the record had to come back from the journal.
 func (st *store) restore(ctx context.Context, e journalEntry) (bool, error) {
 	dir, base := path.Split(e.Key)
 	id, ok := strings.CutSuffix(base, ".json")
@@ -396,11 +464,20 @@ func (st *store) restore(ctx context.Context, e journalEntry) (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	if have, err := st.load(ctx, id); err != nil || have != nil {
+	have, err := st.load(ctx, id)
+	if err != nil {
 		return false, err
 	}
-	if err := st.w.storeSynced(ctx, e.Key, e.Record); err != nil {
-		return false, err
+	switch {
+	case have == nil:
+		return true, st.w.storeSynced(ctx, e.Key, e.Record)
+	case have.owed() && !have.unsaved:
+		data, err := json.Marshal(have)
+		if err != nil {
+			return false, err
+		}
+		return false, st.w.storeSynced(ctx, e.Key, data)
+	default:
+		return false, nil // delivered (or kept in memory, written by the worker)
 	}
-	return true, nil
 }

@@ -4,6 +4,7 @@ package piguard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
@@ -150,4 +152,71 @@ func TestJournalRetiresSegments(t *testing.T) {
 	// The next completion opens a new segment.
 	require.NoError(t, st.save(t.Context(), journalled(10)))
 	assert.Len(t, segments(t, st), 1)
+}
+
+// A failed syncfs means the record files may not be on disk, and asking
+// again would wrongly succeed: the segments are kept, locked, and when
+// their process ends the next instance writes every still-owed record again,
+// synced, even though its file is readable (it may be readable only from
+// the page cache).
+func TestJournalKeepsSegmentsWhenSyncfsFails(t *testing.T) {
+	failing := errors.New("EIO")
+	dir := t.TempDir()
+	st := journalStore(t, dir)
+	st.w.journal.syncfs = func(*os.File) error { return failing }
+	for i := range 5 {
+		require.NoError(t, st.save(t.Context(), journalled(i)))
+	}
+	delivered := journalled(0)
+	delivered.Delivery = delivery{State: deliveryDelivered}
+	require.NoError(t, st.save(t.Context(), delivered))
+	st.w.journal.flushAll()
+	require.ErrorIs(t, st.w.journal.failed, failing)
+	require.Len(t, segments(t, st), 1, "not retired: the records may not be on disk")
+	require.NoError(t, st.save(t.Context(), journalled(5)))
+	st.w.journal.flushAll()
+	assert.Len(t, segments(t, st), 2, "no later segment is retired either")
+
+	for _, seg := range st.w.journal.kept {
+		seg.f.Close() // the process ends
+	}
+	next := journalStore(t, dir)
+	restored, err := next.recoverJournal(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, restored, "every record still has its file")
+	assert.EqualValues(t, 5, next.w.syncs.Load(), "each still-owed record was written again and synced; the delivered one was left alone")
+	assert.Empty(t, segments(t, next))
+	for i := 1; i <= 5; i++ {
+		rec, err := next.load(t.Context(), journalled(i).PaymentID)
+		require.NoError(t, err)
+		require.NotNil(t, rec)
+		assert.True(t, rec.owed())
+	}
+}
+
+// A segment shows its .log name only once it is locked: a replayer can
+// never take a live segment for a dead one's.
+func TestJournalSegmentLockedBeforeItIsVisible(t *testing.T) {
+	st := journalStore(t, t.TempDir())
+	require.NoError(t, st.save(t.Context(), journalled(1)))
+	segs := segments(t, st)
+	require.Len(t, segs, 1)
+	f, err := os.Open(filepath.Join(st.w.journal.dir, segs[0]))
+	require.NoError(t, err)
+	defer f.Close()
+	assert.ErrorIs(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+}
+
+// A completion is acknowledged only once the journal's fdatasync succeeded:
+// when it fails, save fails and the record is kept in memory (owed, and
+// written again by the worker).
+func TestJournalAckWaitsForFdatasync(t *testing.T) {
+	st := journalStore(t, t.TempDir())
+	st.w.journal.fdatasync = func(*os.File) error { return errors.New("EIO") }
+	rec := journalled(1)
+	require.Error(t, st.save(t.Context(), rec))
+	assert.True(t, rec.unsaved)
+	ids, err := st.owed(t.Context())
+	require.NoError(t, err)
+	assert.Contains(t, ids, rec.PaymentID)
 }
