@@ -72,7 +72,7 @@ func newFileWriter(fs *certmagic.FileStorage) *fileWriter {
 // new record through the journal where there is one (written in place
 // unsynced, its bytes synced in the journal), anything else synced in place.
 func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte) error {
-	if w.journal == nil {
+	if w.journal.off() {
 		return w.storeSynced(ctx, key, value)
 	}
 	if err := w.journal.prepare(w.fs.Path); err != nil {
@@ -94,7 +94,12 @@ func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte)
 		os.Remove(final)
 		return fmt.Errorf("writing %s: %w", final, err)
 	}
-	return w.journal.append(ctx, key, value)
+	if err := w.journal.append(ctx, key, value); errors.Is(err, errJournalOff) {
+		return w.storeSynced(ctx, key, value) // turned off meanwhile
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // storeSynced writes value under key and returns once the file and its

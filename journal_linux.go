@@ -144,6 +144,10 @@ func (j *journal) append(ctx context.Context, key string, data []byte) error {
 	line = append(append(line, data...), "}\n"...)
 	job := &journalJob{line: line, done: make(chan error, 1)}
 	j.mu.Lock()
+	if j.failed != nil {
+		j.mu.Unlock()
+		return errJournalOff
+	}
 	j.queue = append(j.queue, job)
 	if !j.running {
 		j.running = true
@@ -187,6 +191,7 @@ func (j *journal) commit(batch []*journalJob) error {
 	if seg == nil {
 		var err error
 		if seg, err = j.open(); err != nil {
+			j.fail(err)
 			return fmt.Errorf("opening a journal segment: %w", err)
 		}
 	}
@@ -201,7 +206,8 @@ func (j *journal) commit(batch []*journalJob) error {
 		}
 	}
 	if err != nil {
-		// The segment's tail is unknown: start another one.
+		// The segment's tail is unknown: close it, and stop journalling.
+		j.fail(err)
 		j.rotate(seg)
 		return fmt.Errorf("writing the journal %s: %w", seg.name, err)
 	}
@@ -314,6 +320,32 @@ func (j *journal) retire() {
 			j.mu.Unlock()
 		}
 	}
+}
+
+// errJournalOff: the journal failed earlier; the record is synced in place
+// instead (see fileWriter.storeDurable).
+var errJournalOff = errors.New("the journal is off after an earlier failure")
+
+// fail turns the journal off for the rest of the process, so that a failing
+// disk does not open a new segment per batch: new records are synced in
+// place, one by one (slower, as durable). Segments already written are kept
+// or retired as usual.
+func (j *journal) fail(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failed == nil {
+		j.failed = err
+	}
+}
+
+// off reports whether the journal has failed (nil journal: off).
+func (j *journal) off() bool {
+	if j == nil {
+		return true
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failed != nil
 }
 
 // prepare opens, once, the fd that retire's syncfs goes through, on the

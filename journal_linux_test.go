@@ -175,7 +175,8 @@ func TestJournalKeepsSegmentsWhenSyncfsFails(t *testing.T) {
 	require.Len(t, segments(t, st), 1, "not retired: the records may not be on disk")
 	require.NoError(t, st.save(t.Context(), journalled(5)))
 	st.w.journal.flushAll()
-	assert.Len(t, segments(t, st), 2, "no later segment is retired either")
+	assert.Len(t, segments(t, st), 1, "the journal is off: no new segment")
+	assert.EqualValues(t, 1, st.w.syncs.Load(), "a later record is synced in place")
 
 	for _, seg := range st.w.journal.kept {
 		seg.f.Close() // the process ends
@@ -184,7 +185,7 @@ func TestJournalKeepsSegmentsWhenSyncfsFails(t *testing.T) {
 	restored, err := next.recoverJournal(t.Context())
 	require.NoError(t, err)
 	assert.Zero(t, restored, "every record still has its file")
-	assert.EqualValues(t, 5, next.w.syncs.Load(), "each still-owed record was written again and synced; the delivered one was left alone")
+	assert.EqualValues(t, 4, next.w.syncs.Load(), "each still-owed record of the segment was written again and synced; the delivered one was left alone")
 	assert.Empty(t, segments(t, next))
 	for i := 1; i <= 5; i++ {
 		rec, err := next.load(t.Context(), journalled(i).PaymentID)
@@ -219,4 +220,12 @@ func TestJournalAckWaitsForFdatasync(t *testing.T) {
 	ids, err := st.owed(t.Context())
 	require.NoError(t, err)
 	assert.Contains(t, ids, rec.PaymentID)
+
+	// The journal is off now: no new segment per batch on a failing disk;
+	// records are synced in place instead, the kept one too.
+	require.NoError(t, st.save(t.Context(), journalled(2)))
+	require.NoError(t, st.save(t.Context(), rec))
+	assert.False(t, rec.unsaved)
+	assert.EqualValues(t, 2, st.w.syncs.Load())
+	assert.Len(t, segments(t, st), 1)
 }

@@ -2,7 +2,10 @@
 
 package piguard
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // journal exists on Linux only (it needs syncfs); elsewhere every new
 // record is synced in place.
@@ -17,3 +20,7 @@ func (st *store) recoverJournal(context.Context) (int, error) { return 0, nil }
 func (*journal) syncCount() int64 { return 0 }
 
 func (*journal) prepare(string) error { return nil }
+
+func (*journal) off() bool { return true }
+
+var errJournalOff = errors.New("no journal")
