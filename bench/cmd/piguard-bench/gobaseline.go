@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -47,26 +46,7 @@ func gobaseline(ctx context.Context, args []string) error {
 	if *piURL == "" || *apiKey == "" {
 		return errors.New("gobaseline: -pi-url and -api-key are required")
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           newGoBaseline(*piURL, *apiKey),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	fmt.Fprintf(os.Stderr, "piguard-bench gobaseline: listening on http://%s\n", ln.Addr())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return serveUntilDone(ctx, "gobaseline", *addr, newGoBaseline(*piURL, *apiKey))
 }
 
 // goBaseline is the handler of the gobaseline command.

@@ -110,19 +110,25 @@ func upstream(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	body := []byte(upstreamBody)
+	return serveUntilDone(ctx, "upstream", *addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+	}))
+}
+
+// serveUntilDone serves handler on addr until ctx is done, then shuts the
+// server down; name goes into its "listening" line.
+func serveUntilDone(ctx context.Context, name, addr string, handler http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	body := []byte(upstreamBody)
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			h := w.Header()
-			h.Set("Content-Type", "text/plain; charset=utf-8")
-			h.Set("Content-Length", strconv.Itoa(len(body)))
-			_, _ = w.Write(body)
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -132,7 +138,7 @@ func upstream(ctx context.Context, args []string) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	fmt.Fprintf(os.Stderr, "piguard-bench upstream: listening on %s\n", ln.Addr())
+	fmt.Fprintf(os.Stderr, "piguard-bench %s: listening on http://%s\n", name, ln.Addr())
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
