@@ -59,42 +59,62 @@ func newLockFiles(storageRoot string) *lockFiles {
 
 // lock waits until name is free or ctx is done.
 func (l *lockFiles) lock(ctx context.Context, name string) (func(), error) {
+	var unlock func()
+	err := poll(ctx, func() (bool, error) {
+		var err error
+		unlock, err = l.tryLock(name)
+		return unlock != nil, err
+	})
+	return unlock, err
+}
+
+// poll calls try until it reports true or fails, or ctx is done, waiting
+// fileLockPoll between tries and twice as long each time, at most 250 ms
+// (as certmagic's locks poll).
+func poll(ctx context.Context, try func() (bool, error)) error {
 	wait := fileLockPoll
 	for {
-		unlock, err := l.tryLock(name)
-		if err != nil || unlock != nil {
-			return unlock, err
+		if ok, err := try(); err != nil || ok {
+			return err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-t.C:
 		}
 		wait = min(wait*2, 250*time.Millisecond)
 	}
 }
 
+// openMakingDir opens name with flag (permissions 0600), making its
+// directory first unless made says it exists, and again if the directory
+// was removed behind made's back.
+func openMakingDir(name string, flag int, made *atomic.Bool) (*os.File, error) {
+	dir := filepath.Dir(name)
+	if !made.Load() {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		made.Store(true)
+	}
+	f, err := os.OpenFile(name, flag, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			f, err = os.OpenFile(name, flag, 0o600)
+		}
+	}
+	return f, err
+}
+
 // tryLock takes name if it is free (or its owner let it expire); it returns
 // nil, nil when someone else holds it.
 func (l *lockFiles) tryLock(name string) (func(), error) {
 	path := filepath.Join(l.dir, safeName(name)+".lock")
-	if !l.made.Load() {
-		if err := os.MkdirAll(l.dir, 0o700); err != nil {
-			return nil, err
-		}
-		l.made.Store(true)
-	}
 	token := newToken()
 	for attempt := 0; attempt < 2; attempt++ {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrNotExist) {
-			// The directory was removed behind the cache's back.
-			if err = os.MkdirAll(l.dir, 0o700); err == nil {
-				f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			}
-		}
+		f, err := openMakingDir(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, &l.made)
 		if err == nil {
 			expires := time.Now().Add(l.ttl)
 			data, _ := json.Marshal(lockFile{Token: token, Expires: expires})

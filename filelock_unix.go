@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 )
 
 // newFileLocker returns the lock for file_system storage rooted at
@@ -91,22 +89,8 @@ func (l *flockLocker) lock(ctx context.Context, name string) (func(), error) {
 		<-slot
 		return nil, err
 	}
-	wait := fileLockPoll
-	for {
-		held, err := flockNB(f)
-		if err != nil || held {
-			return release(f, slot, err)
-		}
-		// Held by another process: poll, as certmagic's locks do.
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return release(f, slot, ctx.Err())
-		case <-t.C:
-		}
-		wait = min(wait*2, 250*time.Millisecond)
-	}
+	// Held by another process: poll, as certmagic's locks do.
+	return release(f, slot, poll(ctx, func() (bool, error) { return flockNB(f) }))
 }
 
 func (l *flockLocker) tryLock(name string) (func(), error) {
@@ -150,20 +134,7 @@ func release(f *os.File, slot chan struct{}, err error) (func(), error) {
 
 // open opens (creating it the first time) the lock file at path.
 func (l *flockLocker) open(path string) (*os.File, error) {
-	if !l.made.Load() {
-		if err := os.MkdirAll(l.dir, 0o700); err != nil {
-			return nil, err
-		}
-		l.made.Store(true)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		// The directory was removed behind the cache's back.
-		if err = os.MkdirAll(l.dir, 0o700); err == nil {
-			f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-		}
-	}
-	return f, err
+	return openMakingDir(path, os.O_RDWR|os.O_CREATE, &l.made)
 }
 
 // flockNB takes an exclusive flock on f without waiting: false when another

@@ -7,8 +7,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,27 +16,7 @@ import (
 
 func TestFlockLockerExcludes(t *testing.T) {
 	l := newFlockLocker(t.TempDir())
-	var inside, maxInside atomic.Int32
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			unlock, err := l.lock(t.Context(), "pi_guard/x/locks/pay1")
-			require.NoError(t, err)
-			n := inside.Add(1)
-			for {
-				m := maxInside.Load()
-				if n <= m || maxInside.CompareAndSwap(m, n) {
-					break
-				}
-			}
-			time.Sleep(time.Millisecond)
-			inside.Add(-1)
-			unlock()
-			unlock() // a second call is harmless
-		})
-	}
-	wg.Wait()
-	assert.EqualValues(t, 1, maxInside.Load())
+	assertExcludes(t, l)
 	entries, err := os.ReadDir(l.dir)
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "one stripe file, kept for the next lock; nothing created per lock")

@@ -41,7 +41,7 @@ import (
 // costs at most an idempotent redelivery) skip the syncs: see storeLazy.
 type fileWriter struct {
 	fs   *certmagic.FileStorage
-	dirs sync.Map // directories known to exist
+	dirs sync.Map // directory → *atomic.Bool: known to exist
 	seq  atomic.Uint64
 
 	mu      sync.Mutex
@@ -190,22 +190,8 @@ func (w *fileWriter) create(name string) (*os.File, error) {
 
 // open opens name for writing with flag, making its directory when needed.
 func (w *fileWriter) open(name string, flag int) (*os.File, error) {
-	dir := filepath.Dir(name)
-	if _, ok := w.dirs.Load(dir); !ok {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
-		}
-		w.dirs.Store(dir, struct{}{})
-	}
-	f, err := os.OpenFile(name, flag, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		// The directory was removed behind the cache's back: make it again.
-		w.dirs.Delete(dir)
-		if err = os.MkdirAll(dir, 0o700); err == nil {
-			f, err = os.OpenFile(name, flag, 0o600)
-		}
-	}
-	return f, err
+	made, _ := w.dirs.LoadOrStore(filepath.Dir(name), new(atomic.Bool))
+	return openMakingDir(name, flag, made.(*atomic.Bool))
 }
 
 // commitLoop commits batches until the queue is empty.
