@@ -44,9 +44,7 @@ type fileWriter struct {
 	dirs sync.Map // directory → *atomic.Bool: known to exist
 	seq  atomic.Uint64
 
-	mu      sync.Mutex
-	queue   []*commitJob
-	running bool
+	batch batcher[*commitJob]
 
 	// syncs counts the directory syncs made, for tests and benchmarks.
 	syncs atomic.Int64
@@ -65,7 +63,9 @@ type commitJob struct {
 }
 
 func newFileWriter(fs *certmagic.FileStorage) *fileWriter {
-	return &fileWriter{fs: fs}
+	w := &fileWriter{fs: fs}
+	w.batch.commit = w.commit
+	return w
 }
 
 // storeDurable writes value under key and returns once it is durable: a
@@ -113,21 +113,57 @@ func (w *fileWriter) storeSynced(ctx context.Context, key string, value []byte) 
 		return err
 	}
 	j.done = make(chan error, 1)
-	w.mu.Lock()
-	w.queue = append(w.queue, j)
-	if !w.running {
-		w.running = true
-		go w.commitLoop()
-	}
-	w.mu.Unlock()
+	w.batch.add(j)
+	return awaitCommit(ctx, j.done, "the disk")
+}
+
+// awaitCommit waits for a queued write's batch to be committed, or ctx. A
+// hung disk (a stuck fsync on NFS or a failing drive) must not hold a
+// completion, and the payment's locks, beyond its timeout: the caller keeps
+// the record in memory and writes it again later.
+func awaitCommit(ctx context.Context, done <-chan error, what string) error {
 	select {
-	case err := <-j.done:
+	case err := <-done:
 		return err
 	case <-ctx.Done():
-		// A hung disk (a stuck fsync on NFS or a failing drive) must not
-		// hold a completion, and the payment's locks, beyond its timeout:
-		// the caller keeps the record in memory and writes it again later.
-		return fmt.Errorf("waiting for the disk to sync: %w", ctx.Err())
+		return fmt.Errorf("waiting for %s to sync: %w", what, ctx.Err())
+	}
+}
+
+// batcher is a group commit: commit runs, in one goroutine started when
+// needed, on everything queued while the previous batch was committed.
+// The file writer and the journal each have one.
+type batcher[J any] struct {
+	commit  func([]J)
+	mu      sync.Mutex
+	queue   []J
+	running bool
+}
+
+// add queues job and starts the committer if it is not running.
+func (b *batcher[J]) add(job J) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.queue = append(b.queue, job)
+	if !b.running {
+		b.running = true
+		go b.loop()
+	}
+}
+
+// loop commits batches until the queue is empty.
+func (b *batcher[J]) loop() {
+	for {
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.commit(batch)
 	}
 }
 
@@ -192,22 +228,6 @@ func (w *fileWriter) create(name string) (*os.File, error) {
 func (w *fileWriter) open(name string, flag int) (*os.File, error) {
 	made, _ := w.dirs.LoadOrStore(filepath.Dir(name), new(atomic.Bool))
 	return openMakingDir(name, flag, made.(*atomic.Bool))
-}
-
-// commitLoop commits batches until the queue is empty.
-func (w *fileWriter) commitLoop() {
-	for {
-		w.mu.Lock()
-		batch := w.queue
-		w.queue = nil
-		if len(batch) == 0 {
-			w.running = false
-			w.mu.Unlock()
-			return
-		}
-		w.mu.Unlock()
-		w.commit(batch)
-	}
 }
 
 // commit makes one batch durable: fsync every file, rename those written

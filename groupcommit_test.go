@@ -23,9 +23,9 @@ func TestFileWriterGroupCommit(t *testing.T) {
 	w := newFileWriter(fs)
 	const n = 32
 	// Hold the committer back until every writer has queued its file.
-	w.mu.Lock()
-	w.running = true
-	w.mu.Unlock()
+	w.batch.mu.Lock()
+	w.batch.running = true
+	w.batch.mu.Unlock()
 	var wg sync.WaitGroup
 	var returned atomic.Int32
 	errs := make([]error, n)
@@ -36,13 +36,13 @@ func TestFileWriterGroupCommit(t *testing.T) {
 		})
 	}
 	require.Eventually(t, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.queue) == n
+		w.batch.mu.Lock()
+		defer w.batch.mu.Unlock()
+		return len(w.batch.queue) == n
 	}, 5*time.Second, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
 	require.Zero(t, returned.Load(), "no writer returns before its batch is committed")
-	go w.commitLoop()
+	go w.batch.loop()
 	wg.Wait()
 	for i := range n {
 		require.NoError(t, errs[i])

@@ -53,9 +53,9 @@ type journal struct {
 	// and to close that segment: never closed under a write.
 	commitMu sync.Mutex
 
+	batch batcher[*journalJob]
+
 	mu       sync.Mutex
-	queue    []*journalJob
-	running  bool
 	seg      *segment   // current segment, nil before the first append
 	closed   []*segment // closed, waiting for retire
 	own      map[string]bool
@@ -128,7 +128,9 @@ func syncfsReportsErrors() bool {
 }
 
 func newJournal(dir string) *journal {
-	return &journal{dir: dir, own: map[string]bool{}, syncfs: syncfs, fdatasync: fdatasync}
+	j := &journal{dir: dir, own: map[string]bool{}, syncfs: syncfs, fdatasync: fdatasync}
+	j.batch.commit = j.commitBatch
+	return j
 }
 
 // append adds key's record to the journal and returns once it is on disk.
@@ -143,51 +145,32 @@ func (j *journal) append(ctx context.Context, key string, data []byte) error {
 	line = append(append(append(line, `{"key":`...), k...), `,"record":`...)
 	line = append(append(line, data...), "}\n"...)
 	job := &journalJob{line: line, done: make(chan error, 1)}
-	j.mu.Lock()
-	if j.failed != nil {
-		j.mu.Unlock()
+	if j.off() {
 		return errJournalOff
 	}
-	j.queue = append(j.queue, job)
-	if !j.running {
-		j.running = true
-		go j.commitLoop()
-	}
-	j.mu.Unlock()
-	select {
-	case err := <-job.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the journal to sync: %w", ctx.Err())
-	}
+	j.batch.add(job)
+	return awaitCommit(ctx, job.done, "the journal")
 }
 
-func (j *journal) commitLoop() {
-	for {
-		j.mu.Lock()
-		batch := j.queue
-		j.queue = nil
-		if len(batch) == 0 {
-			j.running = false
-			j.mu.Unlock()
-			return
-		}
-		j.mu.Unlock()
-		err := j.commit(batch)
-		for _, job := range batch {
-			job.done <- err
-		}
+// commitBatch commits a batch and gives every job its outcome.
+func (j *journal) commitBatch(batch []*journalJob) {
+	err := j.commit(batch)
+	for _, job := range batch {
+		job.done <- err
 	}
 }
 
 // commit writes a batch to the current segment (opening one when needed)
-// and syncs it. Only the commit loop calls it.
+// and syncs it. Only the batcher's goroutine calls it.
 func (j *journal) commit(batch []*journalJob) error {
 	j.commitMu.Lock()
 	defer j.commitMu.Unlock()
 	j.mu.Lock()
-	seg := j.seg
+	seg, failed := j.seg, j.failed
 	j.mu.Unlock()
+	if failed != nil {
+		return errJournalOff // turned off after this batch was queued
+	}
 	if seg == nil {
 		var err error
 		if seg, err = j.open(); err != nil {
