@@ -164,17 +164,30 @@ cat >"$work/Caddyfile" <<EOF
 	}
 }
 
-# pi_guard + reverse_proxy
-http://127.0.0.1:${GUARD_PORT} {
+EOF
+# guard_site <comment> <port> [lines for pi_guard]: a site with pi_guard and
+# reverse_proxy in front of the upstream, appended to the Caddyfile.
+guard_site() {
+	local comment="$1" port="$2" extra="${3:-}"
+	cat >>"$work/Caddyfile" <<EOF
+
+# ${comment}
+http://127.0.0.1:${port} {
 	pi_guard {
 		api_key pitest-api-key
 		api_url http://127.0.0.1:${PI_PORT}/v2
 		network "Pi Testnet"
 		signing_key {env.PI_GUARD_SIGNING_KEY}
-		redeliver_to http://127.0.0.1:${UP_PORT}
+		redeliver_to http://127.0.0.1:${UP_PORT}${extra:+
+${extra}}
 	}
 	reverse_proxy 127.0.0.1:${UP_PORT}
 }
+EOF
+}
+
+guard_site "pi_guard + reverse_proxy" "$GUARD_PORT"
+cat >>"$work/Caddyfile" <<EOF
 
 # reverse_proxy alone, in front of the same upstream
 http://127.0.0.1:${PLAIN_PORT} {
@@ -182,48 +195,19 @@ http://127.0.0.1:${PLAIN_PORT} {
 }
 EOF
 if [[ -n "$tmpfs_dir" ]]; then
-	cat >>"$work/Caddyfile" <<EOF
-
-# pi_guard + reverse_proxy with the guard's records on a tmpfs
-http://127.0.0.1:${TMPFS_PORT} {
-	pi_guard {
-		api_key pitest-api-key
-		api_url http://127.0.0.1:${PI_PORT}/v2
-		network "Pi Testnet"
-		signing_key {env.PI_GUARD_SIGNING_KEY}
-		redeliver_to http://127.0.0.1:${UP_PORT}
-		storage file_system {
+	guard_site "pi_guard + reverse_proxy with the guard's records on a tmpfs" "$TMPFS_PORT" "		storage file_system {
 			root ${tmpfs_dir}
-		}
-	}
-	reverse_proxy 127.0.0.1:${UP_PORT}
-}
-EOF
+		}"
 fi
 
 million_storage=""
 if [[ -n "$MILLION" ]]; then
 	million_storage="${BENCH_MILLION_STORAGE:-$work/million-storage}"
 	mkdir -p "$million_storage"
-	cat >>"$work/Caddyfile" <<EOF
-
-# pi_guard + reverse_proxy with a short retention and its own storage, for
-# the million-payment run
-http://127.0.0.1:${MILLION_PORT} {
-	pi_guard {
-		api_key pitest-api-key
-		api_url http://127.0.0.1:${PI_PORT}/v2
-		network "Pi Testnet"
-		signing_key {env.PI_GUARD_SIGNING_KEY}
-		redeliver_to http://127.0.0.1:${UP_PORT}
-		retention ${MILLION_RETENTION}
+	guard_site "pi_guard + reverse_proxy with a short retention and its own storage, for the million-payment run" "$MILLION_PORT" "		retention ${MILLION_RETENTION}
 		storage file_system {
 			root ${million_storage}
-		}
-	}
-	reverse_proxy 127.0.0.1:${UP_PORT}
-}
-EOF
+		}"
 fi
 
 say "starting the upstream, the fake Pi and Caddy on 127.0.0.1:${base}+"
