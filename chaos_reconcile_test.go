@@ -3,14 +3,12 @@ package piguard
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,8 +29,7 @@ import (
 type noticeApp struct {
 	srv      *httptest.Server
 	verifier *verify.Verifier
-	failRate atomic.Uint64 // percent of requests answered 503
-	down     atomic.Bool
+	appFaults
 	mu       sync.Mutex
 	verified map[string][]*verify.Claims // accepted verified requests by payment id
 	notice   map[string][]*verify.Claims // accepted notices by payment id, but approve's
@@ -40,23 +37,14 @@ type noticeApp struct {
 }
 
 func newNoticeApp(t testing.TB) *noticeApp {
-	key, err := verify.HS256Key("", []byte(unitSigningKey))
-	require.NoError(t, err)
-	v, err := verify.NewVerifier(verify.Options{Keys: []verify.Key{key}})
-	require.NoError(t, err)
-	a := &noticeApp{verifier: v, verified: map[string][]*verify.Claims{}, notice: map[string][]*verify.Claims{}}
+	a := &noticeApp{verifier: unitVerifier(t), verified: map[string][]*verify.Claims{}, notice: map[string][]*verify.Claims{}}
 	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
 	t.Cleanup(a.srv.Close)
 	return a
 }
 
 func (a *noticeApp) serve(w http.ResponseWriter, r *http.Request) {
-	if a.down.Load() {
-		hangUp(w)
-		return
-	}
-	if rand.N(uint64(100)) < a.failRate.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
+	if a.failed(w) {
 		return
 	}
 	var claims *verify.Claims

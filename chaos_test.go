@@ -36,34 +36,55 @@ import (
 type chaosApp struct {
 	srv      *httptest.Server
 	verifier *verify.Verifier
-	failRate atomic.Uint64 // percent of requests answered 503
-	down     atomic.Bool   // hang up without answering
-	hang     sync.Map      // payment id → chan struct{}: verified requests wait until it closes
-	refuse   sync.Map      // payment id → status: verified requests answered with it
+	appFaults
+	hang     sync.Map // payment id → chan struct{}: verified requests wait until it closes
+	refuse   sync.Map // payment id → status: verified requests answered with it
 	mu       sync.Mutex
 	accepted map[string]int    // payment id → verified requests answered 2xx
 	txids    map[string]string // payment id → txid in the verified claims
 	forged   int               // verified headers that failed verification
 }
 
-func newChaosApp(t testing.TB) *chaosApp {
+// unitVerifier verifies the headers that handlers built by the tests sign
+// with unitSigningKey.
+func unitVerifier(t testing.TB) *verify.Verifier {
+	t.Helper()
 	key, err := verify.HS256Key("", []byte(unitSigningKey))
 	require.NoError(t, err)
 	v, err := verify.NewVerifier(verify.Options{Keys: []verify.Key{key}})
 	require.NoError(t, err)
-	a := &chaosApp{verifier: v, accepted: map[string]int{}, txids: map[string]string{}}
+	return v
+}
+
+// appFaults are the failures an upstream app of the fault suites can be
+// told to show.
+type appFaults struct {
+	failRate atomic.Uint64 // percent of requests answered 503
+	down     atomic.Bool   // hang up without answering
+}
+
+// failed answers the request as the faults say, and reports whether it did.
+func (f *appFaults) failed(w http.ResponseWriter) bool {
+	if f.down.Load() {
+		hangUp(w)
+		return true
+	}
+	if rand.N(uint64(100)) < f.failRate.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	}
+	return false
+}
+
+func newChaosApp(t testing.TB) *chaosApp {
+	a := &chaosApp{verifier: unitVerifier(t), accepted: map[string]int{}, txids: map[string]string{}}
 	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
 	t.Cleanup(a.srv.Close)
 	return a
 }
 
 func (a *chaosApp) serve(w http.ResponseWriter, r *http.Request) {
-	if a.down.Load() {
-		hangUp(w)
-		return
-	}
-	if rand.N(uint64(100)) < a.failRate.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
+	if a.failed(w) {
 		return
 	}
 	if r.Header.Get(verify.HeaderVerified) == "" {

@@ -45,11 +45,7 @@ type capturingApp struct {
 }
 
 func newCapturingApp(t testing.TB, status int) *capturingApp {
-	key, err := verify.HS256Key("", []byte(unitSigningKey))
-	require.NoError(t, err)
-	v, err := verify.NewVerifier(verify.Options{Keys: []verify.Key{key}})
-	require.NoError(t, err)
-	return &capturingApp{status: status, verifier: v}
+	return &capturingApp{status: status, verifier: unitVerifier(t)}
 }
 
 func (a *capturingApp) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
