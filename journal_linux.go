@@ -62,8 +62,9 @@ type journal struct {
 	retiring bool
 	// sfd is the storage root, opened before the first record (prepare).
 	sfd *os.File
-	// failed is the syncfs error that stopped retiring: kept holds the
-	// segments since, locked until the process ends (see retire).
+	// failed is the first journal error (a write, a sync, a syncfs): the
+	// journal is off since (see fail), and kept holds the segments it did
+	// not retire, locked until the process ends (see retire).
 	failed error
 	kept   []*segment
 
@@ -83,10 +84,9 @@ const (
 )
 
 type segment struct {
-	f      *os.File
-	name   string
-	size   int64
-	opened time.Time
+	f    *os.File
+	name string
+	size int64
 }
 
 type journalJob struct {
@@ -235,7 +235,7 @@ func (j *journal) open() (*segment, error) {
 	if err := syncDir(j.dir); err != nil {
 		return fail(err)
 	}
-	seg := &segment{f: f, name: name, opened: time.Now()}
+	seg := &segment{f: f, name: name}
 	j.mu.Lock()
 	j.seg = seg
 	j.mu.Unlock()
