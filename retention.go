@@ -185,7 +185,7 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 		sw.dir = d
 	}
 	size := sw.passSize()
-	owed := sw.owedNow()
+	owed := sw.owedNow(ctx)
 	removed := 0
 	for sw.lastPass < size {
 		if err := ctx.Err(); err != nil {
@@ -208,33 +208,18 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 	return removed, nil
 }
 
-// owedSnapshotMax bounds the owed ids a pass keeps in memory; beyond it
-// (storage refused deliveries for long) each expired record's owed copy is
-// looked up on its own.
-const owedSnapshotMax = 1 << 16
-
-// owedNow returns the ids with a file in owed/ now, or nil when they could
-// not be listed or are too many. A delivered record with an owed copy is
-// left alone; one whose owed copy appears after this listing is younger
-// than any cutoff.
-func (sw *sweeper) owedNow() map[string]bool {
-	d, err := os.Open(sw.st.w.fs.Filename(path.Join(sw.st.prefix, "owed")))
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]bool{}
-	}
+// owedNow returns the ids owed now (store.owed: written in owed/ or kept
+// in memory), or nil when they could not be listed. A delivered record with
+// an owed copy is left alone; one whose owed copy appears after this
+// listing is younger than any cutoff.
+func (sw *sweeper) owedNow(ctx context.Context) map[string]bool {
+	ids, err := sw.st.owed(ctx)
 	if err != nil {
 		return nil
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(owedSnapshotMax + 1)
-	if (err != nil && !errors.Is(err, io.EOF)) || len(names) > owedSnapshotMax {
-		return nil
-	}
-	owed := make(map[string]bool, len(names))
-	for _, n := range names {
-		if id, ok := strings.CutSuffix(n, ".json"); ok {
-			owed[id] = true
-		}
+	owed := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		owed[id] = true
 	}
 	return owed
 }

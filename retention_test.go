@@ -345,8 +345,8 @@ func TestRetentionLoopStops(t *testing.T) {
 }
 
 // Whether owed/ is listed once per pass (the usual case) or each expired
-// record's owed copy is looked up (owed/ could not be listed, or holds too
-// many), a delivered record with an owed copy stays.
+// record's owed copy is looked up (owed/ could not be listed), a delivered
+// record with an owed copy stays.
 func TestRetentionOwedCheckBothWays(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -358,7 +358,7 @@ func TestRetentionOwedCheckBothWays(t *testing.T) {
 			oldIDs, _, _, bothID := retentionFixture(t, st, fsys, 2, 1)
 			sw := newSweeper(st, DefaultRetention)
 			defer sw.close()
-			owed := sw.owedNow()
+			owed := sw.owedNow(t.Context())
 			require.NotNil(t, owed)
 			assert.True(t, owed[bothID])
 			if !tc.snapshot {
