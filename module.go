@@ -299,6 +299,9 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
 	h.store = newStore(storage, "pi_guard/"+shortHash(apiKey))
+	if h.store.expiry != nil {
+		h.store.expiry.span = expirySpan(h.retention())
+	}
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
 			return fmt.Errorf("pi_guard: %w", err)
@@ -375,7 +378,8 @@ func shortHash(secret string) string {
 // keyID is the kid of a signing_key secret, so rotated keys get distinct kids.
 func keyID(secret string) string { return "hs-" + shortHash(secret) }
 
-// Cleanup releases the Pi client's idle connections when the config unloads.
+// Cleanup releases the Pi client's idle connections and the expiry log's
+// file when the config unloads.
 // The redelivery worker stops with the module's context.
 func (h *Handler) Cleanup() error {
 	live.Delete(h)
@@ -384,6 +388,9 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.pi != nil {
 		h.pi.CloseIdleConnections()
+	}
+	if h.store != nil && h.store.expiry != nil {
+		h.store.expiry.close()
 	}
 	return nil
 }

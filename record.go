@@ -144,6 +144,9 @@ type store struct {
 	// fileWriter); nil for other storage modules, and for a file_system
 	// storage wrapped by another module, whose Store is used as it is.
 	w *fileWriter
+	// expiry lists delivered records for the retention sweep, with w;
+	// else nil.
+	expiry *expiryLog
 }
 
 func newStore(s certmagic.Storage, prefix string) *store {
@@ -152,6 +155,7 @@ func newStore(s certmagic.Storage, prefix string) *store {
 	if ok {
 		st.w = newFileWriter(fs)
 		st.w.journal = journalFor(fs.Filename(path.Join(prefix, "journal")))
+		st.expiry = newExpiryLog(fs.Filename(st.expiryDir()))
 	}
 	if w, wraps := s.(interface{ Unwrap() certmagic.Storage }); !ok && wraps {
 		fs, ok = w.Unwrap().(*certmagic.FileStorage)
@@ -165,6 +169,7 @@ func newStore(s certmagic.Storage, prefix string) *store {
 func (st *store) recordKey(id string) string { return path.Join(st.prefix, "payments", id+".json") }
 func (st *store) owedKey(id string) string   { return path.Join(st.prefix, "owed", id+".json") }
 func (st *store) lockName(id string) string  { return path.Join(st.prefix, "locks", id) }
+func (st *store) expiryDir() string          { return path.Join(st.prefix, "expiry") }
 
 // load returns the payment's record, or nil when there is none. A record
 // kept in memory is newer than any written one; of the written ones, a
@@ -248,7 +253,14 @@ func (st *store) write(ctx context.Context, rec *record, data []byte) error {
 	if err := st.put(ctx, st.recordKey(rec.PaymentID), data, false); err != nil {
 		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 	}
-	return st.clearOwed(ctx, rec.PaymentID)
+	if err := st.clearOwed(ctx, rec.PaymentID); err != nil {
+		return err
+	}
+	if st.expiry != nil {
+		// Best effort: the retention sweep's walk finds what the log misses.
+		_ = st.expiry.add(rec.PaymentID)
+	}
+	return nil
 }
 
 // put stores data under key: through the file writer for file_system

@@ -78,27 +78,35 @@ func (h *Handler) retentionLoop(ctx context.Context) {
 			h.logger.Warn("could not sweep expired payment records; retrying next pass", zap.Error(err))
 		}
 		if removed > 0 {
-			h.logger.Info("removed expired payment records", zap.Int("records", removed), zap.Int("examined", sw.lastPass), zap.Duration("retention", h.retention()))
+			h.logger.Info("removed expired payment records", zap.Int("records", removed), zap.Int("listed", sw.lastListed), zap.Int("walked", sw.lastPass), zap.Duration("retention", h.retention()))
 		}
 	}
 }
 
-// sweeper walks <prefix>/payments/ across passes, removing delivered records
-// older than the cutoff. It never touches owed/ records, nor a delivered
-// record whose owed copy still exists (a crash came between the two writes:
-// the delivery settles it first). A record's age is its last write, which
-// for a delivered record is when it was delivered.
+// sweeper removes delivered records older than the cutoff. It never
+// touches owed/ records, nor a delivered record whose owed copy still exists
+// (a crash came between the two writes: the delivery settles it first). A
+// record's age is its last write, which for a delivered record is when it
+// was delivered.
 //
-// Each pass looks at enough entries that a whole walk of the directory
-// takes about retention/4 (see passSize), so an expired record goes at most
-// about retention/4 plus one interval after it expired, however large the
-// directory. At steady state the directory holds a retention's worth of
-// payments (up to 1.25 of it), walked four times per retention: about 4 to
-// 5 entries looked at (one lstat each) per completed payment.
+// With file_system storage each pass first removes the records listed in
+// the expiry files that are due (see expiryLog): one lstat and one unlink
+// per payment, an expired record going at most one span (retention/4,
+// between a minute and an hour) plus one interval after it expired.
+//
+// Each pass then walks on through <prefix>/payments/, looking at enough
+// entries that a whole walk of the directory takes about walkPeriod (see
+// passSize). With the expiry log the walk is only the backstop for records
+// it missed (a crash lost their line, or they were delivered before the
+// log existed): one walk per retention, at least an hour, so at most about
+// one lstat per payment in its life. Without it (other storage modules)
+// the walk does all the work: a walk per retention/4, so an expired record
+// goes at most about retention/4 plus one interval after it expired,
+// however large the directory, for 4 to 5 entries looked at per payment.
 type sweeper struct {
 	st *store
-	// retention and interval set the pace (see passSize).
-	retention, interval time.Duration
+	// retention, walkPeriod and interval set the pace (see passSize).
+	retention, walkPeriod, interval time.Duration
 	// minPass is the fewest entries a pass looks at, chunk how many are
 	// read at once.
 	minPass, chunk int
@@ -114,11 +122,17 @@ type sweeper struct {
 	walked   int // entries looked at so far in this walk
 	lastWalk int // entries of the last complete walk
 	walks    int // complete walks
-	lastPass int // entries the last pass looked at
+	lastPass int // entries the last pass's walk looked at
+	// lastListed is how many expiry lines the last pass read.
+	lastListed int
 }
 
 func newSweeper(st *store, retention time.Duration) *sweeper {
-	return &sweeper{st: st, retention: retention, interval: retentionInterval, minPass: retentionMinPass, chunk: retentionChunk}
+	walk := retention / 4
+	if st != nil && st.expiry != nil {
+		walk = max(retention, time.Hour)
+	}
+	return &sweeper{st: st, retention: retention, walkPeriod: walk, interval: retentionInterval, minPass: retentionMinPass, chunk: retentionChunk}
 }
 
 func (sw *sweeper) close() {
@@ -128,21 +142,21 @@ func (sw *sweeper) close() {
 	}
 }
 
-// passSize is how many entries the next pass looks at:
-// ceil(size × interval / (retention/4)), at least minPass, where size is
-// the directory's best known size: its last complete walk, or more if the
-// walk under way (or its listing) has already seen more. So once a walk has
-// measured the directory, a walk takes at most about retention/4, and one
-// pass covers the whole directory when the interval is retention/4 or more
-// (retention 2m, interval 1m). The first walk goes at minPass a pass or
-// faster, as it sees more entries (other storage: its listing's size).
+// passSize is how many entries the next pass's walk looks at:
+// ceil(size × interval / walkPeriod), at least minPass, where size is the
+// directory's best known size: its last complete walk, or more if the walk
+// under way (or its listing) has already seen more. So once a walk has
+// measured the directory, a walk takes at most about walkPeriod, and one
+// pass covers the whole directory when the interval is walkPeriod or more
+// (no expiry log, retention 2m, interval 1m). The first walk goes at
+// minPass a pass or faster, as it sees more entries (other storage: its
+// listing's size).
 func (sw *sweeper) passSize() int {
 	size := max(sw.lastWalk, sw.walked, len(sw.keys))
-	quarter := sw.retention / 4
-	if quarter <= 0 {
+	if sw.walkPeriod <= 0 {
 		return retentionMaxPass
 	}
-	n := math.Ceil(float64(size) * float64(sw.interval) / float64(quarter))
+	n := math.Ceil(float64(size) * float64(sw.interval) / float64(sw.walkPeriod))
 	return max(sw.minPass, int(min(n, retentionMaxPass)))
 }
 
@@ -158,10 +172,11 @@ func (sw *sweeper) endWalk(complete bool) {
 	sw.close()
 }
 
-// pass looks at up to passSize entries, never past the end of the walk,
-// and removes the expired records among them.
+// pass removes the expired records listed in due expiry files, then looks
+// at up to passSize entries of the walk, never past its end, and removes
+// the expired records among them.
 func (sw *sweeper) pass(ctx context.Context, cutoff time.Time) (int, error) {
-	sw.lastPass = 0
+	sw.lastPass, sw.lastListed = 0, 0
 	if sw.st.w != nil {
 		return sw.passFiles(ctx, cutoff)
 	}
@@ -184,9 +199,16 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 		}
 		sw.dir = d
 	}
-	size := sw.passSize()
 	owed := sw.owedNow(ctx)
 	removed := 0
+	if sw.st.expiry != nil {
+		var err error
+		removed, sw.lastListed, err = sw.sweepExpiry(ctx, cutoff, owed)
+		if err != nil {
+			return removed, err
+		}
+	}
+	size := sw.passSize()
 	for sw.lastPass < size {
 		if err := ctx.Err(); err != nil {
 			return removed, err
@@ -243,18 +265,7 @@ func (sw *sweeper) sweepEntries(payments string, entries []os.DirEntry, cutoff t
 		if !ok || piclient.ValidatePaymentID(id) != nil {
 			continue
 		}
-		info, err := e.Info()
-		if err != nil || !info.ModTime().Before(cutoff) {
-			continue
-		}
-		if owed != nil {
-			if owed[id] {
-				continue // still owed: leave it to the delivery
-			}
-		} else if _, err := os.Stat(sw.st.w.fs.Filename(sw.st.owedKey(id))); !errors.Is(err, fs.ErrNotExist) {
-			continue // still owed (or unknown): leave it to the delivery
-		}
-		if os.Remove(full) == nil {
+		if info, err := e.Info(); err == nil && sw.removeExpired(id, full, info, cutoff, owed) {
 			removed++
 		}
 	}

@@ -141,11 +141,13 @@ func expiredCopies(t testing.TB, st *store, fsys *certmagic.FileStorage, fromID 
 	return ids
 }
 
-// The pace of the sweep follows the directory's size: once a walk has
-// measured it, a whole walk takes at most ceil(retention/4 / interval)
+// The pace of the sweep's walk follows the directory's size: once a walk
+// has measured it, a whole walk takes at most ceil(walkPeriod / interval)
 // passes, so thousands of expired records go within that many passes (2
 // when passes come every retention/8, 1 when every retention/2, as with
 // retention 2m), where a fixed 4,096 entries a pass would take 3 to 5.
+// walkPeriod is retention/4 here, as without an expiry log (other storage
+// modules), or for records the log missed.
 func TestRetentionSweepKeepsUp(t *testing.T) {
 	t.Run("retention 8 intervals", func(t *testing.T) { checkSweepKeepsUp(t, false, DefaultRetention/8, 20000) })
 	t.Run("retention 2 intervals", func(t *testing.T) { checkSweepKeepsUp(t, false, DefaultRetention/2, 12000) })
@@ -175,6 +177,7 @@ func checkSweepKeepsUp(t *testing.T, wrap bool, interval time.Duration, expired 
 
 	sw := newSweeper(st, DefaultRetention)
 	sw.interval = interval
+	sw.walkPeriod = DefaultRetention / 4 // the walk's pace without an expiry log
 	defer sw.close()
 
 	// The first walk, before anything expires, measures the directory at
@@ -260,6 +263,7 @@ func BenchmarkRetentionPass(b *testing.B) {
 	expiredCopies(b, st, fsys, rec.PaymentID, 20000)
 	sw := newSweeper(st, 2*time.Minute)
 	sw.interval = time.Minute
+	sw.walkPeriod = time.Minute // a whole walk per pass
 	sw.lastWalk = 20001
 	defer sw.close()
 	long := time.Now().Add(-1000 * 24 * time.Hour)

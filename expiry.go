@@ -1,0 +1,209 @@
+package piguard
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// expiryLog lists delivered records by when they were delivered, so that
+// the retention sweep finds each expired record with one lookup, instead of
+// looking at every record of payments/ several times in its life (see
+// sweeper). File storage only: it appends to plain files.
+//
+// Each writer (one per store) appends "<id>\n" for every delivered record it
+// writes to its own file per span of time, <prefix>/expiry/<start>-<end>.<token>.log
+// (start and end in Unix seconds). Once end is older than the retention
+// cutoff, every record listed in the file has expired, unless it was written
+// again since (its mtime says so, and the later write is listed in a later
+// file): the sweep removes them and then the file.
+//
+// Nothing is synced: a line a crash loses leaves its record to the sweep's
+// slow walk of payments/, which stays as the backstop.
+type expiryLog struct {
+	dir   string
+	span  time.Duration
+	token string
+	now   func() time.Time // time.Now; tests move it
+
+	mu   sync.Mutex
+	f    *os.File
+	end  int64 // span end of f, Unix seconds
+	dirs bool  // dir known to exist
+}
+
+// expirySpan is the span of one expiry file for a retention: a quarter of
+// it, between a minute and an hour. A record goes at most a span plus a
+// sweep interval after it expired; a writer keeps at most retention/span
+// + 1 files (fewer than about 720 for any retention of 30 days or less).
+func expirySpan(retention time.Duration) time.Duration {
+	return min(max(retention/4, time.Minute), time.Hour)
+}
+
+func newExpiryLog(dir string) *expiryLog {
+	return &expiryLog{dir: dir, span: expirySpan(DefaultRetention), token: newToken()[:12], now: time.Now}
+}
+
+// add lists id as delivered now. An error is returned for tests and
+// ignored by the store: the walk finds what the log misses.
+func (l *expiryLog) add(id string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	start := now.Truncate(l.span)
+	if l.f == nil || start.Unix() >= l.end {
+		if l.f != nil {
+			l.f.Close()
+			l.f = nil
+		}
+		end := start.Add(l.span).Unix()
+		name := filepath.Join(l.dir, fmt.Sprintf("%d-%d.%s.log", start.Unix(), end, l.token))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(l.dir, 0o700); err == nil {
+				f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("opening the expiry log: %w", err)
+		}
+		l.f, l.end = f, end
+	}
+	_, err := l.f.Write(append([]byte(id), '\n'))
+	return err
+}
+
+// close closes the current file; a later add opens a new one.
+func (l *expiryLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// expiryFileEnd returns the span end of an expiry file's name.
+func expiryFileEnd(name string) (time.Time, bool) {
+	rest, ok := strings.CutSuffix(name, ".log")
+	if !ok {
+		return time.Time{}, false
+	}
+	span, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return time.Time{}, false
+	}
+	_, end, ok := strings.Cut(span, "-")
+	if !ok {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(end, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, 0), true
+}
+
+// sweepExpiry removes the records listed in the expiry files whose span
+// ended before cutoff: each one whose record was last written before cutoff
+// and is not owed (owed as in owedNow; nil: look up its owed copy), then
+// the file. It returns the records removed and the lines read. A file is
+// removed only once read to its end, so a pass cut short by ctx reads it
+// again next time (removing a record twice is harmless, as is two instances
+// sweeping one file).
+func (sw *sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
+	dir := sw.st.w.fs.Filename(sw.st.expiryDir())
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range entries {
+		end, ok := expiryFileEnd(e.Name())
+		if !ok || !end.Before(cutoff) {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		r, n, err := sw.sweepExpiryFile(ctx, name, cutoff, owed)
+		removed += r
+		listed += n
+		if err != nil {
+			return removed, listed, err
+		}
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, listed, err
+		}
+	}
+	return removed, listed, nil
+}
+
+// sweepExpiryFile removes the expired records listed in one expiry file.
+func (sw *sweeper) sweepExpiryFile(ctx context.Context, name string, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, nil // swept by another instance meanwhile
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	for {
+		if err := ctx.Err(); err != nil {
+			return removed, listed, err
+		}
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Not a line of this log: skip to the next one.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			continue
+		}
+		if id := string(bytes.TrimSuffix(line, []byte("\n"))); err == nil && piclient.ValidatePaymentID(id) == nil {
+			listed++
+			full := sw.st.w.fs.Filename(sw.st.recordKey(id))
+			if info, err := os.Lstat(full); err == nil && sw.removeExpired(id, full, info, cutoff, owed) {
+				removed++
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return removed, listed, nil
+		}
+		if err != nil {
+			return removed, listed, err
+		}
+	}
+}
+
+// removeExpired removes the delivered record of id, whose file full was
+// found with info, if it was last written before cutoff and is not owed
+// (owed: the snapshot of owedNow, or nil to look up its owed copy), and
+// reports whether it did.
+func (sw *sweeper) removeExpired(id, full string, info fs.FileInfo, cutoff time.Time, owed map[string]bool) bool {
+	if !info.ModTime().Before(cutoff) {
+		return false
+	}
+	if owed != nil {
+		if owed[id] {
+			return false // still owed: leave it to the delivery
+		}
+	} else if _, err := os.Stat(sw.st.w.fs.Filename(sw.st.owedKey(id))); !errors.Is(err, fs.ErrNotExist) {
+		return false // still owed (or unknown): leave it to the delivery
+	}
+	return os.Remove(full) == nil
+}

@@ -1,0 +1,189 @@
+package piguard
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A pass removes every expired record the due expiry files list, with no
+// walk of payments/, and then the files; it keeps records written again
+// since, owed ones, and the records of files not yet due. The walk still
+// finds an expired record the log never listed.
+func TestExpiryLogRemovesDueRecords(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	st := newStore(fsys, "pi_guard/test")
+	require.NotNil(t, st.expiry, "file storage keeps an expiry log")
+	st.expiry.span = time.Minute
+	ctx := context.Background()
+	longAgo := time.Now().Add(-40 * 24 * time.Hour)
+	age := func(key string) { require.NoError(t, os.Chtimes(fsys.Filename(key), longAgo, longAgo)) }
+	save := func(id, state string) *record {
+		rec := completedRecord(t)
+		rec.PaymentID, rec.Delivery.State = id, state
+		require.NoError(t, st.save(ctx, rec))
+		return rec
+	}
+
+	// Delivered 40 days ago, as the log and the files' times say.
+	st.expiry.now = func() time.Time { return longAgo }
+	const expired = 300
+	var expiredIDs []string
+	for i := range expired {
+		id := fmt.Sprintf("expiryPayment%015d", i)
+		save(id, deliveryDelivered)
+		age(st.recordKey(id))
+		expiredIDs = append(expiredIDs, id)
+	}
+	rewritten := "expiryRewritten0000000000000"
+	save(rewritten, deliveryDelivered) // listed 40 days ago, written again today
+	both := "expiryBoth000000000000000000"
+	rec := save(both, deliveryPending)
+	owedCopy, err := os.ReadFile(fsys.Filename(st.owedKey(both)))
+	require.NoError(t, err)
+	rec.Delivery.State = deliveryDelivered
+	require.NoError(t, st.save(ctx, rec))
+	require.NoError(t, os.WriteFile(fsys.Filename(st.owedKey(both)), owedCopy, 0o600)) // a crash between the two writes
+	age(st.recordKey(both))
+	st.expiry.close()
+
+	// Lines no writer of this log makes: skipped.
+	due, err := filepath.Glob(filepath.Join(fsys.Filename(st.expiryDir()), "*.log"))
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	f, err := os.OpenFile(due[0], os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("../../../outside.json\n" + strings.Repeat("x", 10000) + "\n\nexpiryCutShort")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	outside := filepath.Join(fsys.Path, "outside.json")
+	require.NoError(t, os.WriteFile(outside, nil, 0o600))
+	require.NoError(t, os.Chtimes(outside, longAgo, longAgo))
+
+	// Delivered today: listed in a file not yet due.
+	st.expiry.now = time.Now
+	fresh := "expiryFresh00000000000000000"
+	save(fresh, deliveryDelivered)
+	// Expired, but never listed (a crash lost its line).
+	unlisted := expiredCopies(t, st, fsys, fresh, 1)[0]
+
+	sw := newSweeper(st, DefaultRetention)
+	defer sw.close()
+	assert.Equal(t, DefaultRetention, sw.walkPeriod, "with the log, the walk is a backstop: one per retention")
+	sw.minPass = 0 // no walk: only the log removes records
+	cutoff := time.Now().Add(-DefaultRetention)
+	removed, err := sw.pass(ctx, cutoff)
+	require.NoError(t, err)
+	assert.Equal(t, expired, removed, "every expired listed record, in one pass")
+	assert.Equal(t, expired+2, sw.lastListed)
+	assert.Zero(t, sw.lastPass, "without walking payments/")
+	for _, id := range expiredIDs {
+		assert.NoFileExists(t, fsys.Filename(st.recordKey(id)))
+	}
+	for _, id := range []string{rewritten, both, fresh, unlisted} {
+		assert.FileExists(t, fsys.Filename(st.recordKey(id)), id)
+	}
+	assert.FileExists(t, outside)
+	assert.NoFileExists(t, due[0], "a swept file goes")
+	left, err := filepath.Glob(filepath.Join(fsys.Filename(st.expiryDir()), "*.log"))
+	require.NoError(t, err)
+	assert.Len(t, left, 1, "the file not yet due stays")
+
+	removed, err = sw.pass(ctx, cutoff)
+	require.NoError(t, err)
+	assert.Zero(t, removed)
+	assert.Zero(t, sw.lastListed)
+
+	// The walk, the backstop, removes the record the log missed.
+	sw.minPass = retentionMinPass
+	removed, err = sw.pass(ctx, cutoff)
+	require.NoError(t, err)
+	assert.Equal(t, 1, removed)
+	assert.NoFileExists(t, fsys.Filename(st.recordKey(unlisted)))
+	assert.FileExists(t, fsys.Filename(st.recordKey(both)), "never a record whose owed copy remains")
+}
+
+// Each writer appends to its own file per span, named for the span, so
+// that writers sharing storage never interleave and the sweep knows from
+// the name when a file is due.
+func TestExpiryLogFiles(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	a, b := newStore(fsys, "pi_guard/test"), newStore(fsys, "pi_guard/test")
+	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	now := base
+	for _, st := range []*store{a, b} {
+		st.expiry.span = time.Hour
+		st.expiry.now = func() time.Time { return now }
+	}
+	require.NoError(t, a.expiry.add("expiryA00000000000000000000"))
+	require.NoError(t, b.expiry.add("expiryB00000000000000000000"))
+	now = base.Add(59 * time.Minute)
+	require.NoError(t, a.expiry.add("expiryA10000000000000000000"))
+	now = base.Add(time.Hour)
+	require.NoError(t, a.expiry.add("expiryA20000000000000000000"))
+	a.expiry.close()
+	b.expiry.close()
+
+	names, err := filepath.Glob(filepath.Join(fsys.Filename(a.expiryDir()), "*.log"))
+	require.NoError(t, err)
+	require.Len(t, names, 3)
+	lines := map[string]string{}
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		require.NoError(t, err)
+		lines[string(data)] = filepath.Base(name)
+		end, ok := expiryFileEnd(filepath.Base(name))
+		require.True(t, ok, name)
+		if strings.HasPrefix(string(data), "expiryA2") {
+			assert.Equal(t, base.Add(2*time.Hour), end.UTC())
+		} else {
+			assert.Equal(t, base.Add(time.Hour), end.UTC())
+		}
+	}
+	assert.Contains(t, lines, "expiryA00000000000000000000\nexpiryA10000000000000000000\n")
+	assert.Contains(t, lines, "expiryB00000000000000000000\n")
+	assert.Contains(t, lines, "expiryA20000000000000000000\n")
+}
+
+func TestExpiryFileEnd(t *testing.T) {
+	for name, want := range map[string]int64{
+		"1796180400-1796184000.0123456789ab.log": 1796184000,
+		"0-60.x.log":                             60,
+	} {
+		end, ok := expiryFileEnd(name)
+		require.True(t, ok, name)
+		assert.Equal(t, want, end.Unix(), name)
+	}
+	for _, name := range []string{"", ".log", "1-2.log", "1-x.t.log", "12.t.log", "1-2.t.log.tmp", "1-2.t"} {
+		_, ok := expiryFileEnd(name)
+		assert.False(t, ok, name)
+	}
+}
+
+func TestExpirySpan(t *testing.T) {
+	assert.Equal(t, time.Minute, expirySpan(2*time.Minute))
+	assert.Equal(t, 15*time.Minute, expirySpan(time.Hour))
+	assert.Equal(t, time.Hour, expirySpan(DefaultRetention))
+}
+
+// The handler's log follows its retention, and other storage modules keep
+// no log (their sweep walks at retention/4).
+func TestExpiryLogFollowsRetention(t *testing.T) {
+	h := &Handler{APIKey: "k", SigningKey: benchSigningKey, Retention: 2 * 60 * 1e9}
+	require.NoError(t, h.provision(testStorage(t)))
+	require.NotNil(t, h.store.expiry)
+	assert.Equal(t, time.Minute, h.store.expiry.span)
+	require.NoError(t, h.Cleanup())
+
+	st := newStore(wrappedStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "pi_guard/test")
+	assert.Nil(t, st.expiry)
+	assert.Equal(t, DefaultRetention/4, newSweeper(st, DefaultRetention).walkPeriod)
+}
