@@ -11,7 +11,11 @@ import (
 // that their completion can go straight to Pi's /complete (three Pi calls per
 // payment in all). It is only a shortcut: a payment approved by another
 // instance, or before a restart, is read from Pi first. Keeping it out of
-// storage saves a synced write on every approval.
+// storage saves a synced write on every approval. Its one cost: when another
+// instance posted /complete for the payment and lost both Pi's answer and
+// the re-read (its client got a pi_* error), a retry that reaches this
+// instance posts /complete again; Pi refuses it as already completed, and
+// the re-read that follows settles the payment as usual.
 type approvals struct {
 	mu      sync.Mutex
 	entries map[string]approval
