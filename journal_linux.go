@@ -321,6 +321,17 @@ func (j *journal) fail(err error) {
 	}
 }
 
+// failure returns the error that turned the journal off, or nil (also for
+// no journal).
+func (j *journal) failure() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.failed
+}
+
 // off reports whether the journal has failed (nil journal: off).
 func (j *journal) off() bool {
 	if j == nil {

@@ -15,6 +15,9 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
@@ -228,4 +231,25 @@ func TestJournalAckWaitsForFdatasync(t *testing.T) {
 	assert.False(t, rec.unsaved)
 	assert.EqualValues(t, 2, st.w.syncs.Load())
 	assert.Len(t, segments(t, st), 1)
+}
+
+// When the journal fails, completions go on, synced one by one, and the
+// redelivery worker says so once, so that an operator learns why
+// completions got slower.
+func TestJournalFailureIsLoggedOnce(t *testing.T) {
+	h := newTestHandler(t, "http://127.0.0.1:1")
+	core, logs := observer.New(zapcore.WarnLevel)
+	h.logger = zap.New(core)
+	h.store.w.journal = newJournal(h.store.w.fs.Filename(path.Join(h.store.prefix, "journal")))
+	redeliverPass(h)
+	assert.Zero(t, logs.FilterMessageSnippet("journal").Len(), "nothing to say while it works")
+
+	h.store.w.journal.fdatasync = func(*os.File) error { return errors.New("EIO") }
+	require.Error(t, h.store.save(t.Context(), journalled(1)))
+	require.NoError(t, h.store.save(t.Context(), journalled(2)), "synced in place instead")
+	redeliverPass(h)
+	redeliverPass(h)
+	lines := logs.FilterMessageSnippet("journal of new payment records failed").All()
+	require.Len(t, lines, 1)
+	assert.Equal(t, "EIO", lines[0].ContextMap()["error"])
 }

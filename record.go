@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -147,6 +148,9 @@ type store struct {
 	// expiry lists delivered records for the retention sweep, with w;
 	// else nil.
 	expiry *expiryLog
+	// journalOffLogged: the redelivery worker logged that the journal
+	// failed (once per store, so once per config load).
+	journalOffLogged atomic.Bool
 }
 
 func newStore(s certmagic.Storage, prefix string) *store {

@@ -67,6 +67,12 @@ func (w *redeliverer) pass(ctx context.Context) {
 		h.logger.Warn("restored the records of completed payments that a stopped instance had journalled but not yet written durably; they are owed and will be delivered again",
 			zap.Int("records", n))
 	}
+	if h.store.w != nil && !h.store.journalOffLogged.Load() {
+		if err := h.store.w.journal.failure(); err != nil && !h.store.journalOffLogged.Swap(true) {
+			h.logger.Warn("the journal of new payment records failed and is off until Caddy restarts: each completion's record is now synced on its own, "+
+				"as durable but slower; check the disk under Caddy's storage", zap.Error(err))
+		}
+	}
 	h.persistUnsaved(ctx)
 	ids, err := h.store.owed(ctx)
 	if err != nil {
