@@ -677,10 +677,12 @@ func (c *cluster) records() map[string]storedRecord {
 }
 
 // owedMarkers lists the owed markers in the shared storage
-// (pi_guard/<app>/owed/<id>).
+// (pi_guard/<app>/owed/<id>.json). A temporary file beside them (*.tmp) is
+// a write a killed instance never finished: not a record (nothing reads
+// it), removed by the retention sweep once an hour old.
 func (c *cluster) owedMarkers() []string {
 	c.t.Helper()
-	files, err := filepath.Glob(filepath.Join(c.storage, "pi_guard", "*", "owed", "*"))
+	files, err := filepath.Glob(filepath.Join(c.storage, "pi_guard", "*", "owed", "*.json"))
 	require.NoError(c.t, err)
 	var ids []string
 	for _, f := range files {
