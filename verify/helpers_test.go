@@ -216,3 +216,17 @@ func replacePayload(t testing.TB, tok string, mutate func(map[string]any)) strin
 	require.NoError(t, err)
 	return parts[0] + "." + b64(p) + "." + parts[2]
 }
+
+// newJoseSigner is go-jose's signer for k with header typ (and kid): the
+// reference the guard's own compact signer is checked against.
+func newJoseSigner(k Key, typ string) (jose.Signer, error) {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	if k.ID != "" {
+		opts = opts.WithHeader("kid", k.ID)
+	}
+	key := any(k.priv)
+	if k.Algorithm == AlgHS256 {
+		key = k.secret
+	}
+	return jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Algorithm), Key: key}, opts)
+}

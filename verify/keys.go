@@ -142,14 +142,6 @@ func (k Key) verificationKey() any {
 	return k.pub
 }
 
-// signingKey is what go-jose signs with.
-func (k Key) signingKey() any {
-	if k.Algorithm == AlgHS256 {
-		return k.secret
-	}
-	return k.priv
-}
-
 // check reports whether k holds verification material for its algorithm.
 func (k Key) check() error {
 	if err := checkKeyID(k.ID); err != nil {

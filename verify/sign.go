@@ -10,8 +10,6 @@ import (
 	"io"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
@@ -36,7 +34,7 @@ type Signer struct {
 	ttl              int64 // seconds
 	now              func() time.Time
 	rand             io.Reader // crypto/rand.Reader; replaced only by tests
-	verified, notice jose.Signer
+	verified, notice *compactSigner
 }
 
 // Binding is the request as the guard forwards it, which a token is bound to.
@@ -79,25 +77,13 @@ func NewSigner(o SignerOptions) (*Signer, error) {
 		s.now = time.Now
 	}
 	var err error
-	if s.verified, err = newJoseSigner(k, TypeVerified); err != nil {
+	if s.verified, err = newCompactSigner(k, TypeVerified); err != nil {
 		return nil, err
 	}
-	if s.notice, err = newJoseSigner(k, TypeNotice); err != nil {
+	if s.notice, err = newCompactSigner(k, TypeNotice); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-func newJoseSigner(k Key, typ string) (jose.Signer, error) {
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
-	if k.ID != "" {
-		opts = opts.WithHeader("kid", k.ID)
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Algorithm), Key: k.signingKey()}, opts)
-	if err != nil {
-		return nil, fmt.Errorf("verify: signer: %v: %w", k, err)
-	}
-	return sig, nil
 }
 
 // KeyID returns the id of the key the signer signs with ("" for none).
@@ -159,19 +145,12 @@ func (s *Signer) Sign(kind Kind, phase string, p *piclient.Payment, b Binding, u
 }
 
 // signToken serialises c and signs it.
-func signToken(signer jose.Signer, c *Claims) (string, error) {
+func signToken(signer *compactSigner, c *Claims) (string, error) {
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("verify: sign: encoding claims: %w", err)
 	}
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("verify: sign: %w", err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		return "", fmt.Errorf("verify: sign: %w", err)
-	}
+	tok := signer.sign(payload)
 	if len(tok) > MaxTokenBytes {
 		return "", fmt.Errorf("verify: sign: token is %d bytes, longer than MaxTokenBytes (%d); the payment's metadata is too large for a header", len(tok), MaxTokenBytes)
 	}
