@@ -123,7 +123,9 @@ func expiryFileEnd(name string) (time.Time, bool) {
 // the file. It returns the records removed and the lines read. A file is
 // removed only once read to its end, so a pass cut short by ctx reads it
 // again next time (removing a record twice is harmless, as is two instances
-// sweeping one file).
+// sweeping one file). A file that cannot be read or removed is reported and
+// left for the next pass; it stops neither the other files nor, in
+// passFiles, the walk.
 func (sw *sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
 	dir := sw.st.w.fs.Filename(sw.st.expiryDir())
 	entries, err := os.ReadDir(dir)
@@ -133,23 +135,29 @@ func (sw *sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[s
 	if err != nil {
 		return 0, 0, err
 	}
+	var errs []error
 	for _, e := range entries {
 		end, ok := expiryFileEnd(e.Name())
 		if !ok || !end.Before(cutoff) {
 			continue
 		}
 		name := filepath.Join(dir, e.Name())
-		r, n, err := sw.sweepExpiryFile(ctx, name, cutoff, owed)
+		r, n, ferr := sw.sweepExpiryFile(ctx, name, cutoff, owed)
 		removed += r
 		listed += n
-		if err != nil {
-			return removed, listed, err
+		if cerr := ctx.Err(); cerr != nil {
+			return removed, listed, cerr
 		}
-		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return removed, listed, err
+		if ferr == nil {
+			if ferr = os.Remove(name); errors.Is(ferr, fs.ErrNotExist) {
+				ferr = nil
+			}
+		}
+		if ferr != nil {
+			errs = append(errs, fmt.Errorf("expiry file %s: %w", name, ferr))
 		}
 	}
-	return removed, listed, nil
+	return removed, listed, errors.Join(errs...)
 }
 
 // expiryWorkers is how many records of an expiry file are removed at once:

@@ -187,3 +187,36 @@ func TestExpiryLogFollowsRetention(t *testing.T) {
 	assert.Nil(t, st.expiry)
 	assert.Equal(t, DefaultRetention/4, newSweeper(st, DefaultRetention).walkPeriod)
 }
+
+// One expiry file the sweep cannot read (here a directory with a due
+// file's name; in life EIO, ESTALE on a shared mount, a file another user
+// wrote) must not stop the rest: the other due files are still swept, and
+// the walk, the backstop for what the log misses, still runs.
+func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	st := newStore(fsys, "pi_guard/test")
+	st.expiry.span = time.Minute
+	ctx := context.Background()
+	longAgo := time.Now().Add(-40 * 24 * time.Hour)
+
+	// A listed record, delivered 40 days ago.
+	st.expiry.now = func() time.Time { return longAgo }
+	rec := completedRecord(t)
+	rec.PaymentID, rec.Delivery.State = "expiryListed0000000000000000", deliveryDelivered
+	require.NoError(t, st.save(ctx, rec))
+	require.NoError(t, os.Chtimes(fsys.Filename(st.recordKey(rec.PaymentID)), longAgo, longAgo))
+	st.expiry.close()
+	// An expired record the log never listed: the walk's.
+	unlisted := expiredCopies(t, st, fsys, rec.PaymentID, 1)[0]
+	// Sorted before the real file: read first.
+	bad := filepath.Join(fsys.Filename(st.expiryDir()), "0-60.broken.log")
+	require.NoError(t, os.Mkdir(bad, 0o700))
+
+	sw := newSweeper(st, DefaultRetention)
+	defer sw.close()
+	removed, err := sw.pass(ctx, time.Now().Add(-DefaultRetention))
+	assert.Error(t, err, "the unreadable file is reported")
+	assert.Equal(t, 2, removed, "the listed record and the walk's")
+	assert.NoFileExists(t, fsys.Filename(st.recordKey(rec.PaymentID)), "the other due files are swept")
+	assert.NoFileExists(t, fsys.Filename(st.recordKey(unlisted)), "the walk still runs")
+}

@@ -201,12 +201,12 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 	}
 	owed := sw.owedNow(ctx)
 	removed := 0
+	// An expiry file the sweep cannot read stops neither the others nor
+	// the walk, the backstop for what the log misses: its error is
+	// returned with the walk's.
+	var expiryErr error
 	if sw.st.expiry != nil {
-		var err error
-		removed, sw.lastListed, err = sw.sweepExpiry(ctx, cutoff, owed)
-		if err != nil {
-			return removed, err
-		}
+		removed, sw.lastListed, expiryErr = sw.sweepExpiry(ctx, cutoff, owed)
 	}
 	size := sw.passSize()
 	for sw.lastPass < size {
@@ -224,10 +224,10 @@ func (sw *sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 				err = nil
 			}
 			sw.endWalk(err == nil)
-			return removed, err
+			return removed, errors.Join(expiryErr, err)
 		}
 	}
-	return removed, nil
+	return removed, expiryErr
 }
 
 // owedNow returns the ids owed now (store.owed: written in owed/ or kept
