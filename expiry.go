@@ -49,8 +49,12 @@ type expiryLog struct {
 // it, between a minute and an hour. A record goes at most a span plus a
 // sweep interval after it expired; a writer keeps at most retention/span
 // + 1 files (fewer than about 720 for any retention of 30 days or less).
+// It is whole seconds, as the file names are: a fractional span (retention
+// 4m2s: 60.5s) named a file by an end up to a second before the last
+// records written into it, so the sweep could take the file before they
+// expired, skip them and remove it, leaving them to the slow walk.
 func expirySpan(retention time.Duration) time.Duration {
-	return min(max(retention/4, time.Minute), time.Hour)
+	return min(max(retention/4, time.Minute), time.Hour).Truncate(time.Second)
 }
 
 func newExpiryLog(dir string) *expiryLog {

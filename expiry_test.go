@@ -172,6 +172,30 @@ func TestExpirySpan(t *testing.T) {
 	assert.Equal(t, time.Minute, expirySpan(2*time.Minute))
 	assert.Equal(t, 15*time.Minute, expirySpan(time.Hour))
 	assert.Equal(t, time.Hour, expirySpan(DefaultRetention))
+	assert.Equal(t, 75*time.Second, expirySpan(5*time.Minute+3*time.Second), "whole seconds")
+}
+
+// A file's name never ends its span before a record written into it, also
+// for a retention that is not a multiple of 4 seconds.
+func TestExpiryFileEndsAfterItsRecords(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	st := newStore(fsys, "pi_guard/test")
+	st.expiry.span = expirySpan(4*time.Minute + 2*time.Second)
+	dir := fsys.Filename(st.expiryDir())
+	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	for i := range 500 {
+		now := base.Add(time.Duration(i) * 250 * time.Millisecond)
+		st.expiry.now = func() time.Time { return now }
+		require.NoError(t, st.expiry.add("expiryEnd000000000000000000"))
+		st.expiry.close()
+		names, err := filepath.Glob(filepath.Join(dir, "*.log"))
+		require.NoError(t, err)
+		require.Len(t, names, 1)
+		end, ok := expiryFileEnd(filepath.Base(names[0]))
+		require.True(t, ok)
+		require.False(t, end.Before(now), "written at %v into a file named to end at %v", now, end.UTC())
+		require.NoError(t, os.Remove(names[0]))
+	}
 }
 
 // The handler's log follows its retention, and other storage modules keep
