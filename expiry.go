@@ -39,10 +39,10 @@ type expiryLog struct {
 	token string
 	now   func() time.Time // time.Now; tests move it
 
-	mu   sync.Mutex
-	f    *os.File
-	end  int64 // span end of f, Unix seconds
-	dirs bool  // dir known to exist
+	mu     sync.Mutex
+	f      *os.File
+	end    int64 // span end of f, Unix seconds
+	failed error // the first error of add, if any (see failure)
 }
 
 // expirySpan is the span of one expiry file for a retention: a quarter of
@@ -82,12 +82,30 @@ func (l *expiryLog) add(id string) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("opening the expiry log: %w", err)
+			return l.fail(fmt.Errorf("opening the expiry log: %w", err))
 		}
 		l.f, l.end = f, end
 	}
-	_, err := l.f.Write(append([]byte(id), '\n'))
+	if _, err := l.f.Write(append([]byte(id), '\n')); err != nil {
+		return l.fail(fmt.Errorf("writing the expiry log: %w", err))
+	}
+	return nil
+}
+
+// fail keeps the first error of add and returns err. l.mu is held.
+func (l *expiryLog) fail(err error) error {
+	if l.failed == nil {
+		l.failed = err
+	}
 	return err
+}
+
+// failure returns the first error add met, or nil: lines may be missing
+// since, and only the sweep's walk finds their records.
+func (l *expiryLog) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
 }
 
 // close closes the current file; a later add opens a new one.

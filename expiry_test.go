@@ -244,3 +244,29 @@ func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 	assert.NoFileExists(t, fsys.Filename(st.recordKey(rec.PaymentID)), "the other due files are swept")
 	assert.NoFileExists(t, fsys.Filename(st.recordKey(unlisted)), "the walk still runs")
 }
+
+// An expiry log that cannot be written (here its directory's name is taken
+// by a file) loses no record: the save succeeds, the sweep says so once and
+// walks payments/ at the pace it keeps without a log.
+func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	st := newStore(fsys, "pi_guard/test")
+	sw := newSweeper(st, DefaultRetention)
+	defer sw.close()
+	require.NoError(t, sw.expiryFailed())
+	require.Equal(t, DefaultRetention, sw.walkPeriod)
+
+	dir := fsys.Filename(st.expiryDir())
+	require.NoError(t, os.MkdirAll(filepath.Dir(dir), 0o700))
+	require.NoError(t, os.WriteFile(dir, nil, 0o600))
+	rec := completedRecord(t)
+	rec.Delivery.State = deliveryDelivered
+	require.NoError(t, st.save(context.Background(), rec), "the record is saved all the same")
+	assert.FileExists(t, fsys.Filename(st.recordKey(rec.PaymentID)))
+
+	err := sw.expiryFailed()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "expiry log")
+	assert.Equal(t, DefaultRetention/4, sw.walkPeriod)
+	assert.NoError(t, sw.expiryFailed(), "said once")
+}

@@ -73,6 +73,10 @@ func (h *Handler) retentionLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if err := sw.expiryFailed(); err != nil {
+			h.logger.Warn("could not write the expiry log of delivered records; the retention sweep now walks payments/ every quarter of retention instead, "+
+				"which costs more; check the disk under Caddy's storage", zap.Error(err))
+		}
 		removed, err := sw.pass(ctx, time.Now().Add(-h.retention()))
 		if err != nil && ctx.Err() == nil {
 			h.logger.Warn("could not sweep expired payment records; retrying next pass", zap.Error(err))
@@ -125,6 +129,8 @@ type sweeper struct {
 	lastPass int // entries the last pass's walk looked at
 	// lastListed is how many expiry lines the last pass read.
 	lastListed int
+	// expiryOff: the expiry log failed (see expiryFailed).
+	expiryOff bool
 }
 
 func newSweeper(st *store, retention time.Duration) *sweeper {
@@ -140,6 +146,21 @@ func (sw *sweeper) close() {
 		sw.dir.Close()
 		sw.dir = nil
 	}
+}
+
+// expiryFailed returns the expiry log's error the first time it sees one,
+// and from then on walks at the pace of a sweep without the log (a walk per
+// retention/4): the log may miss records from now on.
+func (sw *sweeper) expiryFailed() error {
+	if sw.st == nil || sw.st.expiry == nil || sw.expiryOff {
+		return nil
+	}
+	err := sw.st.expiry.failure()
+	if err != nil {
+		sw.expiryOff = true
+		sw.walkPeriod = sw.retention / 4
+	}
+	return err
 }
 
 // passSize is how many entries the next pass's walk looks at:
