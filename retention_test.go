@@ -263,7 +263,7 @@ func BenchmarkRetentionPass(b *testing.B) {
 	expiredCopies(b, st, fsys, rec.PaymentID, 20000)
 	sw := newSweeper(st, 2*time.Minute)
 	sw.interval = time.Minute
-	sw.walkPeriod = time.Minute // a whole walk per pass
+	sw.walkPeriod = 30 * time.Second // a pass of twice the directory: to its end, every pass
 	sw.lastWalk = 20001
 	defer sw.close()
 	long := time.Now().Add(-1000 * 24 * time.Hour)
