@@ -38,6 +38,7 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 	storage := fs.String("storage", "", "the site's storage root (file_system root): records are counted in <root>/pi_guard/*/payments and owed")
 	retention := fs.Duration("retention", 0, "the site's pi_guard retention, to tell how many records it allows (0: no such verdict)")
 	sweep := fs.Duration("sweep-interval", time.Minute, "the pause between two retention sweeps (a minute in retention.go): a record may outlive retention by that much")
+	span := fs.Duration("expiry-span", -1, "the span of the site's expiry files (expiry.go): a record may outlive retention by that much more (default: as pi_guard derives it from -retention; 0 for storage without the expiry log)")
 	warm := fs.Int("warmup-flows", 0, "the RSS verdict starts from the first row with at least this many flows (default: the first row)")
 	maxErrors := fs.Int("max-errors", 1000, "stop after this many failed flows")
 	if err := fs.Parse(args); err != nil {
@@ -45,6 +46,9 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *n <= 0 || *conc <= 0 || *every <= 0 {
 		return errors.New("-flows, -concurrency and -every must be positive")
+	}
+	if *span < 0 {
+		*span = expirySpan(*retention)
 	}
 	m := &millionRun{
 		n: *n, every: *every, conc: *conc, pid: *pid, piPID: *piPID, storage: *storage,
@@ -58,7 +62,7 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 		adminClient: &http.Client{Timeout: 30 * time.Second},
 		maxErrors:   *maxErrors,
 		retention:   *retention,
-		sweep:       *sweep,
+		slack:       *span + *sweep,
 	}
 	// Fail early on a wrong pid or admin URL, not after the first k flows.
 	if _, err := m.sample(ctx, 0, 0, 0); err != nil {
@@ -68,9 +72,9 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	rows, series, err := m.run(ctx)
-	printMillion(out, rows, m, *retention, *sweep)
+	printMillion(out, rows, m, *retention, *sweep, *span)
 	if len(rows) > 0 {
-		fmt.Fprintf(out, "\n%s\n", millionVerdict(rows, series, *retention, *sweep, *warm))
+		fmt.Fprintf(out, "\n%s\n", millionVerdict(rows, series, *retention, m.slack, *warm))
 	}
 	return err
 }
@@ -84,8 +88,10 @@ type millionRun struct {
 	adminClient    *http.Client
 	maxErrors      int
 	retention      time.Duration // 0: records past retention are not counted
-	sweep          time.Duration
-	start          time.Time
+	// slack is how long past retention a record may stay before it is
+	// overdue: one expiry span plus one sweep interval.
+	slack time.Duration
+	start time.Time
 }
 
 // millionRow is one row: the state after done flows.
@@ -221,7 +227,7 @@ func (m *millionRun) sample(ctx context.Context, done, errs int, at time.Duratio
 		var c cutoffs
 		if m.retention > 0 {
 			now := time.Now()
-			c = cutoffs{expired: now.Add(-m.retention), overdue: now.Add(-m.retention - m.sweep)}
+			c = cutoffs{expired: now.Add(-m.retention), overdue: now.Add(-m.retention - m.slack)}
 		}
 		if row.payments, row.owed, err = countRecords(m.storage, c); err != nil {
 			return row, fmt.Errorf("-storage: %w", err)
@@ -274,8 +280,9 @@ func (d dirUsage) add(o dirUsage) dirUsage {
 }
 
 // cutoffs are the times before which a record counts as expired (older than
-// retention) and overdue (older than retention plus one sweep interval: the
-// sweep should have removed it). Zero times count nothing.
+// retention) and overdue (older than retention plus the slack, one expiry
+// span and one sweep interval: the sweep should have removed it). Zero
+// times count nothing.
 type cutoffs struct{ expired, overdue time.Time }
 
 // countRecords counts the records under root/pi_guard/*/payments and
@@ -359,7 +366,7 @@ func mibOrDash(b int64) string {
 }
 
 // printMillion prints the rows as one table.
-func printMillion(out io.Writer, rows []millionRow, m *millionRun, retention, sweep time.Duration) {
+func printMillion(out io.Writer, rows []millionRow, m *millionRun, retention, sweep, span time.Duration) {
 	fmt.Fprintf(out, "### %d payment flows at %d in flight\n\n", m.n, m.conc)
 	fmt.Fprintf(out, "The payments benchmark's flow, repeated against one guard site. One row every %d flows. "+
 		"`flows/s` is over the rows' interval. `RSS` is VmRSS from /proc/<pid>/status. "+
@@ -368,8 +375,11 @@ func printMillion(out io.Writer, rows []millionRow, m *millionRun, retention, sw
 		"`on disk` is their allocated blocks, directories included, as du counts them. "+
 		"They are counted while the flows go on, so a row may show a few more records than flows done.", m.every)
 	if retention > 0 {
-		fmt.Fprintf(out, " The site's retention is %s; its sweep runs every %s. "+
-			"`past retention` counts the payments/ records delivered more than %s ago, which the sweep has yet to remove.", retention, sweep, retention)
+		fmt.Fprintf(out, " The site's retention is %s; its sweep runs every %s", retention, sweep)
+		if span > 0 {
+			fmt.Fprintf(out, " and removes the records of an expiry file (one per %s) once the file's span is past retention", span)
+		}
+		fmt.Fprintf(out, ". `past retention` counts the payments/ records delivered more than %s ago, which the sweep has yet to remove.", retention)
 	}
 	fmt.Fprint(out, "\n\n")
 	var tab [][]string
@@ -410,8 +420,9 @@ func doneAt(series []point, at time.Duration) float64 {
 
 // millionVerdict says how Caddy's RSS moved from the first row after the
 // warm-up to the last, and how the records left on disk compare with what
-// retention allows: the flows of the last retention + one sweep interval.
-func millionVerdict(rows []millionRow, series []point, retention, sweep time.Duration, warm int) string {
+// retention allows: the flows of the last retention + slack (one expiry
+// span and one sweep interval).
+func millionVerdict(rows []millionRow, series []point, retention, slack time.Duration, warm int) string {
 	first := rows[0]
 	for _, r := range rows {
 		if r.done >= warm {
@@ -433,9 +444,9 @@ func millionVerdict(rows []millionRow, series []point, retention, sweep time.Dur
 		return b.String()
 	}
 	end := series[len(series)-1]
-	window := retention + sweep
+	window := retention + slack
 	allowed := int(float64(end.done) - doneAt(series, end.at-window) + 0.5)
-	fmt.Fprintf(&b, " Retention %s plus one sweep interval allows about %d, the flows of the last %s.", retention, allowed, window)
+	fmt.Fprintf(&b, " Retention %s plus %s (an expiry span and a sweep interval) allows about %d, the flows of the last %s.", retention, slack, allowed, window)
 	switch o := last.payments.overdue; {
 	case end.at < window:
 		fmt.Fprintf(&b, " The run lasted %s, less than that: it cannot show whether the sweep keeps up.", end.at.Round(time.Second))
@@ -445,4 +456,11 @@ func millionVerdict(rows []millionRow, series []point, retention, sweep time.Dur
 		fmt.Fprintf(&b, " %d records are older than that: the sweep is not keeping up.", o)
 	}
 	return b.String()
+}
+
+// expirySpan is the span of pi_guard's expiry files for a retention, as
+// expiry.go derives it: a quarter of it, between a minute and an hour, in
+// whole seconds.
+func expirySpan(retention time.Duration) time.Duration {
+	return min(max(retention/4, time.Minute), time.Hour).Truncate(time.Second)
 }

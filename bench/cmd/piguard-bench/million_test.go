@@ -70,11 +70,11 @@ func TestMillionVerdict(t *testing.T) {
 		{done: 2000, rss: 110 << 20},
 		{done: 3000, rss: 121 << 20, payments: dirUsage{files: 2500, bytes: 10 << 20, overdue: 710}, owed: dirUsage{files: 10}},
 	}
-	// 10 flows/s for 300 s: the last 3 minutes (2m retention + 1m sweep) hold 1800.
+	// 10 flows/s for 300 s: the last 3 minutes (2m retention + 1m slack) hold 1800.
 	series := []point{{0, 0}, {300 * time.Second, 3000}}
 	v := millionVerdict(rows, series, 2*time.Minute, time.Minute, 2000)
 	assert.Equal(t, "Verdict: Caddy's RSS was 110.0 MiB after 2000 flows and 121.0 MiB after 3000 (+11.0 MiB, +10%). "+
-		"2510 records on disk at the end (10.0 MiB). Retention 2m0s plus one sweep interval allows about 1800, "+
+		"2510 records on disk at the end (10.0 MiB). Retention 2m0s plus 1m0s (an expiry span and a sweep interval) allows about 1800, "+
 		"the flows of the last 3m0s. 710 records are older than that: the sweep is not keeping up.", v)
 
 	rows[2].payments.files, rows[2].payments.overdue = 1700, 0
@@ -165,7 +165,8 @@ func TestMillionCommand(t *testing.T) {
 	assert.Regexp(t, `\| 20 +\| 0 +\| \d+ +\| [0-9.]+ +\| [0-9.]+ +\| 1\.0 +\| (2\d|3\d|4\d|50) +\| 0 +\| 0 +\| [0-9.]+ +\| – +\|`, s)
 	assert.Regexp(t, `\| 50 +\| 0 +\| \d+ +\| [0-9.]+ +\| [0-9.]+ +\| 1\.0 +\| 50 +\| 0 +\| 0 +\|`, s)
 	assert.Contains(t, s, "50 records on disk at the end")
-	assert.Contains(t, s, "Retention 1h0m0s plus one sweep interval allows about 50")
+	assert.Contains(t, s, "Retention 1h0m0s plus 16m0s (an expiry span and a sweep interval) allows about 50")
+	assert.Contains(t, s, "an expiry file (one per 15m0s)")
 	assert.Equal(t, 4, strings.Count(s, "\n| "), "the header and three rows")
 
 	// A guard that refuses everything stops the run after -max-errors.
@@ -176,4 +177,11 @@ func TestMillionCommand(t *testing.T) {
 	err = million(t.Context(), []string{"-guard", bad.URL, "-fakepi", strings.TrimSuffix(pi.URL, "/v2"),
 		"-flows", "10", "-every", "5", "-concurrency", "2", "-max-errors", "3"}, io.Discard)
 	assert.ErrorContains(t, err, "403")
+}
+
+func TestExpirySpanAsTheGuard(t *testing.T) {
+	assert.Equal(t, time.Minute, expirySpan(2*time.Minute))
+	assert.Equal(t, 60*time.Second, expirySpan(4*time.Minute+2*time.Second))
+	assert.Equal(t, 75*time.Second, expirySpan(5*time.Minute))
+	assert.Equal(t, time.Hour, expirySpan(720*time.Hour))
 }
