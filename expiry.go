@@ -24,9 +24,10 @@ import (
 // looking at every record of payments/ several times in its life (see
 // sweeper). File storage only: it appends to plain files.
 //
-// Each writer (one per store) appends "<id>\n" for every delivered record it
-// writes to its own file per span of time, <prefix>/expiry/<start>-<end>.<token>.log
-// (start and end in Unix seconds). Once end is older than the retention
+// Each writer (one per process and directory, see expiryLogFor) appends
+// "<id>\n" for every delivered record written to its own file per span of
+// time, <prefix>/expiry/<start>-<end>.<token>.log (start and end in Unix
+// seconds), so writers sharing storage never interleave. Once end is older than the retention
 // cutoff, every record listed in the file has expired, unless it was written
 // again since (its mtime says so, and the later write is listed in a later
 // file): the sweep removes them and then the file.
@@ -35,11 +36,11 @@ import (
 // slow walk of payments/, which stays as the backstop.
 type expiryLog struct {
 	dir   string
-	span  time.Duration
 	token string
 	now   func() time.Time // time.Now; tests move it
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards what follows
+	span   time.Duration
 	f      *os.File
 	end    int64 // span end of f, Unix seconds
 	failed error // the first error of add, if any (see failure)
@@ -61,18 +62,38 @@ func newExpiryLog(dir string) *expiryLog {
 	return &expiryLog{dir: dir, span: expirySpan(DefaultRetention), token: newToken()[:12], now: time.Now}
 }
 
+// expiryLogs holds the process's expiry log of each directory, shared by
+// every store over it, so that config reloads keep appending to the same
+// file instead of starting one more per reload.
+var expiryLogs sync.Map // dir → *expiryLog
+
+func expiryLogFor(dir string) *expiryLog {
+	l, _ := expiryLogs.LoadOrStore(dir, newExpiryLog(dir))
+	return l.(*expiryLog)
+}
+
+// setSpan sets the span of the files opened from now on (the current one
+// is kept to its end).
+func (l *expiryLog) setSpan(span time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.span = span
+}
+
 // add lists id as delivered now. An error is returned for tests and
 // ignored by the store: the walk finds what the log misses.
 func (l *expiryLog) add(id string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	start := now.Truncate(l.span)
-	if l.f == nil || start.Unix() >= l.end {
+	if l.f == nil || now.Unix() >= l.end {
+		// The current file's span is over (or there is none): a new one,
+		// whose span holds now, whatever span the last one had.
 		if l.f != nil {
 			l.f.Close()
 			l.f = nil
 		}
+		start := now.Truncate(l.span)
 		end := start.Add(l.span).Unix()
 		name := filepath.Join(l.dir, fmt.Sprintf("%d-%d.%s.log", start.Unix(), end, l.token))
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

@@ -112,45 +112,60 @@ func TestExpiryLogRemovesDueRecords(t *testing.T) {
 }
 
 // Each writer appends to its own file per span, named for the span, so
-// that writers sharing storage never interleave and the sweep knows from
-// the name when a file is due.
+// that writers sharing storage (two processes) never interleave and the
+// sweep knows from the name when a file is due. A span that changes (a
+// reload with another retention) starts with the next file, and a file is
+// never written past its end.
 func TestExpiryLogFiles(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	a, b := newStore(fsys, "pi_guard/test"), newStore(fsys, "pi_guard/test")
+	dir := t.TempDir()
+	a, b := newExpiryLog(dir), newExpiryLog(dir)
 	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	now := base
-	for _, st := range []*store{a, b} {
-		st.expiry.span = time.Hour
-		st.expiry.now = func() time.Time { return now }
+	for _, l := range []*expiryLog{a, b} {
+		l.setSpan(time.Hour)
+		l.now = func() time.Time { return now }
 	}
-	require.NoError(t, a.expiry.add("expiryA00000000000000000000"))
-	require.NoError(t, b.expiry.add("expiryB00000000000000000000"))
+	require.NoError(t, a.add("expiryA00000000000000000000"))
+	require.NoError(t, b.add("expiryB00000000000000000000"))
 	now = base.Add(59 * time.Minute)
-	require.NoError(t, a.expiry.add("expiryA10000000000000000000"))
-	now = base.Add(time.Hour)
-	require.NoError(t, a.expiry.add("expiryA20000000000000000000"))
-	a.expiry.close()
-	b.expiry.close()
+	require.NoError(t, a.add("expiryA10000000000000000000"))
+	now = base.Add(2 * time.Hour)
+	require.NoError(t, a.add("expiryA20000000000000000000"))
+	a.setSpan(4 * time.Hour) // from the next file on
+	now = base.Add(2*time.Hour + 59*time.Minute)
+	require.NoError(t, a.add("expiryA30000000000000000000"))
+	// Past the file's end (13:00); the new span's grid starts at 12:00:
+	// a new file, 12:00 to 16:00, never the one that ended.
+	now = base.Add(3*time.Hour + time.Second)
+	require.NoError(t, a.add("expiryA40000000000000000000"))
+	a.close()
+	b.close()
 
-	names, err := filepath.Glob(filepath.Join(fsys.Filename(a.expiryDir()), "*.log"))
+	names, err := filepath.Glob(filepath.Join(dir, "*.log"))
 	require.NoError(t, err)
-	require.Len(t, names, 3)
-	lines := map[string]string{}
+	ends := map[string]time.Time{}
 	for _, name := range names {
 		data, err := os.ReadFile(name)
 		require.NoError(t, err)
-		lines[string(data)] = filepath.Base(name)
 		end, ok := expiryFileEnd(filepath.Base(name))
 		require.True(t, ok, name)
-		if strings.HasPrefix(string(data), "expiryA2") {
-			assert.Equal(t, base.Add(2*time.Hour), end.UTC())
-		} else {
-			assert.Equal(t, base.Add(time.Hour), end.UTC())
-		}
+		ends[string(data)] = end.UTC()
 	}
-	assert.Contains(t, lines, "expiryA00000000000000000000\nexpiryA10000000000000000000\n")
-	assert.Contains(t, lines, "expiryB00000000000000000000\n")
-	assert.Contains(t, lines, "expiryA20000000000000000000\n")
+	assert.Equal(t, map[string]time.Time{
+		"expiryA00000000000000000000\nexpiryA10000000000000000000\n": base.Add(time.Hour),
+		"expiryB00000000000000000000\n":                              base.Add(time.Hour),
+		"expiryA20000000000000000000\nexpiryA30000000000000000000\n": base.Add(3 * time.Hour),
+		"expiryA40000000000000000000\n":                              base.Add(6 * time.Hour), // 12:00 to 16:00
+	}, ends)
+}
+
+// Stores over one directory share its log: config reloads append to the
+// same file instead of adding one per reload.
+func TestExpiryLogSharedByStores(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	a, b := newStore(fsys, "pi_guard/test"), newStore(fsys, "pi_guard/test")
+	assert.Same(t, a.expiry, b.expiry)
+	assert.NotSame(t, a.expiry, newStore(fsys, "pi_guard/other").expiry)
 }
 
 func TestExpiryFileEnd(t *testing.T) {

@@ -300,7 +300,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	// payment can never be replayed as verified to another app.
 	h.store = newStore(storage, "pi_guard/"+shortHash(apiKey))
 	if h.store.expiry != nil {
-		h.store.expiry.span = expirySpan(h.retention())
+		h.store.expiry.setSpan(expirySpan(h.retention()))
 	}
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {

@@ -159,7 +159,7 @@ func newStore(s certmagic.Storage, prefix string) *store {
 	if ok {
 		st.w = newFileWriter(fs)
 		st.w.journal = journalFor(fs.Filename(path.Join(prefix, "journal")))
-		st.expiry = newExpiryLog(fs.Filename(st.expiryDir()))
+		st.expiry = expiryLogFor(fs.Filename(st.expiryDir()))
 	}
 	if w, wraps := s.(interface{ Unwrap() certmagic.Storage }); !ok && wraps {
 		fs, ok = w.Unwrap().(*certmagic.FileStorage)
