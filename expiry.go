@@ -39,11 +39,11 @@ type expiryLog struct {
 	token string
 	now   func() time.Time // time.Now; tests move it
 
-	mu     sync.Mutex // guards what follows
-	span   time.Duration
-	f      *os.File
-	end    int64 // span end of f, Unix seconds
-	failed error // the first error of add, if any (see failure)
+	mu       sync.Mutex // guards what follows
+	f        *os.File
+	end      int64     // span end of f, Unix seconds
+	failed   error     // the last error of add, if any (see failure)
+	failedAt time.Time // when
 }
 
 // expirySpan is the span of one expiry file for a retention: a quarter of
@@ -59,7 +59,7 @@ func expirySpan(retention time.Duration) time.Duration {
 }
 
 func newExpiryLog(dir string) *expiryLog {
-	return &expiryLog{dir: dir, span: expirySpan(DefaultRetention), token: newToken()[:12], now: time.Now}
+	return &expiryLog{dir: dir, token: newToken()[:12], now: time.Now}
 }
 
 // expiryLogs holds the process's expiry log of each directory, shared by
@@ -68,21 +68,19 @@ func newExpiryLog(dir string) *expiryLog {
 var expiryLogs sync.Map // dir → *expiryLog
 
 func expiryLogFor(dir string) *expiryLog {
+	if l, ok := expiryLogs.Load(dir); ok {
+		return l.(*expiryLog)
+	}
 	l, _ := expiryLogs.LoadOrStore(dir, newExpiryLog(dir))
 	return l.(*expiryLog)
 }
 
-// setSpan sets the span of the files opened from now on (the current one
-// is kept to its end).
-func (l *expiryLog) setSpan(span time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.span = span
-}
-
-// add lists id as delivered now. An error is returned for tests and
-// ignored by the store: the walk finds what the log misses.
-func (l *expiryLog) add(id string) error {
+// add lists id as delivered now. A new file, when the current one's span
+// is over, spans span (the caller's: its store's, from its retention); the
+// current file is kept to its end whatever the caller's span. An error is
+// returned for tests and ignored by the store: the walk finds what the log
+// misses.
+func (l *expiryLog) add(id string, span time.Duration) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -93,8 +91,8 @@ func (l *expiryLog) add(id string) error {
 			l.f.Close()
 			l.f = nil
 		}
-		start := now.Truncate(l.span)
-		end := start.Add(l.span).Unix()
+		start := now.Truncate(span)
+		end := start.Add(span).Unix()
 		name := filepath.Join(l.dir, fmt.Sprintf("%d-%d.%s.log", start.Unix(), end, l.token))
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -113,20 +111,20 @@ func (l *expiryLog) add(id string) error {
 	return nil
 }
 
-// fail keeps the first error of add and returns err. l.mu is held.
+// fail keeps err as the last error of add, and when, and returns it. l.mu
+// is held.
 func (l *expiryLog) fail(err error) error {
-	if l.failed == nil {
-		l.failed = err
-	}
+	l.failed, l.failedAt = err, l.now()
 	return err
 }
 
-// failure returns the first error add met, or nil: lines may be missing
-// since, and only the sweep's walk finds their records.
-func (l *expiryLog) failure() error {
+// failure returns the last error add met and when, or nil: the records
+// delivered about then may be missing from the log, and only the sweep's
+// walk finds them.
+func (l *expiryLog) failure() (error, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.failed
+	return l.failed, l.failedAt
 }
 
 // close closes the current file; a later add opens a new one.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +24,7 @@ func TestExpiryLogRemovesDueRecords(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
 	st := newStore(fsys, "pi_guard/test")
 	require.NotNil(t, st.expiry, "file storage keeps an expiry log")
-	st.expiry.span = time.Minute
+	st.expirySpan = time.Minute
 	ctx := context.Background()
 	longAgo := time.Now().Add(-40 * 24 * time.Hour)
 	age := func(key string) { require.NoError(t, os.Chtimes(fsys.Filename(key), longAgo, longAgo)) }
@@ -122,22 +124,22 @@ func TestExpiryLogFiles(t *testing.T) {
 	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	now := base
 	for _, l := range []*expiryLog{a, b} {
-		l.setSpan(time.Hour)
 		l.now = func() time.Time { return now }
 	}
-	require.NoError(t, a.add("expiryA00000000000000000000"))
-	require.NoError(t, b.add("expiryB00000000000000000000"))
+	require.NoError(t, a.add("expiryA00000000000000000000", time.Hour))
+	require.NoError(t, b.add("expiryB00000000000000000000", time.Hour))
 	now = base.Add(59 * time.Minute)
-	require.NoError(t, a.add("expiryA10000000000000000000"))
+	require.NoError(t, a.add("expiryA10000000000000000000", time.Hour))
 	now = base.Add(2 * time.Hour)
-	require.NoError(t, a.add("expiryA20000000000000000000"))
-	a.setSpan(4 * time.Hour) // from the next file on
+	require.NoError(t, a.add("expiryA20000000000000000000", time.Hour))
+	// Another caller's span (a store of another retention) keeps the
+	// current file to its end...
 	now = base.Add(2*time.Hour + 59*time.Minute)
-	require.NoError(t, a.add("expiryA30000000000000000000"))
-	// Past the file's end (13:00); the new span's grid starts at 12:00:
-	// a new file, 12:00 to 16:00, never the one that ended.
+	require.NoError(t, a.add("expiryA30000000000000000000", 4*time.Hour))
+	// ...and past the file's end (13:00) starts the next one with it: its
+	// grid starts at 12:00, so 12:00 to 16:00, never the one that ended.
 	now = base.Add(3*time.Hour + time.Second)
-	require.NoError(t, a.add("expiryA40000000000000000000"))
+	require.NoError(t, a.add("expiryA40000000000000000000", 4*time.Hour))
 	a.close()
 	b.close()
 
@@ -195,13 +197,13 @@ func TestExpirySpan(t *testing.T) {
 func TestExpiryFileEndsAfterItsRecords(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
 	st := newStore(fsys, "pi_guard/test")
-	st.expiry.span = expirySpan(4*time.Minute + 2*time.Second)
+	st.expirySpan = expirySpan(4*time.Minute + 2*time.Second)
 	dir := fsys.Filename(st.expiryDir())
 	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	for i := range 500 {
 		now := base.Add(time.Duration(i) * 250 * time.Millisecond)
 		st.expiry.now = func() time.Time { return now }
-		require.NoError(t, st.expiry.add("expiryEnd000000000000000000"))
+		require.NoError(t, st.expiry.add("expiryEnd000000000000000000", st.expirySpan))
 		st.expiry.close()
 		names, err := filepath.Glob(filepath.Join(dir, "*.log"))
 		require.NoError(t, err)
@@ -219,7 +221,7 @@ func TestExpiryLogFollowsRetention(t *testing.T) {
 	h := &Handler{APIKey: "k", SigningKey: benchSigningKey, Retention: 2 * 60 * 1e9}
 	require.NoError(t, h.provision(testStorage(t)))
 	require.NotNil(t, h.store.expiry)
-	assert.Equal(t, time.Minute, h.store.expiry.span)
+	assert.Equal(t, time.Minute, h.store.expirySpan)
 	require.NoError(t, h.Cleanup())
 
 	st := newStore(wrappedStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "pi_guard/test")
@@ -234,7 +236,7 @@ func TestExpiryLogFollowsRetention(t *testing.T) {
 func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
 	st := newStore(fsys, "pi_guard/test")
-	st.expiry.span = time.Minute
+	st.expirySpan = time.Minute
 	ctx := context.Background()
 	longAgo := time.Now().Add(-40 * 24 * time.Hour)
 
@@ -262,13 +264,17 @@ func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 
 // An expiry log that cannot be written (here its directory's name is taken
 // by a file) loses no record: the save succeeds, the sweep says so once and
-// walks payments/ at the pace it keeps without a log.
+// walks payments/ at the pace it keeps without a log, for as long as the
+// records delivered while it failed may be missing from the log; then it
+// goes back to the backstop's pace. A sweeper of a later config (a reload)
+// does the same from the same failure, never from an old one.
 func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
 	st := newStore(fsys, "pi_guard/test")
 	sw := newSweeper(st, DefaultRetention)
 	defer sw.close()
-	require.NoError(t, sw.expiryFailed())
+	now := time.Now()
+	require.NoError(t, sw.expiryFailed(now))
 	require.Equal(t, DefaultRetention, sw.walkPeriod)
 
 	dir := fsys.Filename(st.expiryDir())
@@ -279,9 +285,93 @@ func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
 	require.NoError(t, st.save(context.Background(), rec), "the record is saved all the same")
 	assert.FileExists(t, fsys.Filename(st.recordKey(rec.PaymentID)))
 
-	err := sw.expiryFailed()
+	err := sw.expiryFailed(now)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "expiry log")
 	assert.Equal(t, DefaultRetention/4, sw.walkPeriod)
-	assert.NoError(t, sw.expiryFailed(), "said once")
+	assert.NoError(t, sw.expiryFailed(now.Add(time.Minute)), "said once")
+	assert.Equal(t, DefaultRetention/4, sw.walkPeriod)
+
+	reloaded := newSweeper(newStore(fsys, "pi_guard/test"), DefaultRetention)
+	defer reloaded.close()
+	assert.Error(t, reloaded.expiryFailed(now.Add(time.Hour)), "the failure is recent for the new config too")
+	assert.Equal(t, DefaultRetention/4, reloaded.walkPeriod)
+
+	// The disk is fine again; once the records of the failing time have
+	// expired, the walk is the backstop again, for every config.
+	require.NoError(t, os.Remove(dir))
+	require.NoError(t, st.expiry.add(rec.PaymentID, st.expirySpan))
+	later := now.Add(DefaultRetention + time.Hour + 2*time.Minute)
+	for _, s := range []*sweeper{sw, reloaded} {
+		assert.NoError(t, s.expiryFailed(later))
+		assert.Equal(t, DefaultRetention, s.walkPeriod)
+	}
+	fresh := newSweeper(newStore(fsys, "pi_guard/test"), DefaultRetention)
+	defer fresh.close()
+	assert.NoError(t, fresh.expiryFailed(later), "an old failure is not said again after a reload")
+	assert.Equal(t, DefaultRetention, fresh.walkPeriod)
+}
+
+// Reloads while serving: writers of different retentions (spans) add
+// through the shared log while old configs' cleanups close it. No line is
+// lost or doubled, and none lands in a file whose end is at or before the
+// time it was written. (From an attacker's review.)
+func TestExpiryLogSharedUnderReloads(t *testing.T) {
+	dir := t.TempDir()
+	l := expiryLogFor(dir)
+	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC).UnixNano()
+	var clock atomic.Int64 // ns past base; moves forward by 7s per read
+	l.now = func() time.Time { return time.Unix(0, base+clock.Add(int64(7*time.Second))) }
+
+	const writers, per = 4, 500
+	spans := []time.Duration{time.Minute, time.Hour, 75 * time.Second, 15 * time.Minute}
+	written := make(map[string]int64) // id → ns before add: a lower bound of its write time
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var reloads sync.WaitGroup
+	reloads.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				expiryLogFor(dir).close() // an old config's Cleanup
+			}
+		}
+	})
+	for w := range writers {
+		wg.Go(func() {
+			for i := range per {
+				id := fmt.Sprintf("shared%d%021d", w, i)
+				before := base + clock.Load()
+				assert.NoError(t, l.add(id, spans[(w+i)%len(spans)]))
+				mu.Lock()
+				written[id] = before
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	reloads.Wait()
+	l.close()
+
+	names, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	require.NoError(t, err)
+	seen := map[string]int{}
+	for _, name := range names {
+		end, ok := expiryFileEnd(filepath.Base(name))
+		require.True(t, ok)
+		data, err := os.ReadFile(name)
+		require.NoError(t, err)
+		for _, id := range strings.Fields(string(data)) {
+			seen[id]++
+			assert.Greater(t, end.UnixNano(), written[id], "%s written at %v into a file that ended at %v", id, time.Unix(0, written[id]).UTC(), end.UTC())
+		}
+	}
+	assert.Len(t, seen, writers*per)
+	for id, n := range seen {
+		assert.Equal(t, 1, n, id)
+	}
 }

@@ -299,9 +299,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
 	h.store = newStore(storage, "pi_guard/"+shortHash(apiKey))
-	if h.store.expiry != nil {
-		h.store.expiry.setSpan(expirySpan(h.retention()))
-	}
+	h.store.expirySpan = expirySpan(h.retention())
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
 			return fmt.Errorf("pi_guard: %w", err)

@@ -146,8 +146,11 @@ type store struct {
 	// storage wrapped by another module, whose Store is used as it is.
 	w *fileWriter
 	// expiry lists delivered records for the retention sweep, with w;
-	// else nil.
-	expiry *expiryLog
+	// else nil. expirySpan is the span of the files this store starts
+	// (see expirySpan): its handler's, set at provisioning, so that a
+	// config that never loads changes nothing in the shared log.
+	expiry     *expiryLog
+	expirySpan time.Duration
 	// journalOffLogged: the redelivery worker logged that the journal
 	// failed (once per store, so once per config load).
 	journalOffLogged atomic.Bool
@@ -160,6 +163,7 @@ func newStore(s certmagic.Storage, prefix string) *store {
 		st.w = newFileWriter(fs)
 		st.w.journal = journalFor(fs.Filename(path.Join(prefix, "journal")))
 		st.expiry = expiryLogFor(fs.Filename(st.expiryDir()))
+		st.expirySpan = expirySpan(DefaultRetention)
 	}
 	if w, wraps := s.(interface{ Unwrap() certmagic.Storage }); !ok && wraps {
 		fs, ok = w.Unwrap().(*certmagic.FileStorage)
@@ -262,7 +266,7 @@ func (st *store) write(ctx context.Context, rec *record, data []byte) error {
 	}
 	if st.expiry != nil {
 		// Best effort: the retention sweep's walk finds what the log misses.
-		_ = st.expiry.add(rec.PaymentID)
+		_ = st.expiry.add(rec.PaymentID, st.expirySpan)
 	}
 	return nil
 }

@@ -73,9 +73,9 @@ func (h *Handler) retentionLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := sw.expiryFailed(); err != nil {
-			h.logger.Warn("could not write the expiry log of delivered records; the retention sweep now walks payments/ every quarter of retention instead, "+
-				"which costs more; check the disk under Caddy's storage", zap.Error(err))
+		if err := sw.expiryFailed(time.Now()); err != nil {
+			h.logger.Warn("could not write the expiry log of delivered records; the retention sweep walks payments/ every quarter of retention instead, "+
+				"which costs more, until the log has worked for a retention; check the disk under Caddy's storage", zap.Error(err))
 		}
 		removed, err := sw.pass(ctx, time.Now().Add(-h.retention()))
 		if err != nil && ctx.Err() == nil {
@@ -129,17 +129,21 @@ type sweeper struct {
 	lastPass int // entries the last pass's walk looked at
 	// lastListed is how many expiry lines the last pass read.
 	lastListed int
-	// expiryOff: the expiry log failed (see expiryFailed).
+	// expiryOff: the expiry log failed recently (see expiryFailed).
 	expiryOff bool
 }
 
 func newSweeper(st *store, retention time.Duration) *sweeper {
 	walk := retention / 4
 	if st != nil && st.expiry != nil {
-		walk = max(retention, time.Hour)
+		walk = backstopWalk(retention)
 	}
 	return &sweeper{st: st, retention: retention, walkPeriod: walk, interval: retentionInterval, minPass: retentionMinPass, chunk: retentionChunk}
 }
+
+// backstopWalk is how long a whole walk of payments/ takes when the expiry
+// log finds the expired records: one walk per retention, at least an hour.
+func backstopWalk(retention time.Duration) time.Duration { return max(retention, time.Hour) }
 
 func (sw *sweeper) close() {
 	if sw.dir != nil {
@@ -148,19 +152,27 @@ func (sw *sweeper) close() {
 	}
 }
 
-// expiryFailed returns the expiry log's error the first time it sees one,
-// and from then on walks at the pace of a sweep without the log (a walk per
-// retention/4): the log may miss records from now on.
-func (sw *sweeper) expiryFailed() error {
-	if sw.st == nil || sw.st.expiry == nil || sw.expiryOff {
+// expiryFailed sets the walk's pace from the expiry log's health at now.
+// While its last failure is recent (within retention, one span and one
+// interval: records delivered then may be missing from the log until they
+// have expired and been found), the walk goes at the pace of a sweep
+// without the log (a walk per retention/4); after that, back to the
+// backstop's. It returns the failure when the walk speeds up, to be logged:
+// once per failing period and sweeper (so per config).
+func (sw *sweeper) expiryFailed(now time.Time) error {
+	if sw.st == nil || sw.st.expiry == nil {
 		return nil
 	}
-	err := sw.st.expiry.failure()
-	if err != nil {
-		sw.expiryOff = true
-		sw.walkPeriod = sw.retention / 4
+	err, at := sw.st.expiry.failure()
+	recent := err != nil && now.Sub(at) < sw.retention+expirySpan(sw.retention)+sw.interval
+	switch {
+	case recent && !sw.expiryOff:
+		sw.expiryOff, sw.walkPeriod = true, sw.retention/4
+		return err
+	case !recent && sw.expiryOff:
+		sw.expiryOff, sw.walkPeriod = false, backstopWalk(sw.retention)
 	}
-	return err
+	return nil
 }
 
 // passSize is how many entries the next pass's walk looks at:
