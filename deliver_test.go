@@ -540,3 +540,47 @@ func TestReplayAnswerGoesToThePayerOnly(t *testing.T) {
 	assert.Len(t, app.requests(), 5, "every replay still reaches the app")
 	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id))
 }
+
+// Two pi_guard blocks of one config (two apps) share the metrics: each
+// app's owed deliveries are its own series, not one gauge the last worker
+// pass wins.
+func TestOwedGaugePerApp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	storage := testStorage(t)
+	handler := func(key string) *Handler {
+		h := &Handler{APIKey: key, SigningKey: benchSigningKey, metrics: m}
+		require.NoError(t, h.provision(storage))
+		h.logger = zap.NewNop()
+		t.Cleanup(func() { _ = h.Cleanup() })
+		return h
+	}
+	a, b := handler("app-one-api-key"), handler("app-two-api-key")
+	require.NotEqual(t, a.app, b.app)
+	rec := completedRecord(t)
+	rec.Delivery.State = deliveryExhausted
+	require.NoError(t, a.store.save(t.Context(), rec))
+
+	redeliverPass(a)
+	redeliverPass(b) // b owes nothing: a's series stays
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() != "caddy_pi_guard_owed_deliveries" {
+			continue
+		}
+		for _, mm := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mm.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got[labels["app"]+"/"+labels["state"]] = mm.GetGauge().GetValue()
+		}
+	}
+	assert.Equal(t, map[string]float64{
+		a.app + "/exhausted": 1, a.app + "/pending": 0,
+		b.app + "/exhausted": 0, b.app + "/pending": 0,
+	}, got)
+}

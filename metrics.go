@@ -16,12 +16,12 @@ type metrics struct {
 	piCalls         *prometheus.CounterVec   // endpoint, status
 	piLatency       *prometheus.HistogramVec // endpoint
 	verified        *prometheus.CounterVec   // phase
-	owed            *prometheus.GaugeVec     // state: pending, exhausted
+	owed            *prometheus.GaugeVec     // app, state: pending, exhausted
 	exhausted       prometheus.Counter
 	redeliveries    *prometheus.CounterVec // result: delivered, failed
 	blockchainFails *prometheus.CounterVec // reason: mismatch, unavailable
 	reconciled      *prometheus.CounterVec // outcome
-	watched         prometheus.Gauge
+	watched         *prometheus.GaugeVec   // app
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "pi_guard"
@@ -45,8 +45,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		verified: counter("verified_forwards_total", "Requests forwarded to the app with a verified header, by phase.", "phase"),
 		owed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "owed_deliveries",
-			Help: "Completed payments not yet accepted by the app, by state (pending: will be redelivered; exhausted: needs an operator).",
-		}, []string{"state"}),
+			Help: "Completed payments not yet accepted by the app, by app (its storage prefix, pi_guard/<app>) and state (pending: will be redelivered; exhausted: needs an operator).",
+		}, []string{"app", "state"}),
 		exhausted: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "deliveries_exhausted_total",
 			Help: "Completed payments whose redelivery attempts were all used up.",
@@ -103,10 +103,10 @@ func (m *metrics) registerReconcile(reg prometheus.Registerer) error {
 		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "reconciled_total",
 		Help: "Approved payments the reconciler stopped watching, by outcome (completed, cancelled, gave_up, ...).",
 	}, []string{"outcome"})
-	watched := prometheus.NewGauge(prometheus.GaugeOpts{
+	watched := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "watched_payments",
-		Help: "Approved payments not yet completed or settled, watched by the reconciler.",
-	})
+		Help: "Approved payments not yet completed or settled, watched by the reconciler, by app (its storage prefix, pi_guard/<app>).",
+	}, []string{"app"})
 	var err error
 	if m.reconciled, err = register(reg, reconciled); err != nil {
 		return err

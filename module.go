@@ -179,6 +179,7 @@ type Handler struct {
 	routes          map[string]string // routeKey(path) → phase
 	watched         *watchList
 	store           *store
+	app             string // the app's id: the first 8 hex digits of SHA-256 of the API key (its storage prefix, its metrics label)
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
 	metrics         *metrics
@@ -298,7 +299,8 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	}
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
-	h.store = newStore(storage, "pi_guard/"+shortHash(apiKey))
+	h.app = shortHash(apiKey)
+	h.store = newStore(storage, "pi_guard/"+h.app)
 	h.store.expirySpan = expirySpan(h.retention())
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {

@@ -120,7 +120,7 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 		h.logger.Debug("could not list the watched payments", zap.Error(err))
 		return
 	}
-	h.metrics.watched.Set(float64(len(ids)))
+	h.metrics.watched.WithLabelValues(h.app).Set(float64(len(ids)))
 	if len(ids) == 0 {
 		return
 	}

@@ -99,7 +99,7 @@ func (w *redeliverer) pass(ctx context.Context) {
 	}
 	if err == nil {
 		for state, n := range counts {
-			h.metrics.owed.WithLabelValues(state).Set(n)
+			h.metrics.owed.WithLabelValues(h.app, state).Set(n)
 		}
 	}
 }
