@@ -39,6 +39,8 @@ type expiryLog struct {
 	token string
 	now   func() time.Time // time.Now; tests move it
 
+	made atomic.Bool // dir is known to exist
+
 	mu       sync.Mutex // guards what follows
 	f        *os.File
 	end      int64     // span end of f, Unix seconds
@@ -94,12 +96,7 @@ func (l *expiryLog) add(id string, span time.Duration) error {
 		start := now.Truncate(span)
 		end := start.Add(span).Unix()
 		name := filepath.Join(l.dir, fmt.Sprintf("%d-%d.%s.log", start.Unix(), end, l.token))
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if errors.Is(err, fs.ErrNotExist) {
-			if err = os.MkdirAll(l.dir, 0o700); err == nil {
-				f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-			}
-		}
+		f, err := openMakingDir(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, &l.made)
 		if err != nil {
 			return l.fail(fmt.Errorf("opening the expiry log: %w", err))
 		}

@@ -78,21 +78,16 @@ func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte)
 	if err := w.journal.prepare(w.fs.Path); err != nil {
 		return err
 	}
-	final := w.fs.Filename(key)
-	f, err := w.create(final)
+	j, err := w.writeNew(key, value)
 	if errors.Is(err, fs.ErrExist) {
 		return w.storeSynced(ctx, key, value)
 	}
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(value)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(final)
-		return fmt.Errorf("writing %s: %w", final, err)
+	if err := j.f.Close(); err != nil {
+		os.Remove(j.final)
+		return fmt.Errorf("writing %s: %w", j.final, err)
 	}
 	if err := w.journal.append(ctx, key, value); errors.Is(err, errJournalOff) {
 		return w.storeSynced(ctx, key, value) // turned off meanwhile

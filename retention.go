@@ -286,14 +286,11 @@ func (sw *sweeper) owedNow(ctx context.Context) map[string]bool {
 func (sw *sweeper) sweepEntries(payments string, entries []os.DirEntry, cutoff time.Time, owed map[string]bool) int {
 	removed := 0
 	for _, e := range entries {
-		name := e.Name()
-		full := filepath.Join(payments, name)
-		if strings.HasSuffix(name, ".tmp") {
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
-				os.Remove(full)
-			}
+		if removeIfStaleTemp(payments, e) {
 			continue
 		}
+		name := e.Name()
+		full := filepath.Join(payments, name)
 		id, ok := strings.CutSuffix(name, ".json")
 		if !ok || piclient.ValidatePaymentID(id) != nil {
 			continue
@@ -361,15 +358,23 @@ func removeStaleTemps(dir string, chunk int) {
 	for {
 		entries, err := d.ReadDir(chunk)
 		for _, e := range entries {
-			if !strings.HasSuffix(e.Name(), ".tmp") {
-				continue
-			}
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
-				os.Remove(filepath.Join(dir, e.Name()))
-			}
+			removeIfStaleTemp(dir, e)
 		}
 		if err != nil || len(entries) < chunk {
 			return
 		}
 	}
+}
+
+// removeIfStaleTemp removes e, an entry of dir, if it is the temporary file
+// of a write that never finished and is stale; it reports whether e is a
+// temporary file at all (a record it is not, stale or not).
+func removeIfStaleTemp(dir string, e os.DirEntry) bool {
+	if !strings.HasSuffix(e.Name(), ".tmp") {
+		return false
+	}
+	if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTempAge {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
+	return true
 }
