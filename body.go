@@ -43,13 +43,18 @@ var errUnsupportedMedia = errors.New("unsupported content type")
 
 // readBody reads the whole request body, at most limit bytes, and puts an
 // identical body back so the upstream receives the request byte for byte.
+//
+// The body is never closed here: a body closed before its end hides from
+// net/http (behind Caddy's own body wrappers) that bytes of it are still on
+// the wire, and the connection would be reused with the rest of the body
+// read as new requests. ServeHTTP closes the connection instead whenever it
+// answers before the body was read to its end (see bodyWatch).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		setBody(r, nil)
 		return nil, nil
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	r.Body.Close()
 	if err != nil {
 		return nil, err
 	}

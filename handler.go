@@ -79,7 +79,7 @@ type exchange struct {
 // make a proxy drop the guard's own copy), then guards the payment routes and
 // passes everything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	h.stripHeaders(r)
+	body := h.stripHeaders(r)
 	phase := h.phaseOf(r.URL.Path)
 	if phase == "" || r.Method == http.MethodOptions {
 		if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
@@ -100,6 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil // the client went away; nobody to answer
 		}
 		ge.PaymentID = st.id
+		closeIfUnread(w, r, body)
 		writeError(w, ge)
 		return nil
 	}
@@ -271,8 +272,10 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 // including spellings with underscores, which CGI, WSGI and PHP apps read as
 // the same header. It also removes their names from the Connection header (a
 // proxy drops the headers it names, which would delete the guard's own
-// copy) and from trailers, declared or not.
-func (h *Handler) stripHeaders(r *http.Request) {
+// copy) and from trailers, declared or not. It returns the wrapper it put
+// around the body (nil without a body), which tells whether the body was
+// read to its end.
+func (h *Handler) stripHeaders(r *http.Request) *trailerStripper {
 	for name := range r.Header {
 		if h.ownHeader(name) {
 			delete(r.Header, name)
@@ -292,8 +295,21 @@ func (h *Handler) stripHeaders(r *http.Request) {
 			delete(r.Trailer, name)
 		}
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &trailerStripper{ReadCloser: r.Body, r: r, h: h}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	ts := &trailerStripper{ReadCloser: r.Body, r: r, h: h}
+	r.Body = ts
+	return ts
+}
+
+// closeIfUnread makes the guard's own answer the last on an HTTP/1
+// connection whose request body was not read to its end: whatever of the
+// body is still on the wire must never be parsed as another request (a
+// smuggled request, whose answer a front proxy would hand to someone else).
+func closeIfUnread(w http.ResponseWriter, r *http.Request, body *trailerStripper) {
+	if body != nil && !body.eof && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
 	}
 }
 
@@ -326,13 +342,15 @@ func (h *Handler) dropTokens(vals []string) []string {
 // reverse_proxy copies the trailers it forwards in that same Read.
 type trailerStripper struct {
 	io.ReadCloser
-	r *http.Request
-	h *Handler
+	r   *http.Request
+	h   *Handler
+	eof bool // the body was read to its end
 }
 
 func (t *trailerStripper) Read(p []byte) (int, error) {
 	n, err := t.ReadCloser.Read(p)
 	if err == io.EOF {
+		t.eof = true
 		for name := range t.r.Trailer {
 			if t.h.ownHeader(name) {
 				delete(t.r.Trailer, name)
