@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
@@ -78,18 +79,20 @@ func rowOf(rec *record) owedDelivery {
 }
 
 // stores returns one live handler per record store (handlers with the same
-// API key share one), preferring a handler that can redeliver.
+// API key and the same storage share one), preferring a handler that can
+// redeliver.
 func stores() []*Handler {
 	byPrefix := map[string]*Handler{}
 	var order []string
 	live.Range(func(k, _ any) bool {
 		h := k.(*Handler)
-		prev, seen := byPrefix[h.store.prefix]
+		key := storageID(h.store.s) + "\x00" + h.store.prefix
+		prev, seen := byPrefix[key]
 		if !seen {
-			order = append(order, h.store.prefix)
+			order = append(order, key)
 		}
 		if !seen || (prev.redeliverURL == nil && h.redeliverURL != nil) {
-			byPrefix[h.store.prefix] = h
+			byPrefix[key] = h
 		}
 		return true
 	})
@@ -99,6 +102,15 @@ func stores() []*Handler {
 		out[i] = byPrefix[p]
 	}
 	return out
+}
+
+// storageID tells storage backends apart: its own description where it has
+// one (file_system names its folder), or the instance itself.
+func storageID(s certmagic.Storage) string {
+	if str, ok := s.(fmt.Stringer); ok {
+		return fmt.Sprintf("%T:%s", s, str.String())
+	}
+	return fmt.Sprintf("%T:%p", s, s)
 }
 
 func serveDeliveries(w http.ResponseWriter, r *http.Request) error {

@@ -22,7 +22,8 @@ type approvals struct {
 }
 
 type approval struct {
-	payment *piclient.Payment
+	payment *piclient.Payment // nil once taken by a completion
+	who     *approver
 	expires time.Time
 }
 
@@ -35,7 +36,7 @@ func newApprovals() *approvals {
 	return &approvals{entries: make(map[string]approval)}
 }
 
-func (a *approvals) put(p *piclient.Payment) {
+func (a *approvals) put(p *piclient.Payment, who *approver) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -49,10 +50,24 @@ func (a *approvals) put(p *piclient.Payment) {
 			clear(a.entries)
 		}
 	}
-	a.entries[p.Identifier] = approval{payment: p, expires: now.Add(approvalTTL)}
+	if prev, ok := a.entries[p.Identifier]; ok && prev.who != nil && now.Before(prev.expires) {
+		who = prev.who // the first approver is the payer
+	}
+	a.entries[p.Identifier] = approval{payment: p, who: who, expires: now.Add(approvalTTL)}
 }
 
-// take returns and forgets the approved payment id, if remembered.
+// approverOf returns the remembered approver of payment id, if any.
+func (a *approvals) approverOf(id string) *approver {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.entries[id]; ok && time.Now().Before(e.expires) {
+		return e.who
+	}
+	return nil
+}
+
+// take returns and forgets the approved payment id, if remembered; its
+// approver is kept.
 func (a *approvals) take(id string) *piclient.Payment {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -60,9 +75,12 @@ func (a *approvals) take(id string) *piclient.Payment {
 	if !ok {
 		return nil
 	}
-	delete(a.entries, id)
 	if time.Now().After(e.expires) {
+		delete(a.entries, id)
 		return nil
 	}
-	return e.payment
+	p := e.payment
+	e.payment = nil
+	a.entries[id] = e
+	return p
 }

@@ -24,6 +24,9 @@ type callback struct {
 	// PostedTxID is payment.transaction.txid from such a body. The guard
 	// never uses it, but an app may read it: it must be Pi's.
 	PostedTxID string
+	// PostedLink is payment.transaction._link: an app may follow it (Pi's
+	// reference backend does), so it must be Pi's too.
+	PostedLink string
 }
 
 // id returns the payment id the callback names: paymentId, or else the
@@ -120,7 +123,7 @@ func parseCallback(contentType string, body []byte) (callback, error) {
 var (
 	callbackFields = []string{"paymentId", "txid", "payment"}
 	paymentFields  = []string{"identifier", "transaction"}
-	txFields       = []string{"txid"}
+	txFields       = []string{"txid", "_link"}
 )
 
 // fieldSet tracks the fields of one JSON object or form that the guard
@@ -163,7 +166,7 @@ func parseJSONCallback(body []byte) (callback, error) {
 			return err
 		case name == "payment":
 			var err error
-			cb.PaymentIdentifier, cb.PostedTxID, err = readPosted(dec)
+			cb.PaymentIdentifier, cb.PostedTxID, cb.PostedLink, err = readPosted(dec)
 			return err
 		case name == "paymentId":
 			return decodeString(dec, name, &cb.PaymentID)
@@ -182,9 +185,9 @@ func parseJSONCallback(body []byte) (callback, error) {
 }
 
 // readPosted reads the identifier of the posted payment object ({"payment":
-// {...}}) and the txid of its transaction, if any; the rest of it is
-// untrusted and skipped.
-func readPosted(dec *json.Decoder) (id, txid string, err error) {
+// {...}}) and the txid and link of its transaction, if any; the rest of it
+// is untrusted and skipped.
+func readPosted(dec *json.Decoder) (id, txid, link string, err error) {
 	const want = `field "payment" must be the payment object the SDK gave, with its "identifier"`
 	var found bool
 	fields := fieldSet{known: paymentFields}
@@ -197,7 +200,7 @@ func readPosted(dec *json.Decoder) (id, txid string, err error) {
 			found = true
 			return decodeString(dec, "payment.identifier", &id)
 		case name == "transaction":
-			txid, err = readPostedTx(dec)
+			txid, link, err = readPostedTx(dec)
 			return err
 		}
 		return skipValue(dec)
@@ -205,33 +208,34 @@ func readPosted(dec *json.Decoder) (id, txid string, err error) {
 	if err == nil && !found {
 		err = errors.New(want)
 	}
-	return id, txid, err
+	return id, txid, link, err
 }
 
 // readPostedTx reads payment.transaction: null, or an object whose txid
-// (if any) is returned.
-func readPostedTx(dec *json.Decoder) (string, error) {
+// and _link (if any) are returned.
+func readPostedTx(dec *json.Decoder) (txid, link string, err error) {
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
-		return "", fmt.Errorf("malformed JSON: %w", err)
+		return "", "", fmt.Errorf("malformed JSON: %w", err)
 	}
 	if string(bytes.TrimSpace(raw)) == "null" {
-		return "", nil
+		return "", "", nil
 	}
-	var txid string
 	fields := fieldSet{known: txFields}
 	inner := json.NewDecoder(bytes.NewReader(raw))
-	err := readObject(inner, `field "payment.transaction" must be null or an object`, func(key string) error {
+	err = readObject(inner, `field "payment.transaction" must be null or an object`, func(key string) error {
 		name, err := fields.check(key)
 		switch {
 		case err != nil:
 			return fmt.Errorf("payment.transaction: %w", err)
 		case name == "txid":
 			return decodeString(inner, "payment.transaction.txid", &txid)
+		case name == "_link":
+			return decodeString(inner, "payment.transaction._link", &link)
 		}
 		return skipValue(inner)
 	})
-	return txid, err
+	return txid, link, err
 }
 
 // readObject reads one JSON object from dec, calling member for each key

@@ -48,11 +48,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    cancel_rejected
 //	    cancel_incomplete_after <duration>
 //	    max_pi_calls    <n>
+//	    lookup_rate     <per second>
+//	    lookup_rate_per_client <per second>
 //	    min_amount      <decimal>
 //	    max_amount      <decimal>
 //	    horizon_url     <url>
 //	    wallet          <address>
 //	    bind_user       [authorization | header <name> | cookie <name>]
+//	    payer           authorization | header <name> | cookie <name>
 //	    storage         <module> { ... }
 //	    redeliver_to    <url>
 //	    redeliver_attempts <n>
@@ -143,6 +146,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.BindUser = b
 			continue
+		case "payer":
+			args := d.RemainingArgs()
+			b := &PayerBinding{}
+			switch {
+			case len(args) == 1 && args[0] == "authorization":
+				b.From = args[0]
+			case len(args) == 2 && (args[0] == "header" || args[0] == "cookie"):
+				b.From, b.Name = args[0], args[1]
+			default:
+				return d.Errf("pi_guard: payer takes authorization, header <name> or cookie <name>")
+			}
+			h.Payer = b
+			continue
 		}
 		var val string
 		if !d.Args(&val) {
@@ -206,6 +222,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("pi_guard: max_pi_calls %q must be a whole number from 1 to 100000", val)
 			}
 			h.MaxPiCalls = n
+		case "lookup_rate", "lookup_rate_per_client":
+			n, err := strconv.ParseFloat(val, 64)
+			if err != nil || !(n > 0 && n <= 1e6) {
+				return d.Errf("pi_guard: %s %q must be a number of lookups per second, above 0, such as 50", name, val)
+			}
+			if name == "lookup_rate" {
+				h.LookupRate = n
+			} else {
+				h.LookupRatePerClient = n
+			}
 		case "max_body":
 			n, err := humanize.ParseBytes(val)
 			if err != nil || n == 0 || n > 1<<30 {

@@ -49,6 +49,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		redeliver_backoff 2s
 		cancel_incomplete_after 10m
 		max_pi_calls 32
+		payer cookie shop_session
+		lookup_rate 20
+		lookup_rate_per_client 2.5
 	}`)
 	var h Handler
 	require.NoError(t, h.UnmarshalCaddyfile(d))
@@ -63,6 +66,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		BindUser:    &UserBinding{From: "cookie", Name: "pi_token"},
 		RedeliverTo: "http://127.0.0.1:3000", RedeliverAttempts: 7, RedeliverBackoff: caddy.Duration(2 * time.Second),
 		CancelIncompleteAfter: caddy.Duration(10 * time.Minute), MaxPiCalls: 32,
+		Payer: &PayerBinding{From: "cookie", Name: "shop_session"}, LookupRate: 20, LookupRatePerClient: 2.5,
 	}, h)
 }
 
@@ -99,6 +103,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"bad amount":       {"pi_guard {\n min_amount lots\n}", "min_amount"},
 		"negative amount":  {"pi_guard {\n max_amount -1\n}", "max_amount"},
 		"bad bind_user":    {"pi_guard {\n bind_user header\n}", "bind_user takes"},
+		"bare payer":       {"pi_guard {\n payer\n}", "payer takes"},
+		"payer no name":    {"pi_guard {\n payer cookie\n}", "payer takes"},
+		"zero lookups":     {"pi_guard {\n lookup_rate 0\n}", "lookup_rate"},
+		"bad lookups":      {"pi_guard {\n lookup_rate_per_client many\n}", "lookup_rate_per_client"},
 		"keys with args":   {"pi_guard {\n keys a\n}", "keys takes a block"},
 		"empty keys":       {"pi_guard {\n keys {\n }\n}", "keys block is empty"},
 		"bad key type":     {"pi_guard {\n keys {\n rs256 a b\n }\n}", "unknown key type"},

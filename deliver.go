@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -22,18 +21,31 @@ import (
 // verified header bound to exactly what is forwarded, and records whether
 // the app accepted it (a 2xx answer). The payment's locks are held.
 //
-// The first delivery forwards the live request (the payer's own) as
-// recorded; a replay (replay true) forwards the record's stored request,
-// never the replaying client's body, query, cookies or headers.
+// The first delivery by the payer forwards the live request as recorded;
+// otherwise (a replay, or a completion by someone else) the record's stored
+// request goes, never the client's body, query, cookies or headers. The
+// app's answer reaches only the payer (see isPayer): anyone else gets the
+// guard's own answer, and a replay of a payment the app already has, or
+// whose next delivery is not due, does not reach the app at all for them.
 //
 // The forward takes at most timeout. Only a 2xx answer reaches the client;
 // any other answer is held back and the client gets the guard's JSON error
 // (retryable): the payment stays owed and is delivered again.
 func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchange, replay bool) error {
+	// The app's answer goes only to the payer: payment ids and txids are
+	// public (a txid is on the blockchain, with the payment id as its memo),
+	// and the app's answer to a completion may be the goods themselves.
+	answer := h.isPayer(st, rec, x.r)
+	if replay && !answer && notDue(rec) {
+		// The app has it, or is owed it on a schedule: a stranger's
+		// replays never reach the app more than that schedule allows.
+		st.outcome = "replayed_not_forwarded"
+		return writeCompleted(x.w, rec, true)
+	}
 	sr := rec.request(h.CompletePath)
 	fctx, cancel := context.WithTimeout(x.r.Context(), time.Duration(h.Timeout))
 	defer cancel()
-	out := outgoing(fctx, x.r, sr, replay)
+	out := outgoing(fctx, x.r, sr, replay || !answer)
 	phase := st.phase
 	if replay {
 		if phase = h.phaseOf(sr.Path); phase == "" {
@@ -47,11 +59,6 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	out.Header.Set(h.Header, token)
 	h.metrics.verified.WithLabelValues(st.phase).Inc()
 
-	// The app's answer goes to the client unless this is a replay by someone
-	// the guard cannot tie to the payer: payment ids and txids are public (a
-	// txid is on the blockchain, with the payment id as its memo), and the
-	// app's answer to a completion may be the goods themselves.
-	answer := !replay || h.mayAnswer(st, rec, x.r)
 	rr := caddyhttp.NewResponseRecorder(newHeldWriter(x.w), new(bytes.Buffer), func(status int, _ http.Header) bool { return !answer || !is2xx(status) })
 	err = st.forward(&exchange{w: x.w, r: out, next: x.next, body: sr.Body}, rr)
 	status := rr.Status()
@@ -69,8 +76,10 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 			st.then = func() { h.recordDelivery(ctx, rec, true, "", false) }
 		}
 		if !answer {
-			st.outcome = "replayed_answer_withheld"
-			return writeReplayed(x.w, rec)
+			st.outcome += "_answer_withheld"
+			delivered := *rec
+			delivered.Delivery.State = deliveryDelivered
+			return writeCompleted(x.w, &delivered, replay)
 		}
 		return err // the app's answer is on its way to the client
 	}
@@ -100,15 +109,30 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	return ge
 }
 
+// notDue reports whether a stranger's replay of rec must not reach the app:
+// the app has it, its next delivery is scheduled later, or redelivery is
+// exhausted and waits for the operator.
+func notDue(rec *record) bool {
+	switch rec.Delivery.State {
+	case deliveryDelivered, deliveryExhausted:
+		return true
+	}
+	return time.Now().Before(rec.Delivery.NextAttempt)
+}
+
 // outgoing is the request to forward for sr, with ctx: the live request
-// with sr's method, path and body, the path in its plain encoding and no
-// query string, so that the app sees exactly the path and body the token
-// binds and nothing unbound. A replay also carries only sr's kept headers.
-func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, replay bool) *http.Request {
+// with sr's method, path, host and body, the path in its plain encoding and
+// no query string, so that the app sees exactly the path and body the token
+// binds and nothing unbound. A stored request (a replay, or a completion by
+// someone other than the payer) also carries only sr's kept headers.
+func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, stored bool) *http.Request {
 	out := live.Clone(ctx)
 	out.Method = sr.Method
 	out.URL.Path, out.URL.RawPath, out.URL.RawQuery, out.URL.ForceQuery = sr.Path, "", "", false
-	if replay {
+	if sr.Host != "" {
+		out.Host = sr.Host
+	}
+	if stored {
 		out.Header = sr.keptHeader()
 	}
 	out.Trailer = nil // the body was read whole; nothing follows it
@@ -277,25 +301,20 @@ func callerOf(r *http.Request) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// mayAnswer reports whether a replay's client may see the app's answer: the
-// payment's owner signed in with bind_user, or a request from the session
-// that completed the payment.
-func (h *Handler) mayAnswer(st *step, rec *record, r *http.Request) bool {
-	if st.uid != "" && rec.Payment != nil && rec.Payment.UserUID == st.uid {
-		return true
-	}
-	c := callerOf(r)
-	return c != "" && rec.Caller != "" && subtle.ConstantTimeCompare([]byte(c), []byte(rec.Caller)) == 1
-}
-
-// writeReplayed answers a replay whose client may not see the app's answer:
-// the payment is complete and the app has it.
-func writeReplayed(w http.ResponseWriter, rec *record) error {
+// writeCompleted answers a client that is not the payment's payer: the
+// payment is complete, and whether the app has it; never the app's answer,
+// which may be the goods themselves.
+func writeCompleted(w http.ResponseWriter, rec *record, replay bool) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
+	delivered := rec.Delivery.State == deliveryDelivered
+	msg := "the payment is complete and the app has received it; the app's answer goes to the payer's own session only"
+	if !delivered {
+		msg = "the payment is complete; the app has not confirmed it yet and it is delivered again; the app's answer goes to the payer's own session only"
+	}
 	return json.NewEncoder(w).Encode(map[string]any{
-		"paymentId": rec.PaymentID, "txid": rec.TxID, "completed": true, "replayed": true,
-		"message": "the payment is complete and the app has received it; the app's answer goes to the payer's own session only",
+		"paymentId": rec.PaymentID, "txid": rec.TxID, "completed": true, "replayed": replay, "delivered": delivered,
+		"message": msg,
 	})
 }

@@ -78,13 +78,42 @@ func (a *capturingApp) set(status int, hdr http.Header) {
 	a.status, a.header = status, hdr
 }
 
-// post sends a callback to h and returns the recorder.
+// payerCookie is the session cookie of the payer's browser in these tests:
+// every test request carries it unless it sets a Cookie header of its own
+// ("" for none, as a stranger's script would send).
+const payerCookie = "app_session=payer-0123456789abcdef"
+
+// withPayer adds payerCookie to r unless header sets a Cookie.
+func withPayer(r *http.Request, header ...string) {
+	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == "Cookie" {
+			if header[i+1] != "" {
+				r.Header.Add("Cookie", header[i+1])
+			}
+			continue
+		}
+		r.Header.Add(header[i], header[i+1])
+	}
+	if _, set := r.Header["Cookie"]; !set && !hasKey(header, "Cookie") {
+		r.Header.Set("Cookie", payerCookie)
+	}
+}
+
+func hasKey(header []string, key string) bool {
+	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// post sends a callback to h, from the payer's browser unless header says
+// otherwise, and returns the recorder.
 func post(h *Handler, next caddyhttp.Handler, target, body string, header ...string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Add(header[i], header[i+1])
-	}
+	withPayer(r, header...)
 	w := httptest.NewRecorder()
 	if err := h.ServeHTTP(w, r, next); err != nil {
 		w.Code = -1
@@ -235,31 +264,36 @@ func TestReplayDeliversTheStoredRequest(t *testing.T) {
 	id, txid := submittedPayment(t, h, pi)
 	app := newCapturingApp(t, http.StatusOK)
 	payerBody := `{"paymentId":"` + id + `","txid":"` + txid + `","order":"payer's"}`
-	w := post(h, app, DefaultCompletePath, payerBody, "Cookie", "session=payer", "User-Agent", "payer-agent")
+	w := post(h, app, DefaultCompletePath, payerBody, "Cookie", payerCookie+"; _ga=GA1.2.1111111111", "User-Agent", "payer-agent")
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 
-	stranger := []string{"Cookie", "session=stranger", "Authorization", "Bearer stranger", "X-Credit", "stranger",
+	stranger := []string{"Cookie", "session=stranger-0123456789abcdef", "Authorization", "Bearer stranger", "X-Credit", "stranger",
 		"X-Forwarded-For", "6.6.6.6", "User-Agent", "stranger-agent"}
 	strangerBody := `{"paymentId":"` + id + `","txid":"` + txid + `","order":"stranger's"}`
 	require.Equal(t, http.StatusOK, post(h, app, DefaultCompletePath, strangerBody, stranger...).Code)
 	require.Equal(t, http.StatusOK, post(h, app, DefaultIncompletePath, `{"payment":{"identifier":"`+id+`"}}`, stranger...).Code)
 	// (A query string is refused on payment routes before anything else.)
 	require.Equal(t, http.StatusBadRequest, post(h, app, DefaultCompletePath+"?credit=stranger", strangerBody, stranger...).Code)
+	require.Len(t, app.requests(), 1, "a stranger's replays of a delivered payment never reach the app")
+
+	// The payer comes back: its cookies changed order and its analytics
+	// cookie changed; its session cookie did not.
+	w = post(h, app, DefaultCompletePath, strangerBody, "Cookie", "_ga=GA1.2.2222222222; "+payerCookie, "X-Credit", "payer")
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 
 	reqs := app.requests()
-	require.Len(t, reqs, 3)
-	assert.Equal(t, "session=payer", reqs[0].header.Get("Cookie"), "the first delivery is the payer's own request")
-	for i, r := range reqs[1:] {
-		require.NoError(t, r.verifyErr, "replay %d", i)
-		require.NotNil(t, r.claims)
-		assert.Equal(t, id, r.claims.Subject)
-		assert.Equal(t, payerBody, string(r.body), "replay %d", i)
-		assert.Equal(t, DefaultCompletePath, r.path, "replay %d", i)
-		assert.Empty(t, r.query, "replay %d", i)
-		assert.Equal(t, "payer-agent", r.header.Get("User-Agent"))
-		for _, k := range []string{"Cookie", "Authorization", "X-Credit", "X-Forwarded-For"} {
-			assert.Empty(t, r.header.Get(k), "replay %d: %s", i, k)
-		}
+	require.Len(t, reqs, 2)
+	assert.Equal(t, payerCookie+"; _ga=GA1.2.1111111111", reqs[0].header.Get("Cookie"), "the first delivery is the payer's own request")
+	r := reqs[1]
+	require.NoError(t, r.verifyErr)
+	require.NotNil(t, r.claims)
+	assert.Equal(t, id, r.claims.Subject)
+	assert.Equal(t, payerBody, string(r.body), "a replay delivers the stored request")
+	assert.Equal(t, DefaultCompletePath, r.path)
+	assert.Empty(t, r.query)
+	assert.Equal(t, "payer-agent", r.header.Get("User-Agent"))
+	for _, k := range []string{"Cookie", "Authorization", "X-Credit", "X-Forwarded-For"} {
+		assert.Empty(t, r.header.Get(k), k)
 	}
 	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id))
 }
@@ -525,19 +559,23 @@ func TestReplayAnswerGoesToThePayerOnly(t *testing.T) {
 	id, txid := submittedPayment(t, h, pi)
 	app := newCapturingApp(t, http.StatusOK)
 	body := completeBody(id, txid)
-	w := post(h, app, DefaultCompletePath, body, "Cookie", "session=payer")
+	w := post(h, app, DefaultCompletePath, body)
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "app's own answer", w.Body.String())
 
-	for _, stranger := range [][]string{{"Cookie", "session=stranger"}, {}, {"Authorization", "Bearer x"}} {
+	for _, stranger := range [][]string{
+		{"Cookie", "session=stranger-0123456789abcdef"}, {"Cookie", ""}, {"Cookie", "", "Authorization", "Bearer x"},
+		{"Cookie", "app_session=payer-0123456789abcdeX"}, // the payer's cookie name, another value
+		{"Cookie", "lang=en"},
+	} {
 		w = post(h, app, DefaultCompletePath, body, stranger...)
 		require.Equal(t, http.StatusOK, w.Code)
 		assert.NotContains(t, w.Body.String(), "app's own answer", "%v: the app's answer is withheld", stranger)
 		assert.Contains(t, w.Body.String(), `"replayed":true`)
 	}
-	w = post(h, app, DefaultCompletePath, body, "Cookie", "session=payer")
-	assert.Equal(t, "app's own answer", w.Body.String(), "the payer's own retry gets the app's answer")
-	assert.Len(t, app.requests(), 5, "every replay still reaches the app")
+	w = post(h, app, DefaultCompletePath, body, "Cookie", "theme=dark; "+payerCookie+"; _ga=GA1.9")
+	assert.Equal(t, "app's own answer", w.Body.String(), "the payer's own retry gets the app's answer, whatever other cookies it has")
+	assert.Len(t, app.requests(), 2, "only the payer's replays reach the app")
 	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id))
 }
 

@@ -20,19 +20,35 @@ import (
 // at Pi; any other answer goes back to the client and Pi is not asked (and,
 // with cancel_rejected, the payment is cancelled at Pi).
 func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error {
-	p, ge := h.read(ctx, st)
+	p, ge := h.peek(ctx, st, x.r)
 	if ge != nil {
 		return ge
 	}
 	if ge := h.acceptable(p, st); ge != nil {
 		return ge
 	}
+	switch {
+	case p.Status.DeveloperCompleted:
+		return refuse(http.StatusConflict, "already_completed", "Pi shows the payment completed: there is nothing to approve")
+	case p.TxID() != "":
+		return refuse(http.StatusConflict, "transaction_present", "the payment's transaction is already on the blockchain: post it to the complete route instead")
+	}
+	// Approved already (by this guard, or elsewhere): only its approver, the
+	// payer, may approve it again and be answered by the app. The watch entry
+	// is never written again, so its times never move.
+	again := p.Status.DeveloperApproved
+	payer := !again || h.approverAgain(ctx, st, p, x.r)
+	if !payer && !h.RespondApprove {
+		return refuse(http.StatusConflict, "already_approved", "the payment is already approved, by another session; only the session that approved it may approve it again")
+	}
+	who := h.newApprover(x.r, st.uid)
 	if h.RespondApprove {
 		if p, ge = h.approveAtPi(ctx, st, p); ge != nil {
 			return ge
 		}
-		h.approvals.put(p)
-		h.watch(p)
+		if payer {
+			h.remember(p, who, again)
+		}
 		st.ready = time.Now()
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
@@ -64,9 +80,28 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 	if p, ge = h.approveAtPi(ctx, st, p); ge != nil {
 		return ge
 	}
-	h.approvals.put(p)
-	h.watch(p)
+	h.remember(p, who, again)
 	return rr.WriteResponse()
+}
+
+// remember keeps an approval by its payer in this process (the shortcut
+// for its completion) and, the first time only, in the watch list.
+func (h *Handler) remember(p *piclient.Payment, who *approver, again bool) {
+	h.approvals.put(p, who)
+	if !again {
+		h.watch(p, who)
+	}
+}
+
+// approverAgain reports whether an approve of a payment Pi shows approved
+// comes from its payer: its owner signed in with bind_user, or the session
+// that approved it through this guard.
+func (h *Handler) approverAgain(ctx context.Context, st *step, p *piclient.Payment, r *http.Request) bool {
+	if st.uid != "" && p.UserUID == st.uid {
+		return true
+	}
+	who := h.approverOf(ctx, st.id)
+	return who != nil && sharesCredential(who.Payer, h.credentials(r, st.uid))
 }
 
 // serveComplete handles onReadyForServerCompletion.
@@ -112,18 +147,10 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 	if ge != nil {
 		return ge
 	}
-	if ge := h.acceptable(p, st); ge != nil {
+	if ge := h.incompleteRefusal(p, st); ge != nil {
 		return ge
 	}
-	if st.claimed != "" && !strings.EqualFold(st.claimed, p.TxID()) {
-		// An app that reads the posted payment's transaction would read
-		// another one than Pi's.
-		return refuse(http.StatusConflict, "txid_mismatch", "the posted payment names another transaction than Pi shows for it")
-	}
 	if st.txid = p.TxID(); st.txid == "" {
-		if ge := h.mayCancelIncomplete(p, st); ge != nil {
-			return ge
-		}
 		cancelled, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Cancel(ctx, st.id) })
 		if err != nil {
 			// Pi refuses to cancel a payment cancelled meanwhile
@@ -158,6 +185,30 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 	return h.deliver(ctx, st, h.recordCompletion(ctx, st, rec, done, x), x, false)
 }
 
+// incompleteRefusal is the answer to an incomplete payment's post that p,
+// the payment as Pi shows it, settles: not acceptable, another transaction
+// than the posted payment names (or another link to it), or no transaction
+// and not to be cancelled for this caller. Nil when the guard must act.
+func (h *Handler) incompleteRefusal(p *piclient.Payment, st *step) *guardError {
+	if ge := h.acceptable(p, st); ge != nil {
+		return ge
+	}
+	if st.claimed != "" && !strings.EqualFold(st.claimed, p.TxID()) {
+		// An app that reads the posted payment's transaction would read
+		// another one than Pi's.
+		return refuse(http.StatusConflict, "txid_mismatch", "the posted payment names another transaction than Pi shows for it")
+	}
+	if st.claimedLink != "" && (p.Transaction == nil || st.claimedLink != p.Transaction.Link) {
+		// An app that follows the posted link (Pi's reference backend
+		// does) would read another transaction, or another server.
+		return refuse(http.StatusConflict, "link_mismatch", "the posted payment links its transaction elsewhere than Pi does; post the payment as the SDK gave it")
+	}
+	if p.TxID() == "" {
+		return h.mayCancelIncomplete(p, st)
+	}
+	return nil
+}
+
 // mayCancelIncomplete refuses to cancel an incomplete payment without a
 // transaction for a caller that is not its owner while it is younger than
 // cancel_incomplete_after (or when its age cannot be told).
@@ -179,7 +230,7 @@ func (h *Handler) mayCancelIncomplete(p *piclient.Payment, st *step) *guardError
 // serveCancel handles onCancel: when Pi confirms the payment is cancelled,
 // the app gets a notice so it can release the pending order.
 func (h *Handler) serveCancel(ctx context.Context, st *step, x *exchange) error {
-	p, ge := h.read(ctx, st)
+	p, ge := h.peek(ctx, st, x.r)
 	if ge != nil {
 		return ge
 	}
@@ -224,6 +275,31 @@ func appUnreachable(err error, msg string) *guardError {
 	return ge
 }
 
+// storedCompletion returns the request to record and deliver for a
+// completion, and the payer's credentials. The payer's own request is kept
+// as posted (on the configured route: see canonicalPath); a completion by
+// anyone else records the canonical request, the reference frontend's
+// completion in the shape the payer's approve was posted in, on the complete
+// route, so that no stranger decides what the app receives.
+func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x *exchange) (*storedRequest, []string) {
+	who := h.approverOf(ctx, st.id)
+	if who == nil {
+		who = &approver{}
+		if st.uid != "" && rec.Payment.UserUID == st.uid {
+			who.Payer = h.credentials(x.r, st.uid)
+		}
+	}
+	rec.Payer = who.Payer
+	if h.isPayer(st, rec, x.r) {
+		sr := newStoredRequest(x.r, x.body)
+		if who.Host != "" {
+			sr.Host = who.Host
+		}
+		return sr, who.Payer
+	}
+	return canonicalCompletion(h.CompletePath, st.id, st.txid, who), who.Payer
+}
+
 // recordCompletion records a payment Pi completed, with the request to
 // deliver, before anything is forwarded. When storage refuses the write, the
 // record is kept in memory (owed, listed and redelivered like a written one,
@@ -234,8 +310,7 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 		rec = &record{PaymentID: st.id}
 	}
 	rec.Phase, rec.TxID, rec.Payment = phaseComplete, st.txid, p
-	rec.Request = newStoredRequest(x.r, x.body)
-	rec.Caller = callerOf(x.r)
+	rec.Request, rec.Payer = h.storedCompletion(ctx, st, rec, x)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()

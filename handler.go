@@ -3,11 +3,14 @@ package piguard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	pathpkg "path"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -29,13 +32,17 @@ const (
 type step struct {
 	phase, id, txid, uid string
 	claimed              string // incomplete route: the txid the posted body names, if any
+	claimedLink          string // incomplete route: the transaction link the posted body names, if any
 	outcome              string
 	piCalls              int
 	piTime               time.Duration
-	start, ready         time.Time     // ready: the guard's own work is done; forwarding starts
-	upstream             time.Duration // time spent in the app (next handler)
-	limit                *piLimit      // bounds the Pi calls in flight
-	facts                *facts        // what Pi told of payments, to refuse without asking again
+	start, ready         time.Time                                       // ready: the guard's own work is done; forwarding starts
+	upstream             time.Duration                                   // time spent in the app (next handler)
+	limit                *piLimit                                        // bounds the Pi calls in flight
+	learn                func(id string, p *piclient.Payment, err error) // remembers what Pi's answers settle
+	// admit, until the request's first Pi call, bounds the lookups of ids
+	// the guard has not seen (see Handler.LookupRate).
+	admit func() *guardError
 	// then is work that must run under the payment's locks but need not
 	// delay the client's answer (recording that the app has the payment):
 	// it runs in the background and the locks are released after it.
@@ -53,6 +60,13 @@ func (s *step) forward(x *exchange, w http.ResponseWriter) error {
 // pi runs one Pi API call, within the bound on calls in flight, accounts for
 // its latency and remembers what the answer settles.
 func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, error) {
+	if s.admit != nil {
+		admit := s.admit
+		s.admit = nil
+		if ge := admit(); ge != nil {
+			return nil, ge
+		}
+	}
 	release, err := s.limit.acquire()
 	if err != nil {
 		return nil, err
@@ -62,7 +76,9 @@ func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, er
 	p, err := call()
 	s.piTime += time.Since(start)
 	s.piCalls++
-	s.facts.learn(s.id, p, err)
+	if s.learn != nil {
+		s.learn(s.id, p, err)
+	}
 	return p, err
 }
 
@@ -81,6 +97,14 @@ type exchange struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	body := h.stripHeaders(r)
 	phase := h.phaseOf(r.URL.Path)
+	if phase == "" && h.nearRoute(r.URL.Path) {
+		// Not a payment route, but one an app's router or file server may
+		// take for one (another encoding, extension or letter folding):
+		// never passed on unguarded.
+		closeIfUnread(w, r, body)
+		writeError(w, refuse(http.StatusNotFound, "not_a_payment_route", "%q is not a payment route: post to the route itself", r.URL.Path))
+		return nil
+	}
 	if phase == "" || r.Method == http.MethodOptions {
 		if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
 			return h.serveJWKS(w, r)
@@ -90,7 +114,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// carries no payment and is never verified.
 		return next.ServeHTTP(w, r)
 	}
-	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, facts: h.facts}
+	// A route variant is guarded as its route, and goes on (and is recorded)
+	// as the route itself: the app never sees a variant a stranger picked.
+	r.URL.Path, r.URL.RawPath = h.routePath(phase), ""
+	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, learn: h.learn}
+	st.admit = func() *guardError { return h.admitLookup(r, st) }
 	err := h.serve(w, r, next, st)
 	var ge *guardError
 	if errors.As(err, &ge) {
@@ -127,6 +155,52 @@ func (h *Handler) phaseOf(path string) string {
 	return h.routes[routeKey(path)]
 }
 
+// routePath is the configured path of a phase's route.
+func (h *Handler) routePath(phase string) string {
+	switch phase {
+	case phaseApprove:
+		return h.ApprovePath
+	case phaseComplete:
+		return h.CompletePath
+	case phaseIncomplete:
+		return h.IncompletePath
+	}
+	return h.CancelPath
+}
+
+// nearRoute reports whether path is close enough to a payment route for
+// some web framework or file server to route it there (see looseKey).
+func (h *Handler) nearRoute(path string) bool {
+	_, near := h.nearRoutes[looseKey(path)]
+	return near
+}
+
+// looseKey is routeKey, and more: what a lenient router may read a path as.
+// Percent-escapes are decoded once more, backslashes read as slashes,
+// matrix parameters cut from every segment, a segment cut at a NUL byte and
+// stripped of trailing dots and white space (Windows file names), letters
+// folded through upper case (so that "ſ" is "s" and "ı" is "i", as in
+// JavaScript and Java), and any extension of the last segment dropped.
+func looseKey(p string) string {
+	if u, err := url.PathUnescape(p); err == nil {
+		p = u
+	}
+	segs := strings.Split(strings.ReplaceAll(p, "\\", "/"), "/")
+	for i, s := range segs {
+		s, _, _ = strings.Cut(s, ";")
+		s, _, _ = strings.Cut(s, "\x00")
+		if s != "." && s != ".." {
+			s = strings.TrimRightFunc(s, func(r rune) bool { return r == '.' || unicode.IsSpace(r) || unicode.IsControl(r) })
+		}
+		segs[i] = strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
+	}
+	p = pathpkg.Clean("/" + strings.Join(segs, "/"))
+	if dot := strings.LastIndexByte(p, '.'); dot > strings.LastIndexByte(p, '/')+1 {
+		p = p[:dot]
+	}
+	return p
+}
+
 // routeKey is the form of a path under which route variants compare equal:
 // letter case, a trailing slash, "//" and dot segments, path parameters
 // (";jsessionid=...", read by Java servlets) and a ".json" format suffix
@@ -153,12 +227,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.Timeout))
 	defer cancel()
 	if h.users != nil {
-		if st.uid, ge = h.users.authenticate(ctx, r, st); ge != nil {
+		if st.uid, ge = h.users.authenticate(ctx, r, st, h.lookups); ge != nil {
 			return ge
 		}
 	}
 	if ge := h.facts.refuse(st); ge != nil {
 		return ge // settled by what Pi already told: no lock, no Pi call
+	}
+	if st.phase == phaseIncomplete && !h.completedHere(ctx, st.id) {
+		// Most posts of a payment left incomplete are refused on what Pi
+		// shows (no transaction yet, another transaction): settled from a
+		// shared read, without queueing on the payment's lock, so that a
+		// flood of them never delays its owner's requests. (A payment the
+		// guard recorded complete is replayed from its record.)
+		p, ge := h.peek(ctx, st, r)
+		if ge != nil {
+			return ge
+		}
+		if ge := h.incompleteRefusal(p, st); ge != nil {
+			return ge
+		}
 	}
 	x := &exchange{w: w, r: r, next: next, body: body}
 	if st.phase == phaseApprove || st.phase == phaseCancel {
@@ -195,6 +283,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 }
 
+// completedHere reports whether the guard holds a record of payment id
+// completed (read without its lock: a completed record never goes back).
+func (h *Handler) completedHere(ctx context.Context, id string) bool {
+	rec, err := h.store.load(ctx, id)
+	return err == nil && rec.completed()
+}
+
 // readCallback checks the method, reads the body (bounded, restored on r)
 // and validates the payment id, and the txid on the complete route.
 func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step) ([]byte, *guardError) {
@@ -203,6 +298,13 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 	}
 	if len(r.Trailer) > 0 {
 		return nil, refuse(http.StatusBadRequest, "trailers_not_allowed", "payment routes do not accept trailers: send every header before the body")
+	}
+	for _, name := range []string{"Content-Type", "Content-Encoding", "Content-Length", "Transfer-Encoding"} {
+		if len(r.Header.Values(name)) > 1 {
+			// An app could read another one than the guard (the last
+			// Content-Type, say) and so another payment out of the body.
+			return nil, refuse(http.StatusBadRequest, "ambiguous_request", "payment routes take one %s header: send it once", name)
+		}
 	}
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		// Many frameworks merge the query into the request's parameters
@@ -244,6 +346,7 @@ func (h *Handler) readCallback(w http.ResponseWriter, r *http.Request, st *step)
 	}
 	st.id = id
 	if st.phase == phaseIncomplete {
+		st.claimedLink = cb.PostedLink
 		// Not used, but an app may read them: checked against Pi's.
 		for _, tx := range []string{cb.TxID, cb.PostedTxID} {
 			if tx != "" && piclient.ValidateTxID(tx) != nil {
@@ -400,12 +503,42 @@ func (h *Handler) lockPayment(ctx context.Context, id string) (func(), *guardErr
 	if ge != nil {
 		return nil, ge
 	}
-	unlockShared, err := h.store.lock(ctx, id)
+	unlockShared, err := h.lockShared(ctx, id)
 	if err != nil {
 		unlockLocal()
 		return nil, storageFailure(err, id)
 	}
 	return func() { unlockShared(); unlockLocal() }, nil
+}
+
+// errStorageBusy: the storage lock of a payment was not free within the
+// lock wait (a storage module may keep a dead instance's lock for seconds).
+var errStorageBusy = errors.New("the payment's storage lock was not free in time")
+
+// lockShared takes the payment's storage lock, waiting at most as long as
+// for the in-process lock. The lock keeps the request's own context (a
+// storage module may keep its lock fresh only while that context lives):
+// the wait is bounded by cancelling that context only while the lock is
+// not held yet.
+func (h *Handler) lockShared(ctx context.Context, id string) (func(), error) {
+	lctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(min(lockWait, time.Duration(h.Timeout)/2), cancel)
+	unlock, err := h.store.lock(lctx, id)
+	fired := !timer.Stop()
+	switch {
+	case err == nil && !fired:
+		return func() { unlock(); cancel() }, nil
+	case err == nil: // taken as the wait ran out: its context is cancelled
+		unlock()
+	}
+	cancel()
+	switch {
+	case fired && ctx.Err() == nil && err != nil:
+		return nil, fmt.Errorf("%w: %w", errStorageBusy, err)
+	case fired && ctx.Err() == nil:
+		return nil, errStorageBusy
+	}
+	return nil, err
 }
 
 // release frees a payment's locks once the step's background work (st.then),

@@ -209,6 +209,7 @@ func postJSON(t *testing.T, h *Handler, path, body string, next ...caddyhttp.Han
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
+	withPayer(r)
 	w := httptest.NewRecorder()
 	var n caddyhttp.Handler = &nextRecorder{}
 	if len(next) > 0 {

@@ -127,6 +127,14 @@ type Handler struct {
 	// MaxPiCalls bounds the Pi API calls in flight; default 128. A request
 	// that finds no free slot within 2s is answered 503 pi_busy (retryable).
 	MaxPiCalls int `json:"max_pi_calls,omitempty"`
+	// LookupRate bounds, per second, the Pi lookups of payment ids and
+	// access tokens the guard has not seen before, for all clients together
+	// (default 50), and LookupRatePerClient for each client IP address
+	// (default 5): random ids or tokens from strangers must not use up the
+	// app's Pi quota. Four seconds' worth may come at once. Over the limit,
+	// the answer is 429 rate_limited with Retry-After.
+	LookupRate          float64 `json:"lookup_rate,omitempty"`
+	LookupRatePerClient float64 `json:"lookup_rate_per_client,omitempty"`
 	// MinAmount and MaxAmount, when set, bound the amount (in Pi, exact
 	// decimals) of payments the guard approves or completes.
 	MinAmount piclient.Amount `json:"min_amount,omitempty"`
@@ -139,6 +147,13 @@ type Handler struct {
 	// BindUser, when set, requires the user's Pi access token on every
 	// payment route and refuses other users' payments.
 	BindUser *UserBinding `json:"bind_user,omitempty"`
+	// Payer names the credential that identifies a payment's payer (its
+	// approver) on later requests: only the payer receives the app's answer
+	// to a completion or may approve again. Without it (and without
+	// BindUser, whose uid then decides), the approver's Authorization
+	// header and each of its cookies with a value of 16 characters or more
+	// count.
+	Payer *PayerBinding `json:"payer,omitempty"`
 
 	// StorageRaw is the storage module where payment records and locks live;
 	// default Caddy's configured storage. Instances that share it coordinate.
@@ -175,9 +190,13 @@ type Handler struct {
 	locks           *keyedMutex
 	approvals       *approvals
 	facts           *facts
+	lookups         *lookups
+	views           *views
 	piLimit         *piLimit
-	routes          map[string]string // routeKey(path) → phase
+	routes          map[string]string   // routeKey(path) → phase
+	nearRoutes      map[string]struct{} // looseKey of each route path
 	watched         *watchList
+	checks          *checkTimes // when each watched payment's next check is due
 	store           *store
 	app             string // the app's id: the first 8 hex digits of SHA-256 of the API key (its storage prefix, its metrics label)
 	redeliverURL    *url.URL
@@ -282,12 +301,19 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	h.locks = newKeyedMutex()
 	h.approvals = newApprovals()
 	h.facts = newFacts()
+	h.lookups = newLookups(h.LookupRate, h.LookupRatePerClient)
+	h.views = newViews()
 	h.piLimit = newPiLimit(h.MaxPiCalls)
 	h.routes = map[string]string{
 		routeKey(h.ApprovePath): phaseApprove, routeKey(h.CompletePath): phaseComplete,
 		routeKey(h.IncompletePath): phaseIncomplete, routeKey(h.CancelPath): phaseCancel,
 	}
+	h.nearRoutes = map[string]struct{}{}
+	for _, p := range []string{h.ApprovePath, h.CompletePath, h.IncompletePath, h.CancelPath} {
+		h.nearRoutes[looseKey(p)] = struct{}{}
+	}
 	h.watched = newWatchList()
+	h.checks = &checkTimes{}
 	h.background = new(sync.WaitGroup)
 	if h.HorizonURL != "" {
 		if h.horizon, err = horizon.New(h.HorizonURL, time.Duration(h.Timeout)); err != nil {
@@ -364,6 +390,12 @@ func (h *Handler) setDefaults() {
 	}
 	if h.MaxPiCalls == 0 {
 		h.MaxPiCalls = DefaultMaxPiCalls
+	}
+	if h.LookupRate == 0 {
+		h.LookupRate = DefaultLookupRate
+	}
+	if h.LookupRatePerClient == 0 {
+		h.LookupRatePerClient = DefaultLookupRatePerClient
 	}
 	h.setReconcileDefaults()
 }
@@ -447,11 +479,22 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("pi_guard: bind_user must be authorization, header <name> or cookie <name>, got %q %q", b.From, b.Name)
 		}
 	}
+	if b := h.Payer; b != nil {
+		switch {
+		case b.From == "authorization" && b.Name == "":
+		case (b.From == "header" && validHeaderName(b.Name)) || (b.From == "cookie" && b.Name != ""):
+		default:
+			return fmt.Errorf("pi_guard: payer must be authorization, header <name> or cookie <name>, got %q %q", b.From, b.Name)
+		}
+	}
 	if h.CancelRejected && h.BindUser == nil {
 		return errors.New("pi_guard: cancel_rejected needs bind_user: without it the guard cannot tell a payment's owner from a stranger who knows its id, and a stranger could get the owner's payment cancelled by making the app reject it")
 	}
 	if h.CancelIncompleteAfter < 0 || h.MaxPiCalls < 0 {
 		return errors.New("pi_guard: cancel_incomplete_after and max_pi_calls must not be negative")
+	}
+	if h.LookupRate < 0 || h.LookupRatePerClient < 0 {
+		return errors.New("pi_guard: lookup_rate and lookup_rate_per_client must be positive (lookups per second)")
 	}
 	if h.MaxBody < 1 {
 		return fmt.Errorf("pi_guard: max_body must be positive, got %d", h.MaxBody)

@@ -130,9 +130,11 @@ func (h *Handler) acceptable(p *piclient.Payment, st *step) *guardError {
 	case p.IsCancelled():
 		return refuse(http.StatusConflict, "payment_cancelled", "the payment was cancelled")
 	case h.MinAmount != "" && p.Amount.Cmp(h.MinAmount) < 0:
-		return refuse(http.StatusConflict, "amount_not_allowed", "the payment is for %s Pi; this app accepts at least %s", p.Amount, h.MinAmount)
+		// The payment's own amount is not named: the caller may not be
+		// its payer.
+		return refuse(http.StatusConflict, "amount_not_allowed", "the payment's amount is below what this app accepts (at least %s Pi)", h.MinAmount)
 	case h.MaxAmount != "" && p.Amount.Cmp(h.MaxAmount) > 0:
-		return refuse(http.StatusConflict, "amount_not_allowed", "the payment is for %s Pi; this app accepts at most %s", p.Amount, h.MaxAmount)
+		return refuse(http.StatusConflict, "amount_not_allowed", "the payment's amount is above what this app accepts (at most %s Pi)", h.MaxAmount)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -129,9 +130,13 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 		return // another instance reconciles
 	}
 	defer unlock()
+	h.checks.forgetAllBut(ids)
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			return
+		}
+		if !h.checks.due(id) {
+			continue // its entry was read before, and its check is not due
 		}
 		e, err := h.loadWatch(ctx, id)
 		if errors.Is(err, errCorruptWatch) {
@@ -139,10 +144,58 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 			_ = h.deleteWatch(ctx, id)
 			continue
 		}
-		if err != nil || e == nil || time.Now().Before(e.NextCheck) {
+		if err != nil || e == nil {
+			continue
+		}
+		if time.Now().Before(e.NextCheck) {
+			h.checks.set(id, e.NextCheck)
 			continue
 		}
 		h.reconcile(ctx, e)
+		h.checks.set(id, e.NextCheck)
+	}
+}
+
+// checkTimes remembers, on the instance that reconciles, when each watched
+// payment's next check is due, so that a pass reads only the entries that
+// are due (or new). Only the reconciling instance moves a check; an
+// instance that takes the reconciler over starts empty and reads each
+// entry once.
+type checkTimes struct {
+	mu   sync.Mutex
+	next map[string]time.Time
+}
+
+// due reports whether id's entry must be read: its check is due, or its
+// time is not known here.
+func (c *checkTimes) due(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next, ok := c.next[id]
+	return !ok || !time.Now().Before(next)
+}
+
+func (c *checkTimes) set(id string, next time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.next == nil {
+		c.next = map[string]time.Time{}
+	}
+	c.next[id] = next
+}
+
+// forgetAllBut drops the times of payments no longer watched.
+func (c *checkTimes) forgetAllBut(ids []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		keep[id] = struct{}{}
+	}
+	for id := range c.next {
+		if _, ok := keep[id]; !ok {
+			delete(c.next, id)
+		}
 	}
 }
 
@@ -301,13 +354,6 @@ func (h *Handler) completeVanished(ctx, pctx context.Context, st *step, e *watch
 	h.queueDelivery(ctx, e, rec, done, reconciledCompleted)
 }
 
-// completeRequest is the body of the complete request the reconciler
-// delivers, the reference frontend's.
-type completeRequest struct {
-	PaymentID string `json:"paymentId"`
-	TxID      string `json:"txid"`
-}
-
 // queueDelivery records a payment Pi completed as an owed delivery of the
 // request its client would have sent, due now: the redelivery worker then
 // delivers it to the app with the verified header, and a client that
@@ -316,13 +362,12 @@ func (h *Handler) queueDelivery(ctx context.Context, e *watchEntry, rec *record,
 	if rec == nil {
 		rec = &record{PaymentID: e.PaymentID}
 	}
-	body, err := json.Marshal(completeRequest{PaymentID: e.PaymentID, TxID: p.TxID()})
-	if err != nil {
-		h.postpone(ctx, e, "internal", err)
-		return
-	}
 	rec.Phase, rec.TxID, rec.Payment = phaseComplete, p.TxID(), p
-	rec.Request = &storedRequest{Method: http.MethodPost, Path: h.CompletePath, Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
+	// The payer, when it comes back, gets the app's answer as a replay.
+	rec.Request = canonicalCompletion(h.CompletePath, e.PaymentID, p.TxID(), e.By)
+	if e.By != nil {
+		rec.Payer = e.By.Payer
+	}
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()

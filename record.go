@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"sync"
@@ -39,10 +40,12 @@ type record struct {
 	Payment   *piclient.Payment `json:"payment"`
 	Request   *storedRequest    `json:"request,omitempty"`
 	Delivery  delivery          `json:"delivery"`
-	// Caller identifies the payer's session: a hash of the completing
-	// request's Cookie and Authorization headers ("" when it had none). A
-	// replay passes on the app's answer only to a request with the same
-	// (see Handler.mayAnswer).
+	// Payer holds the digests of the approver's credentials (see
+	// PayerBinding): the app's answer to a completion, first delivery or
+	// replay, goes only to a request that carries one of them.
+	Payer []string `json:"payer,omitempty"`
+	// Caller, in records written before Payer, is a hash of the completing
+	// request's Cookie and Authorization headers. Never written now.
 	Caller  string    `json:"caller,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
@@ -105,6 +108,26 @@ func (sr *storedRequest) keptHeader() http.Header {
 		}
 	}
 	return out
+}
+
+// canonicalCompletion is the completion the guard records and delivers when
+// the payer did not post it (a stranger did, or the reconciler completed the
+// payment): the reference frontend's completion body, {"paymentId", "txid"},
+// on the complete route, as JSON or, when the payer's approve was a form,
+// as a form; sent to the host the payer's approve was sent to.
+func canonicalCompletion(completePath, id, txid string, who *approver) *storedRequest {
+	sr := &storedRequest{Method: http.MethodPost, Path: completePath, Header: http.Header{}}
+	if who != nil {
+		sr.Host = who.Host
+	}
+	if who != nil && who.Form {
+		sr.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		sr.Body = []byte(url.Values{"paymentId": {id}, "txid": {txid}}.Encode())
+		return sr
+	}
+	sr.Header.Set("Content-Type", "application/json")
+	sr.Body, _ = json.Marshal(map[string]string{"paymentId": id, "txid": txid})
+	return sr
 }
 
 // request is the request to deliver for rec: the stored one, or, for a

@@ -104,6 +104,11 @@ func piCode(err error) string {
 // storageFailure is the answer when the guard cannot read or lock its own
 // records: it fails closed and asks the client to retry.
 func storageFailure(err error, id string) *guardError {
+	if errors.Is(err, errStorageBusy) {
+		e := refuse(http.StatusServiceUnavailable, "storage_busy", "the guard's storage kept this payment locked (another request or instance is working on it); retry in a moment")
+		e.Retryable, e.retryAfter, e.cause, e.PaymentID = true, 1, err, id
+		return e
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return piFailure(err, id)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
@@ -32,8 +31,7 @@ const (
 type users struct {
 	binding UserBinding
 	pi      *piclient.Client
-	mu      sync.Mutex
-	cache   map[[32]byte]cachedUser
+	cache   *boundedMap[[32]byte, cachedUser]
 }
 
 type cachedUser struct {
@@ -42,7 +40,7 @@ type cachedUser struct {
 }
 
 func newUsers(b UserBinding, pi *piclient.Client) *users {
-	return &users{binding: b, pi: pi, cache: make(map[[32]byte]cachedUser)}
+	return &users{binding: b, pi: pi, cache: newBoundedMap[[32]byte, cachedUser](userCacheMax)}
 }
 
 // token returns the access token the request carries, or "".
@@ -62,32 +60,34 @@ func (u *users) token(r *http.Request) string {
 	return ""
 }
 
-// remember caches a token's uid ("" for a token Pi refused).
+// remember caches a token's uid ("" for a token Pi refused); when the cache
+// is full, the oldest entry makes room.
 func (u *users) remember(key [32]byte, uid string, now time.Time) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.cache) >= userCacheMax {
-		clear(u.cache)
-	}
-	u.cache[key] = cachedUser{uid: uid, expires: now.Add(userCacheTTL)}
+	u.cache.put(key, cachedUser{uid: uid, expires: now.Add(userCacheTTL)})
 }
 
-// authenticate returns the uid of the request's access token.
-func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (string, *guardError) {
+// authenticate returns the uid of the request's access token. A token
+// neither cached nor seen before costs a /me call, within the lookup
+// limits (see Handler.LookupRate).
+func (u *users) authenticate(ctx context.Context, r *http.Request, st *step, limits *lookups) (string, *guardError) {
 	tok := u.token(r)
 	if tok == "" {
 		return "", refuse(http.StatusUnauthorized, "user_token_missing", "send the user's Pi access token (from Pi.authenticate) with the request")
 	}
 	key := sha256.Sum256([]byte(tok))
 	now := time.Now()
-	u.mu.Lock()
-	c, ok := u.cache[key]
-	u.mu.Unlock()
+	c, ok := u.cache.get(key)
 	if ok && now.Before(c.expires) {
 		if c.uid == "" {
 			return "", refuse(http.StatusUnauthorized, "user_token_invalid", "the Pi access token is invalid or expired; sign in again")
 		}
 		return c.uid, nil
+	}
+	seen := "token:" + string(key[:])
+	if limits != nil && !limits.known(seen) {
+		if ge := limits.admit(r); ge != nil {
+			return "", ge
+		}
 	}
 	release, err := st.limit.acquire()
 	if err != nil {
@@ -106,5 +106,8 @@ func (u *users) authenticate(ctx context.Context, r *http.Request, st *step) (st
 		return "", piFailure(err, st.id)
 	}
 	u.remember(key, user.UID, now)
+	if limits != nil {
+		limits.learn(seen)
+	}
 	return user.UID, nil
 }

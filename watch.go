@@ -37,7 +37,12 @@ type watchEntry struct {
 	// CancelledByGuard: the reconciler cancelled the payment at Pi
 	// (reconcile_cancel) and still owes the app its notice.
 	CancelledByGuard bool `json:"cancelled_by_guard,omitempty"`
+	// By is what identifies the approver, the payer (see PayerBinding).
+	By *approver `json:"by,omitempty"`
 }
+
+// approver returns what the entry remembers of the payment's approver.
+func (e *watchEntry) approver() *approver { return e.By }
 
 // watchList is the write-behind buffer of the watch entries: approvals and
 // completions change it in memory, and one goroutine per instance writes
@@ -69,15 +74,17 @@ func newWatchList() *watchList {
 	return &watchList{pending: map[string]*watchEntry{}, written: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
-// watch remembers a payment the guard saw approved, for the reconciler.
-func (h *Handler) watch(p *piclient.Payment) {
+// watch remembers a payment the guard approved, and its approver, for the
+// reconciler. It is called once per payment, when the guard approves it:
+// a later approve never moves the entry's times.
+func (h *Handler) watch(p *piclient.Payment, who *approver) {
 	if h.watched == nil || p == nil {
 		return
 	}
 	now := time.Now().UTC()
 	h.afterWatchChange(h.watched.put(&watchEntry{
 		PaymentID: p.Identifier, Amount: p.Amount, UserUID: p.UserUID,
-		Approved: now, NextCheck: now.Add(time.Duration(h.ReconcileAfter)),
+		Approved: now, NextCheck: now.Add(time.Duration(h.ReconcileAfter)), By: who,
 	}))
 }
 
@@ -117,6 +124,16 @@ func (w *watchList) put(e *watchEntry) bool {
 	}
 	w.pending[e.PaymentID] = e
 	return w.stopped
+}
+
+// queued returns id's entry while it waits to be written, or nil.
+func (w *watchList) queued(id string) *watchEntry {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending[id]
 }
 
 // remove queues the deletion of id's entry; it reports whether the writer

@@ -475,6 +475,7 @@ http://127.0.0.1:%d {
 		redeliver_to %s
 		redeliver_backoff 50ms
 		redeliver_attempts 50
+		lookup_rate_per_client 1000
 	}
 	reverse_proxy %s
 }
@@ -617,9 +618,25 @@ func (c *cluster) submitted(approveVia *caddyProc) (string, string) {
 	status, body, err := c.post(approveVia, "/payments/approve", fmt.Sprintf(`{"paymentId":%q}`, p.Identifier))
 	require.NoError(c.t, err)
 	require.Equal(c.t, http.StatusOK, status, "approve through caddy %s: %s", approveVia.name, body)
+	// The wallet takes longer than the watch entry, which tells every
+	// instance who the payer is, takes to be written (a second at most).
+	c.waitWatched(p.Identifier)
 	txid, err := c.pi.SubmitTransaction(p.Identifier)
 	require.NoError(c.t, err)
 	return p.Identifier, txid
+}
+
+// waitWatched waits until payment id's watch entry is in storage.
+func (c *cluster) waitWatched(id string) {
+	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, _ := filepath.Glob(filepath.Join(c.storage, "pi_guard", "*", "watch", id+".json")); len(m) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("the watch entry of %s was not written within 5s", id)
 }
 
 // complete sends the app's complete callback for id through proc.
@@ -634,6 +651,7 @@ func (c *cluster) post(proc *caddyProc, path, body string) (int, string, error) 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "cluster-test-client")
+	req.Header.Set("Cookie", payerCookie) // the payer's browser
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, "", err

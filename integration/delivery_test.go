@@ -33,19 +33,21 @@ func (e *env) withQueries() func() []string {
 	}
 }
 
-// Attack (issue 11.6): a stranger who knows a completed payment's id (and
-// txid) replays it, on the complete route and on the incomplete route, with
-// a body, cookie, query and headers of their own. The app receives the
-// payer's stored request each time, never the stranger's.
+// Attack (issue 11.6, and round three): a stranger who knows a completed
+// payment's id (and txid) replays it, on the complete route and on the
+// incomplete route, with a body, cookie, query and headers of their own.
+// A delivered payment's replays by a stranger never reach the app; the
+// payer's own replay delivers the payer's stored request, never anything
+// of the stranger's.
 func TestReplayByStrangerDeliversTheStoredRequest(t *testing.T) {
 	e := setup(t)
 	queries := e.withQueries()
 	id, txid := e.submitted()
 	payerBody := `{"paymentId":"` + id + `","txid":"` + txid + `","order":"payer's order"}`
-	status, body := e.post("/payments/complete", payerBody, "Cookie", "session=payer")
+	status, body := e.post("/payments/complete", payerBody, "Cookie", payerCookie+"; ab=1")
 	require.Equal(t, http.StatusOK, status, "%v", body)
 
-	stranger := []string{"Cookie", "session=stranger", "Authorization", "Bearer stranger", "X-Credit-To", "stranger"}
+	stranger := []string{"Cookie", "session=stranger-0123456789abcdef", "Authorization", "Bearer stranger", "X-Credit-To", "stranger"}
 	strangerBody := `{"paymentId":"` + id + `","txid":"` + txid + `","order":"stranger's order"}`
 	status, body = e.post("/payments/complete", strangerBody, stranger...)
 	require.Equal(t, http.StatusOK, status, "%v", body)
@@ -53,6 +55,10 @@ func TestReplayByStrangerDeliversTheStoredRequest(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "%v", body)
 	status, _ = e.post("/payments/incomplete?credit=stranger", `{"payment":{"identifier":"`+id+`"}}`, stranger...)
 	require.Equal(t, http.StatusBadRequest, status, "a query string is refused on payment routes")
+	// The payer comes back on the incomplete route, with the stranger's
+	// extra header: the stored request goes.
+	status, body = e.post("/payments/incomplete", `{"payment":{"identifier":"`+id+`"}}`, "X-Credit-To", "stranger")
+	require.Equal(t, http.StatusOK, status, "%v", body)
 
 	reqs := e.up.requests()
 	var verified []recorded
@@ -61,15 +67,14 @@ func TestReplayByStrangerDeliversTheStoredRequest(t *testing.T) {
 			verified = append(verified, r)
 		}
 	}
-	require.Len(t, verified, 3)
-	assert.Equal(t, "session=payer", verified[0].Header.Get("Cookie"))
-	for i, r := range verified[1:] {
-		require.NoError(t, r.VerifyErr)
-		assert.Equal(t, payerBody, string(r.Body), "replay %d delivers the payer's body", i)
-		assert.Equal(t, "/payments/complete", r.Path, "replay %d", i)
-		for _, k := range []string{"Cookie", "Authorization", "X-Credit-To"} {
-			assert.Empty(t, r.Header.Get(k), "replay %d carries the stranger's %s", i, k)
-		}
+	require.Len(t, verified, 2, "the stranger's replays never reached the app")
+	assert.Equal(t, payerCookie+"; ab=1", verified[0].Header.Get("Cookie"))
+	r := verified[1]
+	require.NoError(t, r.VerifyErr)
+	assert.Equal(t, payerBody, string(r.Body), "the replay delivers the payer's body")
+	assert.Equal(t, "/payments/complete", r.Path)
+	for _, k := range []string{"Cookie", "Authorization", "X-Credit-To"} {
+		assert.Empty(t, r.Header.Get(k), "the replay carries no %s", k)
 	}
 	for _, q := range queries() {
 		assert.Empty(t, q, "no query string reaches the app on a payment route")

@@ -146,6 +146,11 @@ func (e *env) load() {
 }
 
 func caddyfile(storage, piURL, upstreamURL, extra string) string {
+	if !strings.Contains(extra, "lookup_rate_per_client") {
+		// Every test client is 127.0.0.1: the tests that exercise the
+		// lookup limits set their own.
+		extra += "\n\t\tlookup_rate_per_client 1000"
+	}
 	signing := "signing_key {env.PI_GUARD_IT_SIGNING_KEY}"
 	if strings.Contains(extra, "keys {") {
 		signing = "" // the test brings its own keys
@@ -174,6 +179,11 @@ http://localhost:9080 {
 `, storage, piURL, signing, extra, strings.TrimPrefix(upstreamURL, "http://"))
 }
 
+// payerCookie is the session cookie of the payer's browser: every request
+// of these tests carries it unless it sets a Cookie header of its own (""
+// for none, as a stranger's script would send).
+const payerCookie = "it_session=payer-0123456789abcdef"
+
 // post sends a JSON body to Caddy and returns the status and decoded body.
 func (e *env) post(path string, body any, header ...string) (int, map[string]any) {
 	e.t.Helper()
@@ -200,8 +210,18 @@ func (e *env) send(method, path, contentType string, raw []byte, header ...strin
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
 		}
+		payer := true
 		for i := 0; i+1 < len(header); i += 2 {
+			if http.CanonicalHeaderKey(header[i]) == "Cookie" {
+				payer = false
+				if header[i+1] == "" {
+					continue
+				}
+			}
 			req.Header.Add(header[i], header[i+1])
+		}
+		if payer {
+			req.Header.Set("Cookie", payerCookie)
 		}
 		resp, err = e.tester.Client.Do(req)
 		if err == nil {

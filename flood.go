@@ -1,0 +1,190 @@
+package piguard
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+)
+
+// Defaults for the bounds on Pi lookups of payment ids and access tokens the
+// guard has not seen before (see Handler.LookupRate).
+const (
+	DefaultLookupRate          = 50.0
+	DefaultLookupRatePerClient = 5.0
+	// lookupBurst is how many seconds' worth of lookups may come at once.
+	lookupBurst = 4
+	// viewTTL is how long one read of a payment from Pi answers every
+	// request that needs only to read it: a flood of requests for one
+	// payment costs one Pi call per viewTTL, and never waits on the
+	// payment's lock.
+	viewTTL      = 500 * time.Millisecond
+	maxViews     = 10000
+	maxSeen      = 100000
+	maxClients   = 10000
+	seenLifetime = time.Hour
+)
+
+// lookups bounds the Pi calls that ids and tokens the guard has not seen
+// cause: a stranger's random ids or tokens would otherwise use up the app's
+// Pi quota. It limits each client (by IP address) and all of them together.
+type lookups struct {
+	total     *rate.Limiter
+	perClient rate.Limit
+	clients   *boundedMap[string, *rate.Limiter]
+	seen      *boundedMap[string, time.Time] // payment ids Pi confirmed, tokens Pi answered for
+}
+
+func newLookups(total, perClient float64) *lookups {
+	return &lookups{
+		total:     rate.NewLimiter(rate.Limit(total), int(total*lookupBurst)),
+		perClient: rate.Limit(perClient),
+		clients:   newBoundedMap[string, *rate.Limiter](maxClients),
+		seen:      newBoundedMap[string, time.Time](maxSeen),
+	}
+}
+
+// known reports whether the guard has seen key (a payment id, or a token's
+// digest) answered by Pi recently.
+func (l *lookups) known(key string) bool {
+	at, ok := l.seen.get(key)
+	return ok && time.Since(at) < seenLifetime
+}
+
+// learn remembers that Pi answered for key.
+func (l *lookups) learn(key string) { l.seen.put(key, time.Now()) }
+
+// admit allows one Pi lookup of something not seen before for r's client,
+// or returns the 429 answer.
+func (l *lookups) admit(r *http.Request) *guardError {
+	client := clientOf(r)
+	lim, ok := l.clients.get(client)
+	if !ok {
+		lim = rate.NewLimiter(l.perClient, int(float64(l.perClient)*lookupBurst)+1)
+		l.clients.put(client, lim)
+	}
+	if !lim.Allow() {
+		return tooMany("this client sent too many payment ids or tokens the guard had not seen; retry later", lim.Limit())
+	}
+	if !l.total.Allow() {
+		return tooMany("the guard is looking up too many new payment ids or tokens at Pi; retry later", l.total.Limit())
+	}
+	return nil
+}
+
+func tooMany(msg string, per rate.Limit) *guardError {
+	ge := refuse(http.StatusTooManyRequests, "rate_limited", "%s", msg)
+	ge.Retryable = true
+	ge.retryAfter = max(1, int(1/float64(per)+0.999))
+	return ge
+}
+
+// clientOf is the client's IP address as Caddy determined it (honouring
+// trusted_proxies), or the connection's.
+func clientOf(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// admitLookup lets st's request make its first Pi call about its payment:
+// at once for an id the guard has seen, within the lookup limits otherwise.
+func (h *Handler) admitLookup(r *http.Request, st *step) *guardError {
+	if h.lookups == nil || h.lookups.known(st.id) || h.approvals.approverOf(st.id) != nil {
+		return nil
+	}
+	return h.lookups.admit(r)
+}
+
+// view is one read of a payment from Pi, shared by every request that
+// needs only to read it within viewTTL.
+type view struct {
+	p   *piclient.Payment
+	err error
+	at  time.Time
+}
+
+// views merges concurrent reads of one payment into one Pi call
+// (singleflight) and keeps the answer for viewTTL.
+type views struct {
+	group singleflight.Group
+	cache *boundedMap[string, view]
+}
+
+func newViews() *views {
+	return &views{cache: newBoundedMap[string, view](maxViews)}
+}
+
+// peek reads the payment for the first decision of an approve, cancel or
+// incomplete request. Its payer (or anyone, while the guard knows no
+// approver) reads it fresh from Pi. Anyone else, a stranger who knows the
+// id, is answered from a view younger than viewTTL, or from one Pi call
+// shared by every concurrent request: a flood costs one call per viewTTL,
+// and a view that is a moment old only ever delays a stranger.
+func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclient.Payment, *guardError) {
+	if who := h.approverOf(ctx, st.id); who == nil || sharesCredential(who.Payer, h.credentials(r, st.uid)) {
+		return h.read(ctx, st)
+	}
+	if v, ok := h.views.cache.get(st.id); ok && time.Since(v.at) < viewTTL {
+		return viewAnswer(v, st)
+	}
+	ch := h.views.group.DoChan(st.id, func() (any, error) {
+		// The caller that starts the read may go away; the others wait
+		// for its answer, so it runs on its own context.
+		// It counts against max_pi_calls like any call, but in no
+		// request's own figures.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+		defer cancel()
+		release, err := h.piLimit.acquire()
+		if err != nil {
+			return view{err: err, at: time.Now()}, nil
+		}
+		p, err := h.pi.GetPayment(rctx, st.id)
+		release()
+		h.learn(st.id, p, err)
+		v := view{p: p, err: err, at: time.Now()}
+		if err == nil || piclient.IsNotFound(err) {
+			h.views.cache.put(st.id, v)
+		}
+		return v, nil
+	})
+	select {
+	case res := <-ch:
+		return viewAnswer(res.Val.(view), st)
+	case <-ctx.Done():
+		return nil, piFailure(ctx.Err(), st.id)
+	}
+}
+
+func viewAnswer(v view, st *step) (*piclient.Payment, *guardError) {
+	if v.err != nil {
+		return nil, piFailure(v.err, st.id)
+	}
+	return v.p, nil
+}
+
+// learn remembers what one Pi answer about payment id settles.
+func (h *Handler) learn(id string, p *piclient.Payment, err error) {
+	h.facts.learn(id, p, err)
+	if err == nil && p != nil && p.Identifier == id && h.lookups != nil {
+		h.lookups.learn(id)
+	}
+}
+
+// forget drops the view of a payment whose state the guard just changed.
+func (h *Handler) forget(id string) {
+	if h.views != nil {
+		h.views.cache.remove(id)
+	}
+}

@@ -1,0 +1,176 @@
+package piguard
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
+)
+
+func TestCredentialsDefaultAndBindings(t *testing.T) {
+	h := &Handler{app: "app"}
+	req := func(cookie, auth string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		return r
+	}
+	payer := h.credentials(req("sid=0123456789abcdef0123; lang=en; _ga=GA1.2.3", ""), "")
+	assert.Len(t, payer, 1, "session-like cookies count, short preferences and analytics ids do not")
+	for name, tc := range map[string]struct {
+		r    *http.Request
+		want bool
+	}{
+		"same session, other cookies changed": {req("_ga=GA1.9.9; sid=0123456789abcdef0123", ""), true},
+		"a shared preference only":            {req("lang=en", ""), false},
+		"the session's name, another value":   {req("sid=0123456789abcdef0124", ""), false},
+		"nothing":                             {req("", ""), false},
+		"a token":                             {req("", "Bearer 0123456789abcdef0123"), false},
+	} {
+		assert.Equal(t, tc.want, sharesCredential(payer, h.credentials(tc.r, "")), name)
+	}
+
+	h.Payer = &PayerBinding{From: "cookie", Name: "sid"}
+	named := h.credentials(req("sid=abc; other=0123456789abcdef0123", ""), "")
+	assert.True(t, sharesCredential(named, h.credentials(req("sid=abc", ""), "")), "a named cookie counts whatever its length")
+	assert.False(t, sharesCredential(named, h.credentials(req("other=0123456789abcdef0123", ""), "")), "and only it")
+
+	assert.Equal(t, []string{h.digest("uid", "", "u1")}, h.credentials(req("sid=abc", "Bearer x"), "u1"), "bind_user: the uid decides")
+	assert.Empty(t, (&Handler{app: "app"}).credentials(req("", ""), ""))
+}
+
+func TestLooseKeyCatchesNearMatches(t *testing.T) {
+	route := looseKey("/payments/complete")
+	for _, p := range []string{
+		"/payments/complete.xml", "/payments/complete.", "/payments/complete ", "/payments/complete\x00.json",
+		"/payments\\complete", "/payments/x/..;/complete", "/paymentſ/complete", "/PAYMENTS/COMPLETE.HTML",
+		"/payments/compl%65te", "/payments/complete;a=b/",
+	} {
+		assert.Equal(t, route, looseKey(p), "%q", p)
+	}
+	for _, p := range []string{"/payments/completed", "/payments/complete/x", "/payments/approve", "/orders"} {
+		assert.NotEqual(t, route, looseKey(p), "%q", p)
+	}
+	assert.Equal(t, looseKey("/payments/incomplete"), looseKey("/payments/ıncomplete"), "dotless i folds to i")
+}
+
+func FuzzLooseKey(f *testing.F) {
+	for _, s := range []string{"/payments/complete", "/a/../b", "%zz", "/\x00", "/ſ.html", "//;/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		k := looseKey(p)
+		if !strings.HasPrefix(k, "/") {
+			t.Fatalf("looseKey(%q) = %q: not a path", p, k)
+		}
+		if routeKey(p) == routeKey("/payments/complete") && k != looseKey("/payments/complete") {
+			t.Fatalf("%q is a route variant but not a near match", p)
+		}
+	})
+}
+
+func TestBoundedMapEvictsOneByOne(t *testing.T) {
+	m := newBoundedMap[int, int](3)
+	for i := range 5 {
+		m.put(i, i)
+	}
+	assert.Equal(t, 3, m.len())
+	_, old := m.get(1)
+	_, recent := m.get(4)
+	assert.False(t, old, "the oldest went first")
+	assert.True(t, recent)
+	m.remove(4)
+	m.put(5, 5)
+	_, kept := m.get(2)
+	assert.True(t, kept, "a freed slot costs no eviction")
+}
+
+func TestLookupLimits(t *testing.T) {
+	l := newLookups(1000, 2)
+	req := func(ip string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.RemoteAddr = ip + ":1234"
+		return r
+	}
+	refused := 0
+	for range 30 {
+		if ge := l.admit(req("203.0.113.1")); ge != nil {
+			refused++
+			assert.Equal(t, http.StatusTooManyRequests, ge.Status)
+			assert.Positive(t, ge.retryAfter)
+		}
+	}
+	assert.Equal(t, 30-9, refused, "a burst of four seconds, then refused")
+	assert.Nil(t, l.admit(req("203.0.113.2")), "another client goes through")
+
+	total := newLookups(1, 1000)
+	for i := range 4 {
+		assert.Nil(t, total.admit(req("198.51.100."+string(rune('1'+i)))))
+	}
+	assert.NotNil(t, total.admit(req("198.51.100.9")), "the total bound holds across clients")
+}
+
+func TestAmountRefusalNamesNoAmount(t *testing.T) {
+	h := &Handler{Network: piclient.NetworkTestnet, MinAmount: "5"}
+	p := &piclient.Payment{Network: piclient.NetworkTestnet, Direction: piclient.DirectionUserToApp, Amount: "1.2345"}
+	ge := h.acceptable(p, &step{})
+	require.NotNil(t, ge)
+	assert.NotContains(t, ge.Message, "1.2345")
+	assert.Contains(t, ge.Message, "at least 5")
+}
+
+// slowLockStorage keeps every lock taken, as a storage module keeps a dead
+// instance's lock for seconds.
+type slowLockStorage struct{ *certmagic.FileStorage }
+
+func (slowLockStorage) Lock(ctx context.Context, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestStorageLockWaitHasItsOwnAnswer(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	defer pi.Close()
+	h := &Handler{APIKey: "pitest-api-key", APIURL: pi.URL, Network: piclient.NetworkTestnet, SigningKey: unitSigningKey, Timeout: caddyDuration(600 * time.Millisecond)}
+	require.NoError(t, h.provision(slowLockStorage{&certmagic.FileStorage{Path: t.TempDir()}}))
+	t.Cleanup(func() { _ = h.Cleanup() })
+	start := time.Now()
+	_, ge := h.lockPayment(t.Context(), "somepaymentid")
+	require.NotNil(t, ge)
+	assert.Equal(t, "storage_busy", ge.Code, "not pi_timeout: Pi was never called")
+	assert.True(t, ge.Retryable)
+	assert.Equal(t, http.StatusServiceUnavailable, ge.Status)
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "bounded like the in-process wait")
+	assert.True(t, errors.Is(ge, errStorageBusy))
+}
+
+func TestStoresAreKeyedByStorageAndApp(t *testing.T) {
+	a := &Handler{store: newStore(&certmagic.FileStorage{Path: "/srv/a"}, "pi_guard/k1")}
+	b := &Handler{store: newStore(&certmagic.FileStorage{Path: "/srv/b"}, "pi_guard/k1")}
+	c := &Handler{store: newStore(&certmagic.FileStorage{Path: "/srv/a"}, "pi_guard/k1")}
+	for _, h := range []*Handler{a, b, c} {
+		live.Store(h, struct{}{})
+		defer live.Delete(h)
+	}
+	got := 0
+	for _, h := range stores() {
+		if h == a || h == b || h == c {
+			got++
+		}
+	}
+	assert.Equal(t, 2, got, "one API key on two storages is two stores; the same storage twice is one")
+}
