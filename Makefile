@@ -33,7 +33,9 @@ test-go:
 	# every benchmark once, so that make bench cannot rot unnoticed
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
+# the verifier package (packages/node), then the example app that installs it
 test-node:
+	cd packages/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 	cd examples/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 # The PyJWT lines of docs/header.md run with the first interpreter that has PyJWT
