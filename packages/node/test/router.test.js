@@ -141,3 +141,20 @@ test('the header on two lines is refused (rule 1)', async () => {
   assert.equal(status, 401);
   assert.match(body.message, /appears 2 times/);
 });
+
+test('the reference app\'s app-wide express.json(): express.raw on /payments before it keeps the raw body', async () => {
+  const app = express();
+  app.use('/payments', express.raw({ type: () => true, limit: '1mb' })); // the one line docs/migration.md adds
+  app.use(express.json()); // as pi-apps/demo backend/src/index.ts has it, for every other route
+  const router = express.Router();
+  router.post('/complete', verifier.middleware('verified'), echo);
+  app.use('/payments', router);
+  const s = await listen(app);
+  try {
+    const res = await send(s.base, vec('valid-complete'));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.sub, vec('valid-complete').claims.sub);
+  } finally {
+    await s.close();
+  }
+});
