@@ -1,5 +1,5 @@
-// Types of caddy-pi-guard-verify. Written for TypeScript 4.7 and later with any
-// target (ES5 included) and module setting, strict or not, without skipLibCheck.
+// Types of caddy-pi-guard-verify, for any TypeScript target (ES5 included) and
+// module setting, strict or not, without skipLibCheck (tested with TypeScript 5).
 
 /** The error codes of docs/header.md and examples/testdata/vectors.json. */
 export type VerificationErrorCode =
