@@ -33,14 +33,23 @@ test-go:
 	# every benchmark once, so that make bench cannot rot unnoticed
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
+# the verifier package (packages/node), then the example app that installs it
 test-node:
+	cd packages/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 	cd examples/node && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 # The PyJWT lines of docs/header.md run with the first interpreter that has PyJWT
 # (.ci/run installs Debian's python3-jwt when none has it).
 PYJWT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import jwt' 2>/dev/null && { echo $$p; break; }; done)
 
+# The Flask and Django tests of packages/python run with the first interpreter
+# that has both (Debian: python3-flask, python3-django); without one they skip.
+FRAMEWORK_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import flask, django' 2>/dev/null && { echo $$p; break; }; done)
+
 test-python:
+	python3 -m unittest discover -s packages/python/tests -t packages/python -v
+	@if [ -z "$(FRAMEWORK_PYTHON)" ]; then echo "Flask/Django tests skipped: no python3 has both (apt-get install python3-flask python3-django)"; \
+	elif [ "$(FRAMEWORK_PYTHON)" != python3 ]; then set -x; $(FRAMEWORK_PYTHON) -m unittest discover -s packages/python/tests -t packages/python -p 'test_[fd]*.py' -v; fi
 	python3 -m unittest discover -s examples/python -v
 	@test -n "$(PYJWT_PYTHON)" || { echo "PyJWT is missing: apt-get install python3-jwt (or pip install PyJWT)"; exit 1; }
 	PI_GUARD_REQUIRE_PYJWT=1 $(PYJWT_PYTHON) -m unittest discover -s examples/python -p 'test_pyjwt.py' -v

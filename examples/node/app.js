@@ -1,9 +1,11 @@
 // Example Express app behind caddy-pi-guard. An order is marked paid only by
 // a valid Pi-Payment-Verified header; notices record other states.
 import express from 'express';
-import { HEADER_VERIFIED, fromExpress, VerificationError } from './verify.js';
 
-/** createApp(verifier): the app's routes; orders are kept in memory. */
+/**
+ * createApp(verifier): the app's routes; orders are kept in memory. verifier
+ * comes from createVerifier of the caddy-pi-guard-verify package (packages/node).
+ */
 export function createApp(verifier) {
   const orders = new Map(); // payment id -> order; a real app uses its database
 
@@ -40,28 +42,26 @@ export function createApp(verifier) {
     if (first) console.log(`payment ${order.payment_id} paid: ${order.amount} Pi, tx ${order.txid}`);
     res.json({ ok: true, order, already_recorded: !first });
   };
-  const noticeRoute = (status) => [
-    verifier.middleware('notice'),
-    (req, res) => res.json({ ok: true, order: note(req.piPayment, status) }),
-  ];
+  const noted = (status) => (req, res) => res.json({ ok: true, order: note(req.piPayment, status) });
+
+  // The payment routes on a Router mounted on /payments, as in Pi's reference
+  // app: the tokens are bound to the full path (/payments/approve), which the
+  // middleware reads from req.originalUrl.
+  const payments = express.Router();
+  // The raw body is needed for the bsh digest: parse JSON yourself from it.
+  payments.use(express.raw({ type: () => true, limit: '1mb' }));
+  payments.post('/approve', verifier.middleware('notice'), noted('pending'));
+  payments.post('/complete', verifier.middleware('verified'), paid);
+  // Incomplete: verified (the guard completed it) => paid; notice => not paid.
+  // A verified header that fails is refused, never read as a notice.
+  payments.post('/incomplete', verifier.middleware('verified-or-notice'), (req, res) =>
+    req.piPayment.kind === 'verified' ? paid(req, res) : noted('incomplete')(req, res),
+  );
+  payments.post('/cancelled_payment', verifier.middleware('notice'), noted('cancelled'));
 
   const app = express();
   app.disable('x-powered-by');
-  // The raw body is needed for the bsh digest: parse JSON yourself from it.
-  app.use('/payments', express.raw({ type: () => true, limit: '1mb' }));
-
-  app.post('/payments/approve', ...noticeRoute('pending'));
-  app.post('/payments/complete', verifier.middleware('verified'), paid);
-  // Incomplete: verified (the guard completed it) => paid; notice => not paid.
-  // A verified header that fails is refused, never read as a notice.
-  app.post(
-    '/payments/incomplete',
-    (req, res, next) => (req.headersDistinct[HEADER_VERIFIED.toLowerCase()] ? next() : next('route')),
-    verifier.middleware('verified'),
-    paid,
-  );
-  app.post('/payments/incomplete', ...noticeRoute('incomplete'));
-  app.post('/payments/cancelled_payment', ...noticeRoute('cancelled'));
+  app.use('/payments', payments);
 
   app.get('/orders', (req, res) => {
     const list = [...orders.values()].sort((a, b) => a.payment_id.localeCompare(b.payment_id));
@@ -78,4 +78,3 @@ export function createApp(verifier) {
   return app;
 }
 
-export { fromExpress, VerificationError };

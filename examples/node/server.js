@@ -4,7 +4,7 @@
 //   PI_GUARD_KEY_ID       optional kid of that secret
 //   PI_GUARD_ISSUER, PI_GUARD_AUDIENCE  optional, defaults caddy-pi-guard / pi-app
 import { createApp } from './app.js';
-import { createVerifier } from './verify.js';
+import { createVerifier } from 'caddy-pi-guard-verify';
 
 const secret = process.env.PI_GUARD_SIGNING_KEY ?? '';
 if (secret.trim() === '') {

@@ -5,6 +5,9 @@ record other states. Run:
 
     PI_GUARD_SIGNING_KEY=... python3 examples/python/app.py
 
+The verifier is the pi_guard_verify package (packages/python): installed with
+pip, or else taken from this clone.
+
 Environment: PORT (default 8000), HOST (default 127.0.0.1: reach it through
 the guard), PI_GUARD_SIGNING_KEY (the guard's signing_key), PI_GUARD_KEY_ID
 (optional kid), PI_GUARD_ISSUER / PI_GUARD_AUDIENCE (optional).
@@ -18,7 +21,11 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pi_guard_verify import HEADER_NOTICE, HEADER_VERIFIED, Key, VerificationError, Verifier
+try:
+    from pi_guard_verify import HEADER_NOTICE, HEADER_VERIFIED, Key, VerificationError, Verifier
+except ImportError:  # not installed: the package's folder in this clone
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packages", "python"))
+    from pi_guard_verify import HEADER_NOTICE, HEADER_VERIFIED, Key, VerificationError, Verifier
 
 MAX_BODY_BYTES = 1 << 20
 

@@ -1,8 +1,8 @@
 """The Pi-Payment-Verified check with PyJWT (>= 2.4), as docs/header.md shows it.
 
 PyJWT checks the signature (alg pinned to HS256), iss, aud, exp and iat with
-the leeway; the lines after jwt.decode check what it does not. pi_guard_verify.py
-is the stricter standard-library verifier.
+the leeway; the lines after jwt.decode check what it does not. The package
+pi_guard_verify (packages/python) is the stricter standard-library verifier.
 """
 
 import base64

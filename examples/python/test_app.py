@@ -2,15 +2,17 @@
 
 import http.client
 import json
+import pathlib
 import threading
 import unittest
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
 
-from app import make_handler
+from app import make_handler  # first: it finds pi_guard_verify in packages/python when not installed
 from pi_guard_verify import Key, Verifier
-from test_verify import VECTORS
+
+VECTORS = json.loads((pathlib.Path(__file__).parent.parent / "testdata" / "vectors.json").read_text(encoding="utf-8"))
 
 CASES = {c["name"]: c for c in VECTORS["cases"]}
 

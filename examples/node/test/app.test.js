@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { createApp } from '../app.js';
-import { createVerifier } from '../verify.js';
+import { createVerifier } from 'caddy-pi-guard-verify';
 
 const vectors = JSON.parse(readFileSync(new URL('../../testdata/vectors.json', import.meta.url), 'utf8'));
 const vec = (name) => vectors.cases.find((c) => c.name === name);
@@ -47,7 +47,7 @@ test('notice => pending; verified => paid once; replay idempotent', async () => 
     assert.equal(body.error, 'payment_not_verified', name);
     assert.equal((await order(approve.claims.sub)).status, 'pending', name);
   }
-  // Fetch folds nothing: two header values are refused.
+  // Two header values (fetch folds them into one line with a comma): refused.
   const complete = vec('valid-complete');
   [status] = await send(complete, { values: [complete.header_values[0], complete.header_values[0]] });
   assert.equal(status, 401);

@@ -1,6 +1,6 @@
-"""Verifier for the headers caddy-pi-guard adds to payment callbacks.
+"""The framework-neutral verifier: tokens and requests, standard library only.
 
-Standard library only; HS256 only. Specification: docs/header.md.
+HS256 only. Specification: docs/header.md of caddy-pi-guard.
 
     a valid Pi-Payment-Verified header => paid
     anything else (notice, missing, invalid) => not paid
@@ -9,6 +9,9 @@ Standard library only; HS256 only. Specification: docs/header.md.
     claims = v.verify_request("POST", "/payments/complete",
                               headers.get_all("Pi-Payment-Verified") or [],
                               raw_body, kind="verified")
+
+The Flask and Django helpers (pi_guard_verify.flask, pi_guard_verify.django)
+call verify_request with the request's full path and raw body.
 """
 
 import base64

@@ -1,15 +1,12 @@
-"""Runs the shared vectors (tokens made by the Go signer) through pi_guard_verify."""
+"""Runs the shared vectors (tokens made by the Go signer) through the
+framework-neutral core of pi_guard_verify. Always runs: standard library only."""
 
-import json
-import os
 import unittest
 from decimal import Decimal
 
 from pi_guard_verify import Key, VerificationError, Verifier, body_digest
 
-VECTORS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testdata", "vectors.json")
-with open(VECTORS_PATH, encoding="utf-8") as f:
-    VECTORS = json.load(f)
+from tests.vectors import VECTORS
 
 
 def verifier_at(now, kid=VECTORS["kid"]):
