@@ -70,6 +70,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		}
 		if !answer {
 			st.outcome = "replayed_answer_withheld"
+			h.allowOrigin(x.w, x.r)
 			return writeReplayed(x.w, rec)
 		}
 		return err // the app's answer is on its way to the client

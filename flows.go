@@ -34,6 +34,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		h.approvals.put(p)
 		h.watch(p)
 		st.ready = time.Now()
+		h.allowOrigin(x.w, x.r)
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
 		return json.NewEncoder(x.w).Encode(map[string]any{"approved": true, "paymentId": p.Identifier})

@@ -100,6 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil // the client went away; nobody to answer
 		}
 		ge.PaymentID = st.id
+		h.allowOrigin(w, r)
 		writeError(w, ge)
 		return nil
 	}
