@@ -3,8 +3,9 @@
 // axios with credentials), served from ANOTHER origin than the backend
 // (Caddy with pi_guard in front of examples/goapp), in headless Chromium:
 // sign in, pay, cancel, close the wallet (the user who vanishes), a forged
-// completion whose refusal the page can read (pi_guard's cors_origins), and
-// the incomplete payment reported at the next sign-in.
+// completion whose refusal the page can read (pi_guard's cors_origins), the
+// incomplete payment reported at the next sign-in, and a lost approval
+// request that the SDK makes again.
 //
 // Needs `make build` first. The servers' logs go to out/e2e/crossorigin.log.
 import { after, before, test } from "node:test";
@@ -211,6 +212,29 @@ test("paid but never completed: reported at the next sign-in, and completed thro
   assert.equal((await page.evaluate(() => window.lastAuth)).user.uid, uid, "the same fake user");
   p = await payment(id);
   assert.equal(p.status.developer_completed, true);
+});
+
+test("the approval request is lost: the SDK asks again while it waits", async () => {
+  const approveURL = new URL("payments/approve", stack.url).href;
+  let dropped = 0;
+  await page.route(approveURL, (route) => (dropped++ === 0 ? route.abort() : route.continue()));
+  const before = (await events()).length;
+  const approvals = page.locator('#log li[data-event="approve"]');
+  const seen = await approvals.count();
+  await page.getByRole("button", { name: "Buy an apple pie" }).click();
+  await approvals.nth(seen).waitFor();
+  const first = await approvals.nth(seen).evaluate((li) => ({ ...li.dataset }));
+  assert.equal(first.status, "0", "the first approval never reached the server");
+  const id = first.id;
+  // About 10 s later, onReadyForServerApproval again; this time it passes.
+  await page.locator(`#log li[data-event="approve"][data-id="${id}"][data-status="200"]`).waitFor({ timeout: 20_000 });
+  await page.unroute(approveURL);
+  const wallet = page.getByRole("dialog", { name: /Pi Wallet/ });
+  await wallet.getByRole("button", { name: "Pay", exact: true }).click();
+  const done = await waitEvent("complete", id);
+  assert.equal(done.order, "paid", JSON.stringify(done));
+  const mine = (await events()).slice(before).filter((e) => e.id === id).map((e) => e.event);
+  assert.deepEqual(mine.slice(0, 4), ["ready_for_approval", "approve", "ready_for_approval", "approve"]);
 });
 
 test("no script errors, nothing from the internet", async () => {
