@@ -173,7 +173,7 @@
   // The wallet's look, from the platform (a <link>, so that a page whose
   // Content-Security-Policy allows the platform's origin needs nothing else).
   function addStyle() {
-    if (!BASE || document.querySelector("link[data-fakepi-sdk]")) return;
+    if (!BASE || !document.head || document.querySelector("link[data-fakepi-sdk]")) return;
     const link = el("link", { rel: "stylesheet", href: new URL("pi-sdk.css", BASE).href });
     link.dataset.fakepiSdk = "";
     document.head.append(link);
@@ -285,6 +285,7 @@
       if (!config || config.version !== "2.0") throw new Error('Pi.init: version must be "2.0"');
       sandbox = Boolean(config.sandbox);
       initialized = true;
+      addStyle(); // ahead of the first wallet, so that it never shows unstyled
       return Promise.resolve();
     },
 
