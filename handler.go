@@ -96,11 +96,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if errors.As(err, &ge) {
 		st.outcome = ge.Code
 		h.logStep(st, ge)
+		h.allowOrigin(w, r) // the guard's own answer: readable by a cors_origins frontend
 		if errors.Is(ge.cause, context.Canceled) && r.Context().Err() != nil {
 			return nil // the client went away; nobody to answer
 		}
 		ge.PaymentID = st.id
-		h.allowOrigin(w, r)
 		writeError(w, ge)
 		return nil
 	}
