@@ -65,8 +65,9 @@ test-xcaddy:
 	bin/caddy list-modules | grep -x 'admin.api.pi_guard_watched'
 	bin/caddy help | grep -E '^ +pi-guard '
 
-## test-e2e: the `make run` demo in headless Chromium (/usr/bin/chromium, or CHROMIUM=...);
-## screenshots into out/e2e/ (UPDATE_DEMO_PNG=1 also refreshes docs/demo.png)
+## test-e2e: the `make run` demo, and the fake Pi SDK on a frontend served from another origin,
+## in headless Chromium (/usr/bin/chromium, or CHROMIUM=...); screenshots into out/e2e/
+## (UPDATE_DEMO_PNG=1 also refreshes docs/demo.png)
 test-e2e: build
 	cd e2e && npm ci --no-audit --no-fund --loglevel=error && npm test
 

@@ -56,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    wallet          <address>
 //	    bind_user       [authorization | header <name> | cookie <name>]
 //	    payer           authorization | header <name> | cookie <name>
+//	    cors_origins    <origin...>
 //	    storage         <module> { ... }
 //	    redeliver_to    <url>
 //	    redeliver_attempts <n>
@@ -65,6 +66,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    reconcile_cancel
 //	    retention       <duration>
 //	}
+//
+// cors_origins lists the origins (scheme://host[:port], as browsers send
+// them) of frontends on another origin that may read the guard's own answers
+// with credentials; the app's answers keep the app's own CORS headers.
 //
 // Unknown and repeated subdirectives are errors.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -158,6 +163,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("pi_guard: payer takes authorization, header <name> or cookie <name>")
 			}
 			h.Payer = b
+			continue
+		case "cors_origins":
+			h.CORSOrigins = d.RemainingArgs()
+			if len(h.CORSOrigins) == 0 {
+				return d.Errf("pi_guard: cors_origins needs at least one origin, such as https://app.example.com")
+			}
 			continue
 		}
 		var val string
@@ -270,7 +281,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Retention = caddy.Duration(dur)
 		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, storage, redeliver_to, redeliver_attempts, redeliver_backoff, reconcile_after, reconcile_give_up, reconcile_cancel, retention)", name)
+			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, cors_origins, storage, redeliver_to, redeliver_attempts, redeliver_backoff, reconcile_after, reconcile_give_up, reconcile_cancel, retention)", name)
 		}
 	}
 	return nil

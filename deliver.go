@@ -40,6 +40,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		// The app has it, or is owed it on a schedule: a stranger's
 		// replays never reach the app more than that schedule allows.
 		st.outcome = "replayed_not_forwarded"
+		h.allowOrigin(x.w, x.r)
 		return writeCompleted(x.w, rec, true)
 	}
 	sr := rec.request(h.CompletePath)
@@ -79,6 +80,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 			st.outcome += "_answer_withheld"
 			delivered := *rec
 			delivered.Delivery.State = deliveryDelivered
+			h.allowOrigin(x.w, x.r)
 			return writeCompleted(x.w, &delivered, replay)
 		}
 		return err // the app's answer is on its way to the client

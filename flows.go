@@ -50,6 +50,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 			h.remember(p, who, again)
 		}
 		st.ready = time.Now()
+		h.allowOrigin(x.w, x.r)
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
 		return json.NewEncoder(x.w).Encode(map[string]any{"approved": true, "paymentId": p.Identifier})

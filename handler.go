@@ -102,6 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// take for one (another encoding, extension or letter folding):
 		// never passed on unguarded.
 		closeIfUnread(w, r, body)
+		h.allowOrigin(w, r)
 		writeError(w, refuse(http.StatusNotFound, "not_a_payment_route", "%q is not a payment route: post to the route itself", r.URL.Path))
 		return nil
 	}
@@ -124,6 +125,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if errors.As(err, &ge) {
 		st.outcome = ge.Code
 		h.logStep(st, ge)
+		h.allowOrigin(w, r) // the guard's own answer: readable by a cors_origins frontend
 		if errors.Is(ge.cause, context.Canceled) && r.Context().Err() != nil {
 			return nil // the client went away; nobody to answer
 		}

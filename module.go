@@ -154,6 +154,13 @@ type Handler struct {
 	// header and each of its cookies with a value of 16 characters or more
 	// count.
 	Payer *PayerBinding `json:"payer,omitempty"`
+	// CORSOrigins lists the origins of frontends served from another origin
+	// than the guard (such as https://app.example.com): the guard's own
+	// answers (its JSON errors, a replayed completion, a respond_approve
+	// answer) carry Access-Control-Allow-Origin: <the request's Origin> and
+	// Access-Control-Allow-Credentials: true for these origins only. The
+	// app's answers, and the preflights the app answers, are not touched.
+	CORSOrigins []string `json:"cors_origins,omitempty"`
 
 	// StorageRaw is the storage module where payment records and locks live;
 	// default Caddy's configured storage. Instances that share it coordinate.
@@ -485,6 +492,11 @@ func (h *Handler) Validate() error {
 		case (b.From == "header" && validHeaderName(b.Name)) || (b.From == "cookie" && b.Name != ""):
 		default:
 			return fmt.Errorf("pi_guard: payer must be authorization, header <name> or cookie <name>, got %q %q", b.From, b.Name)
+		}
+	}
+	for _, o := range h.CORSOrigins {
+		if err := checkOrigin(o); err != nil {
+			return err
 		}
 	}
 	if h.CancelRejected && h.BindUser == nil {

@@ -1,8 +1,9 @@
 // End-to-end test of the `make run` demo in a real browser: Debian's headless
 // Chromium (/usr/bin/chromium, or $CHROMIUM), driven by playwright-core (which
 // never downloads a browser). The test starts scripts/run.sh on free ports in
-// its own process group, pays for the pie through the page and the simulated
-// Pi wallet, plays both attacks, and stops everything, also on failure.
+// its own process group (stack.js), pays for the pie through the page and the
+// fake Pi platform's SDK and wallet, plays both attacks, and stops everything,
+// also on failure.
 //
 // Needs `make build` first (bin/caddy, bin/fakepi, bin/goapp). Screenshots go
 // to out/e2e/ (demo.png, wallet.png, cancelled.png); with UPDATE_DEMO_PNG=1
@@ -10,118 +11,17 @@
 // servers' logs go to out/e2e/stack.log.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { copyFile } from "node:fs/promises";
-import net from "node:net";
-import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { getJSON, launchBrowser, outDir, root, startStack, watchPage } from "./stack.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const outDir = path.join(root, "out", "e2e");
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
-const STEP_TIMEOUT = 15_000;
-
-let stack; // {proc, url, output(), stop()}
+let stack; // {url, fakepi, output(), stop()}
 let context; // the browser
 let page;
 let tmp;
 const pageErrors = [];
 const foreignRequests = [];
-
-// freePort asks the kernel for a port that is free right now.
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// startStack runs scripts/run.sh as the leader of a new process group (so the
-// whole group can be stopped at once) and resolves when it prints its URL.
-async function startStack() {
-  for (const bin of ["caddy", "fakepi", "goapp"]) {
-    assert.ok(existsSync(path.join(root, "bin", bin)), `bin/${bin} is missing: run make build first`);
-  }
-  const [port, fakepi, app, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  const env = {
-    ...process.env,
-    PORT: String(port),
-    FAKEPI_ADDR: `127.0.0.1:${fakepi}`,
-    APP_ADDR: `127.0.0.1:${app}`,
-    ADMIN_PORT: String(admin),
-    // Caddy's storage (pi_guard's payment records) in a throwaway directory.
-    XDG_DATA_HOME: path.join(tmp, "data"),
-    XDG_CONFIG_HOME: path.join(tmp, "config"),
-  };
-  const proc = spawn("bash", ["scripts/run.sh"], { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  proc.stdout.on("data", (d) => (output += d));
-  proc.stderr.on("data", (d) => (output += d));
-  const exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
-
-  const killGroup = (signal) => {
-    try {
-      process.kill(-proc.pid, signal);
-    } catch {
-      // already gone
-    }
-  };
-  // Last resorts if the test process ends without running after(): on exit,
-  // and on Ctrl-C or kill (the stack is in its own session, out of reach of
-  // the terminal's Ctrl-C).
-  const onExit = () => killGroup("SIGKILL");
-  const onSignal = (signal) => {
-    killGroup("SIGTERM");
-    setTimeout(() => process.exit(128 + os.constants.signals[signal]), 1_000);
-  };
-  process.on("exit", onExit);
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-
-  const stop = async () => {
-    killGroup("SIGTERM");
-    const timer = setTimeout(() => killGroup("SIGKILL"), 5_000);
-    await exited;
-    clearTimeout(timer);
-    killGroup("SIGKILL"); // anything left in the group
-    process.off("exit", onExit);
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  };
-
-  // Ready when the script prints the address to open, as it does for a person.
-  const url = `http://localhost:${port}/`;
-  let ready = false;
-  let gone = false;
-  exited.then(() => (gone = true));
-  for (const deadline = Date.now() + 30_000; !gone && Date.now() < deadline; ) {
-    if (output.includes(`Open ${url}`)) {
-      ready = true;
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const s = { proc, url, output: () => output, stop };
-  if (!ready) {
-    await stop();
-    throw new Error(`scripts/run.sh did not come up:\n${output}`);
-  }
-  return s;
-}
-
-async function getJSON(url) {
-  const res = await fetch(url, { cache: "no-store" });
-  assert.equal(res.status, 200, url);
-  return res.json();
-}
 
 // The shop lists a browser's own orders only (by its session cookie), so ask
 // from the page.
@@ -136,7 +36,6 @@ async function screenshot(name) {
 }
 
 before(async () => {
-  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: apt-get install -y chromium (or set CHROMIUM)`);
   mkdirSync(outDir, { recursive: true });
   // The browser profile and Caddy's storage, in out/ (gitignored) rather than
   // /tmp, so that a run killed before after() leaves nothing behind for long:
@@ -144,35 +43,10 @@ before(async () => {
   tmp = path.join(outDir, "run");
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  stack = await startStack();
-  context = await chromium.launchPersistentContext(path.join(tmp, "profile"), {
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1200, height: 900 },
-    deviceScaleFactor: 1,
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT);
+  stack = await startStack(tmp);
+  context = await launchBrowser(path.join(tmp, "profile"));
   page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (err) => pageErrors.push(String(err)));
-  page.on("console", (msg) => {
-    // The attacks' refused requests (4xx) are logged by Chromium as "Failed
-    // to load resource"; anything else is a bug in the page.
-    if (msg.type() === "error" && !msg.text().startsWith("Failed to load resource")) pageErrors.push("console: " + msg.text());
-  });
-  page.on("request", (req) => {
-    const u = new URL(req.url());
-    if (!["localhost", "127.0.0.1"].includes(u.hostname) && u.protocol !== "data:") foreignRequests.push(req.url());
-  });
+  watchPage(page, pageErrors, foreignRequests);
 });
 
 after(async () => {
@@ -188,7 +62,7 @@ after(async () => {
   }
 });
 
-test("pay for the pie in the simulated Pi wallet", async () => {
+test("pay for the pie in the fake Pi wallet", async () => {
   await page.goto(stack.url);
   await page.getByText(/^Signed in as @pioneer_/).waitFor();
 
@@ -198,7 +72,7 @@ test("pay for the pie in the simulated Pi wallet", async () => {
   assert.match(await wallet.innerText(), /Pay 3\.14 π/);
   assert.match(await wallet.innerText(), /Apple pie/);
   await page.screenshot({ path: path.join(outDir, "wallet.png") });
-  await wallet.getByRole("button", { name: "Sign and submit" }).click();
+  await wallet.getByRole("button", { name: "Pay", exact: true }).click();
 
   const status = page.locator("#order-status");
   await page.locator('#order-status[data-status="paid"]').waitFor();
@@ -296,7 +170,7 @@ test("screenshot", async () => {
 test("cancel in the wallet: nothing is paid", async () => {
   await page.getByRole("button", { name: "Pay with Pi" }).click();
   const wallet = page.getByRole("dialog", { name: /Pi Wallet/ });
-  await wallet.getByRole("button", { name: "Cancel" }).click();
+  await wallet.getByRole("button", { name: "Cancel", exact: true }).click();
   await page.locator('#order-status[data-status="cancelled"]').waitFor();
   const status = await page.locator("#order-status").innerText();
   // The guard does not handle the cancel route (yet): the app gets no notice

@@ -6,7 +6,11 @@
 # Environment: PORT (Caddy, default 8080), FAKEPI_ADDR (default
 # 127.0.0.1:8090), APP_ADDR (default 127.0.0.1:8081), ADMIN_PORT (Caddy's
 # admin API, default 2019), PI_NETWORK (the fake platform's network and the
-# guard's, one setting for both; default "Pi Testnet", fakepi's default).
+# guard's, one setting for both; default "Pi Testnet", fakepi's default),
+# CORS_ORIGINS (space-separated origins of a frontend served elsewhere, such
+# as a dev server, that may call the app and read the guard's answers with
+# credentials: the guard's cors_origins and the app's; default
+# http://localhost:3000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +19,8 @@ FAKEPI_ADDR="${FAKEPI_ADDR:-127.0.0.1:8090}"
 APP_ADDR="${APP_ADDR:-127.0.0.1:8081}"
 ADMIN_PORT="${ADMIN_PORT:-2019}"
 PI_NETWORK="${PI_NETWORK:-Pi Testnet}"
-export PORT FAKEPI_ADDR APP_ADDR ADMIN_PORT PI_NETWORK
+CORS_ORIGINS="${CORS_ORIGINS:-http://localhost:3000}"
+export PORT FAKEPI_ADDR APP_ADDR ADMIN_PORT PI_NETWORK CORS_ORIGINS
 export PI_API_URL="http://${FAKEPI_ADDR}/v2"
 export PI_API_KEY="pitest-api-key" # the fake platform's app key; never a real one
 # A fresh signing secret for every run, shared by Caddy and the example app.
@@ -58,6 +63,7 @@ cat <<MSG
   and pay for a pie with the simulated Pi wallet, then play the attacker.
 
   fake Pi platform  http://${FAKEPI_ADDR}/v2   (control API: /control; network "${PI_NETWORK}")
+  fake Pi SDK       http://${FAKEPI_ADDR}/pi-sdk.js  (for a frontend served from ${CORS_ORIGINS})
   example app       http://${APP_ADDR}        (behind Caddy)
   Caddy + pi_guard  http://localhost:${PORT}
 

@@ -209,7 +209,10 @@ func (a *app) cancelled(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "order": o})
 }
 
+// listOrders lists the session's orders. It starts a session if there is
+// none, as a frontend served elsewhere never loads the shop's page.
 func (a *app) listOrders(w http.ResponseWriter, r *http.Request) {
+	ensureSession(w, r)
 	orders := a.orders.list(sessionOf(r))
 	slices.SortStableFunc(orders, func(x, y Order) int { return strings.Compare(x.PaymentID, y.PaymentID) })
 	writeJSON(w, http.StatusOK, map[string]any{"orders": orders})

@@ -17,6 +17,9 @@
 //	                      public keys, instead of or besides the secret
 //	PI_GUARD_ISSUER       optional, default caddy-pi-guard
 //	PI_GUARD_AUDIENCE     optional, default pi-app
+//	CORS_ORIGINS          optional: origins (space-separated, such as
+//	                      http://localhost:3000) of a frontend served
+//	                      elsewhere that may call the app with credentials
 package main
 
 import (
@@ -45,7 +48,7 @@ func main() {
 	}
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           newApp(v),
+		Handler:           withCORS(strings.Fields(os.Getenv("CORS_ORIGINS")), newApp(v)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

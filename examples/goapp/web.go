@@ -8,8 +8,9 @@ import (
 )
 
 // webFiles is the demo page: a shop with a "Pay with Pi" button, written like
-// a real Pi app's frontend, and a simulated Pi SDK that talks to the local
-// fake Pi platform (proxied by Caddy under /fakepi/, see examples/run.Caddyfile).
+// a real Pi app's frontend. Its Pi SDK is the fake Pi platform's
+// (/fakepi/pi-sdk.js: fakepi proxied by Caddy under /fakepi/, see
+// examples/run.Caddyfile), which also brings the wallet's style sheet.
 //
 //go:embed web
 var webFiles embed.FS
@@ -26,7 +27,8 @@ var contentTypes = map[string]string{
 }
 
 // pageCSP keeps the page to its own origin: scripts, styles and fetches
-// (the app's routes and the fake platform under /fakepi/) all come from it.
+// (the app's routes, and the fake platform's SDK and control API under
+// /fakepi/) all come from it.
 const pageCSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; " +
 	"form-action 'self'; frame-ancestors 'none'"
 

@@ -85,7 +85,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.controlMethods(w, r, map[string]func(){http.MethodGet: func() { s.controlInfo(w) }})
 	case rest == "payments":
 		s.controlMethods(w, r, map[string]func(){
-			http.MethodGet:  func() { s.controlList(w) },
+			http.MethodGet:  func() { s.controlList(w, r.URL.Query().Get("user_uid")) },
 			http.MethodPost: func() { s.controlCreate(w, body) },
 		})
 	case len(parts) == 2 && parts[0] == "payments" && parts[1] != "":
@@ -135,9 +135,10 @@ func (s *Server) controlInfo(w http.ResponseWriter) {
 	})
 }
 
-func (s *Server) controlList(w http.ResponseWriter) {
+// controlList lists every payment, or only the user's when uid is set.
+func (s *Server) controlList(w http.ResponseWriter, uid string) {
 	s.mu.Lock()
-	out := s.listLocked(func(*payment) bool { return true })
+	out := s.listLocked(func(p *payment) bool { return uid == "" || p.dto.UserUID == uid })
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"payments": out})
 }

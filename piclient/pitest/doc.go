@@ -16,7 +16,12 @@
 //     transactions users submitted;
 //   - a control API under /control (Server.ControlURL) that lets another
 //     process (or a demo web page) do what a Go test does with the Server's
-//     methods.
+//     methods;
+//   - a fake Pi SDK at /pi-sdk.js (with its wallet's style sheet at
+//     /pi-sdk.css): a drop-in replacement for https://sdk.minepi.com/pi-sdk.js
+//     that plays the Pi Browser and the user's wallet through the control
+//     API, so that a Pi app's real frontend runs in any browser against the
+//     fake (see docs/fakepi.md).
 //
 // The test plays the user and the infrastructure with the Server's methods,
 // and the code under test plays the app's server through HTTP:
@@ -187,7 +192,7 @@
 // All bodies are JSON.
 //
 //	GET    /control/info                    {api_url, horizon_url, control_url, wallet, network}
-//	GET    /control/payments                {"payments": [PaymentDTO]}, all apps, oldest first
+//	GET    /control/payments                {"payments": [PaymentDTO]}, all apps, oldest first; ?user_uid=<uid>: that user's only
 //	POST   /control/payments                {amount, memo, metadata, user_uid, network, direction, api_key} → 201 PaymentDTO
 //	GET    /control/payments/{id}           PaymentDTO
 //	POST   /control/payments/{id}/submit    optional {amount, memo, to, failed, unverified, verification_error} → PaymentDTO with its transaction

@@ -144,6 +144,9 @@ func newServer(opts []Options) *Server {
 	mux.HandleFunc("/v2/", s.serveAPI)
 	mux.HandleFunc("/horizon/", s.serveHorizon)
 	mux.HandleFunc("/control/", s.serveControl)
+	for path := range sdkFiles {
+		mux.HandleFunc(path, serveSDK)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such path: "+r.URL.Path)
 	})

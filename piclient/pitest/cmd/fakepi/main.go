@@ -10,9 +10,11 @@
 // with wrong_network.
 //
 // It prints one line with the API base URL, the control URL, the Horizon URL
-// and the network, then one line with the pi_guard settings that match, and
-// shuts down cleanly on SIGINT or SIGTERM. Payments are created and paid
-// through the control API (see package pitest).
+// and the network, one line with the pi_guard settings that match, and one
+// with the URL of its fake Pi SDK (a drop-in for https://sdk.minepi.com/pi-sdk.js
+// that runs a Pi app's frontend against it), and shuts down cleanly on SIGINT
+// or SIGTERM. Payments are created and paid through the control API (see
+// package pitest and docs/fakepi.md).
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "fakepi: api %s control %s horizon %s (network %q, wallet %s)\n",
 		s.URL, s.ControlURL, s.HorizonURL, s.Network, s.Wallet)
 	fmt.Fprintf(stdout, "fakepi: pi_guard settings that match: api_url %s, network %q\n", s.URL, s.Network)
+	fmt.Fprintf(stdout, "fakepi: fake Pi SDK for a frontend: <script src=\"%s/pi-sdk.js\"></script>\n", strings.TrimSuffix(s.URL, "/v2"))
 	<-ctx.Done()
 	done := make(chan struct{})
 	go func() { s.Close(); close(done) }()

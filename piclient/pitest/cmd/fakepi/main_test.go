@@ -40,8 +40,16 @@ func TestRun(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `fakepi: pi_guard settings that match: api_url `+api+`, network "Pi Network"`+"\n", hint)
 	assert.NotContains(t, line+hint, "k1", "the API key is never printed")
+	sdk, err := out.ReadString('\n')
+	require.NoError(t, err)
+	sdkURL := strings.TrimSuffix(api, "/v2") + "/pi-sdk.js"
+	assert.Equal(t, `fakepi: fake Pi SDK for a frontend: <script src="`+sdkURL+`"></script>`+"\n", sdk)
+	resp, err := http.Get(sdkURL)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the SDK is where the line says")
 
-	resp, err := http.Post(control+"/payments", "application/json", strings.NewReader(`{"amount":"1"}`))
+	resp, err = http.Post(control+"/payments", "application/json", strings.NewReader(`{"amount":"1"}`))
 	require.NoError(t, err)
 	var p struct{ Identifier string }
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
