@@ -233,7 +233,7 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 	if rec == nil {
 		rec = &record{PaymentID: st.id}
 	}
-	rec.Phase, rec.TxID, rec.Payment = phaseComplete, st.txid, p
+	rec.markCompleted(p, st.txid)
 	rec.Request = newStoredRequest(x.r, x.body)
 	rec.Caller = callerOf(x.r)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
