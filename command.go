@@ -20,12 +20,13 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "pi-guard",
-		Usage: "deliveries|retry|resolve [--address <admin>]",
+		Usage: "deliveries|retry|resolve [--config <file> [--adapter <name>] | --address <admin>]",
 		Short: "Lists pi_guard's owed payment deliveries and retries or resolves one",
 		Long: `
 Acts on the payments that Pi completed but the app has not accepted yet, through
-the admin API of a running Caddy (default localhost:2019, as Caddy's own
-commands; change it with --address).
+the admin API of a running Caddy. The admin address is found as caddy reload
+and caddy stop find it: --address if given, else the admin address of the
+config named by --config (and --adapter), else localhost:2019.
 
   caddy pi-guard deliveries [--state pending|exhausted] [--json]
       lists the owed deliveries, oldest first
@@ -36,49 +37,75 @@ commands; change it with --address).
 
 The exit status is 0 when the action succeeded (a retry the app refused exits 1).
 See docs/operations.md.`,
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.PersistentFlags().String("address", "localhost:2019", "the admin API address of the running Caddy")
-			list := &cobra.Command{
-				Use:   "deliveries",
-				Short: "List owed deliveries (pending and exhausted)",
-				Args:  cobra.NoArgs,
-				RunE: func(c *cobra.Command, _ []string) error {
-					state, _ := c.Flags().GetString("state")
-					asJSON, _ := c.Flags().GetBool("json")
-					return cmdDeliveries(c.OutOrStdout(), adminAddress(c), state, asJSON)
-				},
-			}
-			list.Flags().String("state", "", "only pending or only exhausted deliveries")
-			list.Flags().Bool("json", false, "print the admin API's JSON")
-			retry := &cobra.Command{
-				Use:   "retry <paymentId>",
-				Short: "Send an owed delivery to the app again now",
-				Args:  cobra.ExactArgs(1),
-				RunE: func(c *cobra.Command, args []string) error {
-					return cmdRetry(c.OutOrStdout(), adminAddress(c), args[0])
-				},
-			}
-			resolve := &cobra.Command{
-				Use:   "resolve <paymentId> --note <text>",
-				Short: "Record that an owed payment reached the app by other means",
-				Args:  cobra.ExactArgs(1),
-				RunE: func(c *cobra.Command, args []string) error {
-					note, _ := c.Flags().GetString("note")
-					return cmdResolve(c.OutOrStdout(), adminAddress(c), args[0], note)
-				},
-			}
-			resolve.Flags().String("note", "", "what you did, kept with the record and logged (required)")
-			for _, sub := range []*cobra.Command{list, retry, resolve} {
-				sub.SilenceUsage = true
-				cmd.AddCommand(sub)
-			}
-		},
+		CobraFunc: piGuardCommand,
 	})
 }
 
-func adminAddress(c *cobra.Command) string {
+// piGuardCommand adds the flags and subcommands of caddy pi-guard to cmd.
+func piGuardCommand(cmd *cobra.Command) {
+	cmd.PersistentFlags().String("address", "", "the admin API address of the running Caddy, if not the one of --config (default localhost:2019)")
+	cmd.PersistentFlags().StringP("config", "c", "", "the running Caddy's config file, to read its admin address from")
+	cmd.PersistentFlags().StringP("adapter", "a", "", "the config adapter of --config (e.g. caddyfile)")
+	list := &cobra.Command{
+		Use:   "deliveries",
+		Short: "List owed deliveries (pending and exhausted)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			state, _ := c.Flags().GetString("state")
+			asJSON, _ := c.Flags().GetBool("json")
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			return cmdDeliveries(c.OutOrStdout(), addr, state, asJSON)
+		},
+	}
+	list.Flags().String("state", "", "only pending or only exhausted deliveries")
+	list.Flags().Bool("json", false, "print the admin API's JSON")
+	retry := &cobra.Command{
+		Use:   "retry <paymentId>",
+		Short: "Send an owed delivery to the app again now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			return cmdRetry(c.OutOrStdout(), addr, args[0])
+		},
+	}
+	resolve := &cobra.Command{
+		Use:   "resolve <paymentId> --note <text>",
+		Short: "Record that an owed payment reached the app by other means",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			note, _ := c.Flags().GetString("note")
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			return cmdResolve(c.OutOrStdout(), addr, args[0], note)
+		},
+	}
+	resolve.Flags().String("note", "", "what you did, kept with the record and logged (required)")
+	for _, sub := range []*cobra.Command{list, retry, resolve} {
+		sub.SilenceUsage = true
+		cmd.AddCommand(sub)
+	}
+}
+
+// adminAddress is the admin API address of the running Caddy, determined
+// as caddy reload and caddy stop determine it: --address, else the admin
+// address in the config of --config (with --adapter), else Caddy's default.
+func adminAddress(c *cobra.Command) (string, error) {
 	addr, _ := c.Flags().GetString("address")
-	return addr
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	got, err := caddycmd.DetermineAdminAPIAddress(addr, nil, config, adapter)
+	if err != nil {
+		return "", fmt.Errorf("finding the admin address in %s: %w (or give it with --address)", config, err)
+	}
+	return got, nil
 }
 
 // adminDo sends one request to the admin API and decodes its JSON answer
