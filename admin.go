@@ -33,6 +33,7 @@ var live sync.Map // *Handler → struct{}
 //	GET  /pi_guard/deliveries[?state=pending|exhausted]  the payments whose delivery to the app is owed
 //	POST /pi_guard/deliveries/{id}/retry                 send an owed delivery again now, with a fresh attempt budget
 //	POST /pi_guard/deliveries/{id}/resolve {"note": ...} the operator delivered it by other means: settle the record
+//	POST /pi_guard/payments/{id}/unblock                 complete or cancel at Pi a payment that blocks its user (unblock.go)
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -48,6 +49,7 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/pi_guard/deliveries", Handler: caddy.AdminHandlerFunc(serveDeliveries)},
 		{Pattern: "/pi_guard/deliveries/", Handler: caddy.AdminHandlerFunc(serveDeliveryAction)},
+		{Pattern: "/pi_guard/payments/", Handler: caddy.AdminHandlerFunc(serveUnblock)},
 	}
 }
 

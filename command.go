@@ -20,11 +20,12 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "pi-guard",
-		Usage: "deliveries|retry|resolve [--config <file> [--adapter <name>] | --address <admin>]",
-		Short: "Lists pi_guard's owed payment deliveries and retries or resolves one",
+		Usage: "deliveries|retry|resolve|unblock [--config <file> [--adapter <name>] | --address <admin>]",
+		Short: "Lists pi_guard's owed payment deliveries, retries or resolves one, unblocks a user's pending payment",
 		Long: `
-Acts on the payments that Pi completed but the app has not accepted yet, through
-the admin API of a running Caddy. The admin address is found as caddy reload
+Acts on pi_guard's payments (those Pi completed that the app has not accepted
+yet, and those that block their user at Pi) through the admin API of a running
+Caddy. The admin address is found as caddy reload
 and caddy stop find it: --address if given, else the admin address of the
 config named by --config (and --adapter), else localhost:2019.
 
@@ -34,8 +35,14 @@ config named by --config (and --adapter), else localhost:2019.
       sends one again now, with a fresh attempt budget (needs redeliver_to)
   caddy pi-guard resolve <paymentId> --note "<what you did>"
       records that the payment reached the app by other means
+  caddy pi-guard unblock <paymentId> | --user <uid>
+      settles at Pi a payment that blocks its user ("You already have a
+      pending payment on this app"): completes it and sends it to the app
+      when Pi shows a verified transaction, cancels it when it has none
+      (--user: every payment of that user the guard approved and watches)
 
-The exit status is 0 when the action succeeded (a retry the app refused exits 1).
+The exit status is 0 when the action succeeded (a retry the app refused, or an
+unblocked payment the app has not accepted, exits 1).
 See docs/operations.md.`,
 		CobraFunc: piGuardCommand,
 	})
@@ -88,7 +95,27 @@ func piGuardCommand(cmd *cobra.Command) {
 		},
 	}
 	resolve.Flags().String("note", "", "what you did, kept with the record and logged (required)")
-	for _, sub := range []*cobra.Command{list, retry, resolve} {
+	unblock := &cobra.Command{
+		Use:   "unblock <paymentId> | --user <uid>",
+		Short: "Complete or cancel at Pi a pending payment that blocks its user",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			user, _ := c.Flags().GetString("user")
+			if (len(args) == 1) == (user != "") {
+				return fmt.Errorf("unblock takes a payment id or --user <uid>, one of the two")
+			}
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			if user != "" {
+				return cmdUnblockUser(c.OutOrStdout(), addr, user)
+			}
+			return cmdUnblock(c.OutOrStdout(), addr, args[0])
+		},
+	}
+	unblock.Flags().String("user", "", "the user's uid (Pi's user_uid, as GET /pi_guard/watched lists it)")
+	for _, sub := range []*cobra.Command{list, retry, resolve, unblock} {
 		sub.SilenceUsage = true
 		cmd.AddCommand(sub)
 	}
@@ -213,4 +240,52 @@ func cmdResolve(w io.Writer, addr, id, note string) error {
 	}
 	_, err := fmt.Fprintf(w, "payment %s resolved (was %s after %d attempt(s)): %s\n", id, res.PreviousState, res.Attempts, res.Note)
 	return err
+}
+
+// cmdUnblock unblocks one payment through the admin API and prints what
+// the guard did. It fails when the app has not accepted a completed
+// payment, so that a script notices.
+func cmdUnblock(w io.Writer, addr, id string) error {
+	if err := piclient.ValidatePaymentID(id); err != nil {
+		return fmt.Errorf("%q is not a payment id: %w", id, err)
+	}
+	var res unblockResult
+	if err := adminDo(addr, http.MethodPost, "/pi_guard/payments/"+id+"/unblock", nil, &res); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(w, res.Message); err != nil {
+		return err
+	}
+	if (res.Result == unblockCompleted || res.Result == unblockAlreadyCompleted) && !res.AppTold {
+		return fmt.Errorf("payment %s: the app has not accepted it yet", id)
+	}
+	return nil
+}
+
+// cmdUnblockUser unblocks every payment of user uid on the guard's watch
+// list (approved, not yet completed or cancelled).
+func cmdUnblockUser(w io.Writer, addr, uid string) error {
+	var watched []watchedPayment
+	if err := adminDo(addr, http.MethodGet, "/pi_guard/watched", nil, &watched); err != nil {
+		return err
+	}
+	var failed []string
+	n := 0
+	for _, p := range watched {
+		if p.UserUID != uid {
+			continue
+		}
+		n++
+		if err := cmdUnblock(w, addr, p.PaymentID); err != nil {
+			fmt.Fprintf(w, "payment %s: %v\n", p.PaymentID, err)
+			failed = append(failed, p.PaymentID)
+		}
+	}
+	switch {
+	case n == 0:
+		return fmt.Errorf("the guard watches no payment of user %s (it lists the payments it approved that are not completed or cancelled: caddy pi-guard unblock <paymentId> takes any other)", uid)
+	case len(failed) > 0:
+		return fmt.Errorf("%d of %d payment(s) of user %s not fully settled: %s", len(failed), n, uid, strings.Join(failed, ", "))
+	}
+	return nil
 }
