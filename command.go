@@ -25,9 +25,9 @@ func init() {
 		Long: `
 Acts on pi_guard's payments (those Pi completed that the app has not accepted
 yet, and those that block their user at Pi) through the admin API of a running
-Caddy. The admin address is found as caddy reload
-and caddy stop find it: --address if given, else the admin address of the
-config named by --config (and --adapter), else localhost:2019.
+Caddy. The admin address is found as caddy reload and caddy stop find it:
+--address if given, else the admin address of the config named by --config
+(and --adapter), else localhost:2019.
 
   caddy pi-guard deliveries [--state pending|exhausted] [--json]
       lists the owed deliveries, oldest first
