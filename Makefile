@@ -26,7 +26,7 @@ test: setup fmt-check vet test-go test-node test-python test-e2e test-xcaddy
 ## setup: check what make test needs; install xcaddy into bin/tools (no root needed); print the one
 ## apt-get line for what needs root (Chromium, PyJWT, Node.js) and fail when something is missing
 setup:
-	GO=$(GO) XCADDY=$(XCADDY) PYJWT_PYTHON=$(PYJWT_PYTHON) ./scripts/setup.sh
+	GO=$(GO) XCADDY=$(XCADDY) ./scripts/setup.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -9,8 +9,7 @@
 # fails, so a missing Chromium fails in seconds, not after the Go tests.
 #
 # Environment: GO (default go), XCADDY (default bin/tools/xcaddy), CHROMIUM
-# (default /usr/bin/chromium, as e2e/demo.test.js), PYJWT_PYTHON (an interpreter
-# with PyJWT, found by the Makefile).
+# (default /usr/bin/chromium, as e2e/demo.test.js).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +26,8 @@ command -v npm >/dev/null || apt+=(npm)
 command -v python3 >/dev/null || apt+=(python3)
 command -v curl >/dev/null || apt+=(curl)                # scripts/run.sh, started by make test-e2e
 [ -x "$CHROMIUM" ] || apt+=(chromium)                    # make test-e2e; playwright-core never downloads one
-[ -n "${PYJWT_PYTHON:-}" ] || apt+=(python3-jwt)         # make test-python: the PyJWT lines of docs/header.md
+# make test-python: the PyJWT lines of docs/header.md, with the first interpreter that has PyJWT
+python3 -c 'import jwt' 2>/dev/null || /usr/bin/python3 -c 'import jwt' 2>/dev/null || apt+=(python3-jwt)
 
 if [ ${#apt[@]} -gt 0 ] || [ ${#other[@]} -gt 0 ]; then
 	sudo=""
@@ -42,7 +42,10 @@ fi
 if [ ! -x "$XCADDY" ]; then
 	case "$XCADDY" in
 	*/*) ;;
-	*) command -v "$XCADDY" >/dev/null && exit 0 ;; # a name on PATH, e.g. XCADDY=xcaddy
+	*) # a name on PATH, e.g. XCADDY=xcaddy
+		command -v "$XCADDY" >/dev/null && exit 0
+		echo "XCADDY=$XCADDY is not on PATH: leave XCADDY unset (make setup installs it into bin/tools) or give its path" >&2
+		exit 1 ;;
 	esac
 	echo "installing xcaddy $XCADDY_VERSION into $(dirname "$XCADDY")"
 	mkdir -p "$(dirname "$XCADDY")"
