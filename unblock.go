@@ -278,6 +278,8 @@ func (h *Handler) describeUnblock(res *unblockResult) {
 			res.Message += "; the app accepted it"
 		case h.redeliverURL == nil:
 			res.Message += fmt.Sprintf("; not delivered (no redeliver_to): deliver it by hand, then `caddy pi-guard resolve %s --note ...`", id)
+		case d != nil && d.State == deliveryExhausted:
+			res.Message += fmt.Sprintf("; the app never accepted it (%s) and redelivery is exhausted: fix the app, then `caddy pi-guard retry %s`", orDash(d.LastError), id)
 		case d != nil:
 			res.Message += fmt.Sprintf("; the app has not accepted it yet (%s): the redelivery worker goes on, `caddy pi-guard deliveries` follows it", orDash(d.LastError))
 		}

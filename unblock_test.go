@@ -136,3 +136,26 @@ func TestUnblockLeavesAnUnverifiedTransaction(t *testing.T) {
 	assert.Equal(t, 0, w.pi.CallsFor(pitest.EndpointComplete, id))
 	assert.Equal(t, 0, w.pi.CallsFor(pitest.EndpointCancel, id))
 }
+
+// A payment the guard completed whose delivery is exhausted: unblock
+// changes nothing at Pi and says how to finish.
+func TestUnblockExhaustedDeliverySaysRetry(t *testing.T) {
+	w, addr := unblockWorld(t, nil)
+	id := w.approve()
+	txid, err := w.pi.SubmitTransaction(id)
+	require.NoError(t, err)
+	_, err = w.h.pi.Complete(context.Background(), id, txid)
+	require.NoError(t, err)
+	p, _ := w.pi.Payment(id)
+	rec := &record{PaymentID: id}
+	rec.markCompleted(&p, txid)
+	rec.Delivery = delivery{State: deliveryExhausted, Attempts: 10, LastError: "the app answered HTTP 500"}
+	require.NoError(t, w.h.store.save(context.Background(), rec))
+
+	var out bytes.Buffer
+	err = cmdUnblock(&out, addr, id)
+	require.Error(t, err, "the app has not accepted it")
+	assert.Contains(t, out.String(), "already completed at Pi")
+	assert.Contains(t, out.String(), "redelivery is exhausted: fix the app, then `caddy pi-guard retry "+id+"`")
+	assert.Empty(t, w.app.verifiedFor(id))
+}
