@@ -2,6 +2,7 @@ package piguard
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,9 +26,9 @@ func init() {
 		Long: `
 Acts on pi_guard's payments (those Pi completed that the app has not accepted
 yet, and those that block their user at Pi) through the admin API of a running
-Caddy. The admin address is found as caddy reload and caddy stop find it:
---address if given, else the admin address of the config named by --config
-(and --adapter), else localhost:2019.
+Caddy. The admin address is found as caddy reload finds it: --address if
+given, else the admin address of the config named by --config (and
+--adapter), or of ./Caddyfile if there is one, else localhost:2019.
 
   caddy pi-guard deliveries [--state pending|exhausted] [--json]
       lists the owed deliveries, oldest first
@@ -51,7 +52,7 @@ See docs/operations.md.`,
 // piGuardCommand adds the flags and subcommands of caddy pi-guard to cmd.
 func piGuardCommand(cmd *cobra.Command) {
 	cmd.PersistentFlags().String("address", "", "the admin API address of the running Caddy, if not the one of --config (default localhost:2019)")
-	cmd.PersistentFlags().StringP("config", "c", "", "the running Caddy's config file, to read its admin address from")
+	cmd.PersistentFlags().StringP("config", "c", "", "the running Caddy's config file, to read its admin address from (default ./Caddyfile, if any)")
 	cmd.PersistentFlags().StringP("adapter", "a", "", "the config adapter of --config (e.g. caddyfile)")
 	list := &cobra.Command{
 		Use:   "deliveries",
@@ -122,17 +123,24 @@ func piGuardCommand(cmd *cobra.Command) {
 }
 
 // adminAddress is the admin API address of the running Caddy, determined
-// as caddy reload and caddy stop determine it: --address, else the admin
-// address in the config of --config (with --adapter), else Caddy's default.
+// as caddy reload determines it: --address, else the admin address in the
+// config of --config (with --adapter), or of ./Caddyfile when there is one,
+// else Caddy's default.
 func adminAddress(c *cobra.Command) (string, error) {
 	addr, _ := c.Flags().GetString("address")
+	if addr != "" {
+		return addr, nil
+	}
 	config, _ := c.Flags().GetString("config")
 	adapter, _ := c.Flags().GetString("adapter")
-	got, err := caddycmd.DetermineAdminAPIAddress(addr, nil, config, adapter)
-	if err != nil {
-		return "", fmt.Errorf("finding the admin address in %s: %w (or give it with --address)", config, err)
+	loaded, file, _, err := caddycmd.LoadConfig(config, adapter)
+	if err == nil {
+		addr, err = caddycmd.DetermineAdminAPIAddress("", loaded, file, adapter)
 	}
-	return got, nil
+	if err != nil {
+		return "", fmt.Errorf("finding the admin address in the config %s: %w (or give it with --address)", cmp.Or(config, "./Caddyfile"), err)
+	}
+	return addr, nil
 }
 
 // adminDo sends one request to the admin API and decodes its JSON answer

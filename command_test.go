@@ -112,6 +112,24 @@ func TestCommandReadsTheAdminAddressFromConfig(t *testing.T) {
 	_, err = run("deliveries", "--config", filepath.Join(t.TempDir(), "missing"), "--adapter", "caddyfile")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "finding the admin address in")
+
+	// Without flags and without ./Caddyfile, Caddy's default (asked
+	// without a request).
+	t.Chdir(t.TempDir())
+	cmd := &cobra.Command{Use: "pi-guard"}
+	piGuardCommand(cmd)
+	list, _, err := cmd.Find([]string{"deliveries"})
+	require.NoError(t, err)
+	require.NoError(t, list.ParseFlags(nil))
+	got, err := adminAddress(list)
+	require.NoError(t, err)
+	assert.Equal(t, "localhost:2019", got)
+
+	// Without flags, ./Caddyfile, as caddy reload reads it.
+	t.Chdir(filepath.Dir(file))
+	out, err = run("deliveries")
+	require.NoError(t, err)
+	assert.Contains(t, out, "pay_cmd_config", "the listing came from the admin address in ./Caddyfile")
 }
 
 // COMPLETED is when Pi completed the payment, not the record's last change;
