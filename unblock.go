@@ -113,9 +113,9 @@ func unblockerOf(ctx context.Context, id string) (*Handler, error) {
 // cancels it at Pi when it has no transaction and sends the app a cancel
 // notice.
 func (h *Handler) unblock(ctx context.Context, id string) (*unblockResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Duration(h.Timeout))
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Duration(h.Timeout))
 	defer cancel()
-	res, err := h.settleAtPi(ctx, id)
+	res, err := h.settleAtPi(pctx, id)
 	if err != nil {
 		var ge *guardError
 		if errors.As(err, &ge) {
@@ -126,11 +126,14 @@ func (h *Handler) unblock(ctx context.Context, id string) (*unblockResult, error
 	if res.Delivery != nil && res.Delivery.State == deliveryPending && h.redeliverURL != nil {
 		// Send it now, as a retry does, unless a request or the worker
 		// holds the payment (then the worker sends it: it is due now).
+		// Its own time: a failed send counts as an attempt.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+		defer cancel()
 		if unlock, ok := h.locks.TryLock(id); ok {
-			h.redeliver(ctx, id)
+			h.redeliver(dctx, id)
 			unlock()
 		}
-		if rec, err := h.store.load(ctx, id); err == nil && rec != nil {
+		if rec, err := h.store.load(dctx, id); err == nil && rec != nil {
 			row := rowOf(rec)
 			res.Delivery = &row
 		}
@@ -237,7 +240,11 @@ func (h *Handler) unblockPaid(ctx context.Context, st *step, rec *record, p *pic
 	rec.markCompleted(done, st.txid)
 	rec.Request = rec.request(h.CompletePath)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
-	if err := h.store.save(ctx, rec); err != nil {
+	// Pi has completed it: the record is written even if the operator's
+	// request is gone.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
+	if err := h.store.save(sctx, rec); err != nil {
 		h.logger.Error("could not write the record of a payment an operator unblocked; it is kept in memory and written when storage accepts it",
 			zap.String("payment_id", st.id), zap.Error(err))
 	} else {
