@@ -2,8 +2,10 @@
 GO      ?= go
 BIN     := bin
 RACE    ?= -race
+# xcaddy, installed by make setup (GOBIN=bin/tools) unless XCADDY names another
+XCADDY  ?= $(CURDIR)/bin/tools/xcaddy
 
-.PHONY: all build run test test-go test-node test-python test-e2e test-xcaddy vet fmt-check fuzz clean
+.PHONY: all build run setup test test-go test-node test-python test-e2e test-xcaddy vet fmt-check fuzz clean
 
 all: build
 
@@ -18,7 +20,13 @@ run: build
 	./scripts/run.sh
 
 ## test: every test: gofmt, vet, Go tests with the race detector, the Node and Python examples, the demo in a browser
-test: fmt-check vet test-go test-node test-python test-e2e test-xcaddy
+## (setup comes first, so what is missing fails in seconds; make runs prerequisites in order)
+test: setup fmt-check vet test-go test-node test-python test-e2e test-xcaddy
+
+## setup: check what make test needs; install xcaddy into bin/tools (no root needed); print the one
+## apt-get line for what needs root (Chromium, PyJWT, Node.js) and fail when something is missing
+setup:
+	GO=$(GO) XCADDY=$(XCADDY) ./scripts/setup.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -55,10 +63,9 @@ test-python:
 	PI_GUARD_REQUIRE_PYJWT=1 $(PYJWT_PYTHON) -m unittest discover -s examples/python -p 'test_pyjwt.py' -v
 
 ## test-xcaddy: the README's xcaddy command, exactly, then the module and the
-## pi-guard command must be in the binary (xcaddy: see README "Install")
-XCADDY ?= xcaddy
+## pi-guard command must be in the binary (xcaddy: installed by make setup)
 test-xcaddy:
-	@command -v $(XCADDY) >/dev/null || { echo "xcaddy is not installed: go install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 (and put \$$(go env GOPATH)/bin on PATH), or run .ci/run"; exit 1; }
+	@command -v $(XCADDY) >/dev/null || { echo "xcaddy is not installed: run make setup (it installs it into bin/tools)"; exit 1; }
 	$(XCADDY) build v2.11.9 --with github.com/caddy-pi-guard/caddy-pi-guard@v0.0.0=. --output bin/caddy
 	bin/caddy list-modules | grep -x 'http.handlers.pi_guard'
 	bin/caddy list-modules | grep -x 'admin.api.pi_guard'

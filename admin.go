@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
 func init() {
@@ -33,6 +34,7 @@ var live sync.Map // *Handler → struct{}
 //	GET  /pi_guard/deliveries[?state=pending|exhausted]  the payments whose delivery to the app is owed
 //	POST /pi_guard/deliveries/{id}/retry                 send an owed delivery again now, with a fresh attempt budget
 //	POST /pi_guard/deliveries/{id}/resolve {"note": ...} the operator delivered it by other means: settle the record
+//	POST /pi_guard/payments/{id}/unblock                 complete or cancel at Pi a payment that blocks its user (unblock.go)
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -48,29 +50,34 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/pi_guard/deliveries", Handler: caddy.AdminHandlerFunc(serveDeliveries)},
 		{Pattern: "/pi_guard/deliveries/", Handler: caddy.AdminHandlerFunc(serveDeliveryAction)},
+		{Pattern: "/pi_guard/payments/", Handler: caddy.AdminHandlerFunc(serveUnblock)},
 	}
 }
 
 // owedDelivery is one row of the admin listing, and the answer to retry and
 // resolve.
 type owedDelivery struct {
-	PaymentID   string    `json:"payment_id"`
-	TxID        string    `json:"txid"`
+	PaymentID string `json:"payment_id"`
+	TxID      string `json:"txid"`
+	// Amount is the exact decimal amount in canonical form (the header's
+	// amount_text: "4" for Pi's 4.0).
 	Amount      string    `json:"amount"`
 	State       string    `json:"state"`
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Path        string    `json:"path,omitempty"`
+	// Completed is when the guard saw Pi complete the payment.
 	Completed   time.Time `json:"completed"`
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 }
 
 func rowOf(rec *record) owedDelivery {
 	row := owedDelivery{PaymentID: rec.PaymentID, TxID: rec.TxID, State: rec.Delivery.State, Attempts: rec.Delivery.Attempts,
-		NextAttempt: rec.Delivery.NextAttempt, LastError: rec.Delivery.LastError, Completed: rec.Updated, DeliveredAt: rec.Delivery.DeliveredAt}
+		NextAttempt: rec.Delivery.NextAttempt, LastError: rec.Delivery.LastError, Completed: rec.completedAt(), DeliveredAt: rec.Delivery.DeliveredAt}
 	if rec.Payment != nil {
-		row.Amount = rec.Payment.Amount.String()
+		// The exact decimal, as the header's amount_text: "4", not Pi's 4.0.
+		row.Amount = verify.AmountText(rec.Payment.Amount)
 	}
 	if rec.Request != nil {
 		row.Path = rec.Request.Path

@@ -2,6 +2,7 @@ package piguard
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,12 +21,14 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "pi-guard",
-		Usage: "deliveries|retry|resolve [--address <admin>]",
-		Short: "Lists pi_guard's owed payment deliveries and retries or resolves one",
+		Usage: "deliveries|retry|resolve|unblock [--config <file> [--adapter <name>] | --address <admin>]",
+		Short: "Lists pi_guard's owed payment deliveries, retries or resolves one, unblocks a user's pending payment",
 		Long: `
-Acts on the payments that Pi completed but the app has not accepted yet, through
-the admin API of a running Caddy (default localhost:2019, as Caddy's own
-commands; change it with --address).
+Acts on pi_guard's payments (those Pi completed that the app has not accepted
+yet, and those that block their user at Pi) through the admin API of a running
+Caddy. The admin address is found as caddy reload finds it: --address if
+given, else the admin address of the config named by --config (and
+--adapter), or of ./Caddyfile if there is one, else localhost:2019.
 
   caddy pi-guard deliveries [--state pending|exhausted] [--json]
       lists the owed deliveries, oldest first
@@ -33,52 +36,111 @@ commands; change it with --address).
       sends one again now, with a fresh attempt budget (needs redeliver_to)
   caddy pi-guard resolve <paymentId> --note "<what you did>"
       records that the payment reached the app by other means
+  caddy pi-guard unblock <paymentId> | --user <uid>
+      settles at Pi a payment that blocks its user ("You already have a
+      pending payment on this app"): completes it and sends it to the app
+      when Pi shows a verified transaction, cancels it when it has none
+      (--user: every payment of that user the guard approved and watches)
 
-The exit status is 0 when the action succeeded (a retry the app refused exits 1).
+The exit status is 0 when the action succeeded (a retry the app refused, or an
+unblocked payment the app has not accepted, exits 1).
 See docs/operations.md.`,
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.PersistentFlags().String("address", "localhost:2019", "the admin API address of the running Caddy")
-			list := &cobra.Command{
-				Use:   "deliveries",
-				Short: "List owed deliveries (pending and exhausted)",
-				Args:  cobra.NoArgs,
-				RunE: func(c *cobra.Command, _ []string) error {
-					state, _ := c.Flags().GetString("state")
-					asJSON, _ := c.Flags().GetBool("json")
-					return cmdDeliveries(c.OutOrStdout(), adminAddress(c), state, asJSON)
-				},
-			}
-			list.Flags().String("state", "", "only pending or only exhausted deliveries")
-			list.Flags().Bool("json", false, "print the admin API's JSON")
-			retry := &cobra.Command{
-				Use:   "retry <paymentId>",
-				Short: "Send an owed delivery to the app again now",
-				Args:  cobra.ExactArgs(1),
-				RunE: func(c *cobra.Command, args []string) error {
-					return cmdRetry(c.OutOrStdout(), adminAddress(c), args[0])
-				},
-			}
-			resolve := &cobra.Command{
-				Use:   "resolve <paymentId> --note <text>",
-				Short: "Record that an owed payment reached the app by other means",
-				Args:  cobra.ExactArgs(1),
-				RunE: func(c *cobra.Command, args []string) error {
-					note, _ := c.Flags().GetString("note")
-					return cmdResolve(c.OutOrStdout(), adminAddress(c), args[0], note)
-				},
-			}
-			resolve.Flags().String("note", "", "what you did, kept with the record and logged (required)")
-			for _, sub := range []*cobra.Command{list, retry, resolve} {
-				sub.SilenceUsage = true
-				cmd.AddCommand(sub)
-			}
-		},
+		CobraFunc: piGuardCommand,
 	})
 }
 
-func adminAddress(c *cobra.Command) string {
+// piGuardCommand adds the flags and subcommands of caddy pi-guard to cmd.
+func piGuardCommand(cmd *cobra.Command) {
+	cmd.PersistentFlags().String("address", "", "the admin API address of the running Caddy, if not the one of --config (default localhost:2019)")
+	cmd.PersistentFlags().StringP("config", "c", "", "the running Caddy's config file, to read its admin address from (default ./Caddyfile, if any)")
+	cmd.PersistentFlags().StringP("adapter", "a", "", "the config adapter of --config (e.g. caddyfile)")
+	list := &cobra.Command{
+		Use:   "deliveries",
+		Short: "List owed deliveries (pending and exhausted)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			state, _ := c.Flags().GetString("state")
+			asJSON, _ := c.Flags().GetBool("json")
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			return cmdDeliveries(c.OutOrStdout(), addr, state, asJSON)
+		},
+	}
+	list.Flags().String("state", "", "only pending or only exhausted deliveries")
+	list.Flags().Bool("json", false, "print the admin API's JSON")
+	retry := &cobra.Command{
+		Use:   "retry <paymentId>",
+		Short: "Send an owed delivery to the app again now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			return cmdRetry(c.OutOrStdout(), addr, args[0])
+		},
+	}
+	resolve := &cobra.Command{
+		Use:   "resolve <paymentId> --note <text>",
+		Short: "Record that an owed payment reached the app by other means",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			note, _ := c.Flags().GetString("note")
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			return cmdResolve(c.OutOrStdout(), addr, args[0], note)
+		},
+	}
+	resolve.Flags().String("note", "", "what you did, kept with the record and logged (required)")
+	unblock := &cobra.Command{
+		Use:   "unblock <paymentId> | --user <uid>",
+		Short: "Complete or cancel at Pi a pending payment that blocks its user",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			user, _ := c.Flags().GetString("user")
+			if (len(args) == 1) == (user != "") {
+				return fmt.Errorf("unblock takes a payment id or --user <uid>, one of the two")
+			}
+			addr, err := adminAddress(c)
+			if err != nil {
+				return err
+			}
+			if user != "" {
+				return cmdUnblockUser(c.OutOrStdout(), addr, user)
+			}
+			return cmdUnblock(c.OutOrStdout(), addr, args[0])
+		},
+	}
+	unblock.Flags().String("user", "", "the user's uid (Pi's user_uid, as GET /pi_guard/watched lists it)")
+	for _, sub := range []*cobra.Command{list, retry, resolve, unblock} {
+		sub.SilenceUsage = true
+		cmd.AddCommand(sub)
+	}
+}
+
+// adminAddress is the admin API address of the running Caddy, determined
+// as caddy reload determines it: --address, else the admin address in the
+// config of --config (with --adapter), or of ./Caddyfile when there is one,
+// else Caddy's default.
+func adminAddress(c *cobra.Command) (string, error) {
 	addr, _ := c.Flags().GetString("address")
-	return addr
+	if addr != "" {
+		return addr, nil
+	}
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	loaded, file, _, err := caddycmd.LoadConfig(config, adapter)
+	if err == nil {
+		addr, err = caddycmd.DetermineAdminAPIAddress("", loaded, file, adapter)
+	}
+	if err != nil {
+		return "", fmt.Errorf("finding the admin address in the config %s: %w (or give it with --address)", cmp.Or(config, "./Caddyfile"), err)
+	}
+	return addr, nil
 }
 
 // adminDo sends one request to the admin API and decodes its JSON answer
@@ -186,4 +248,52 @@ func cmdResolve(w io.Writer, addr, id, note string) error {
 	}
 	_, err := fmt.Fprintf(w, "payment %s resolved (was %s after %d attempt(s)): %s\n", id, res.PreviousState, res.Attempts, res.Note)
 	return err
+}
+
+// cmdUnblock unblocks one payment through the admin API and prints what
+// the guard did. It fails when the app has not accepted a completed
+// payment, so that a script notices.
+func cmdUnblock(w io.Writer, addr, id string) error {
+	if err := piclient.ValidatePaymentID(id); err != nil {
+		return fmt.Errorf("%q is not a payment id: %w", id, err)
+	}
+	var res unblockResult
+	if err := adminDo(addr, http.MethodPost, "/pi_guard/payments/"+id+"/unblock", nil, &res); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(w, res.Message); err != nil {
+		return err
+	}
+	if (res.Result == unblockCompleted || res.Result == unblockAlreadyCompleted) && !res.AppTold {
+		return fmt.Errorf("payment %s: the app has not accepted it yet", id)
+	}
+	return nil
+}
+
+// cmdUnblockUser unblocks every payment of user uid on the guard's watch
+// list (approved, not yet completed or cancelled).
+func cmdUnblockUser(w io.Writer, addr, uid string) error {
+	var watched []watchedPayment
+	if err := adminDo(addr, http.MethodGet, "/pi_guard/watched", nil, &watched); err != nil {
+		return err
+	}
+	var failed []string
+	n := 0
+	for _, p := range watched {
+		if p.UserUID != uid {
+			continue
+		}
+		n++
+		if err := cmdUnblock(w, addr, p.PaymentID); err != nil {
+			fmt.Fprintf(w, "payment %s: %v\n", p.PaymentID, err)
+			failed = append(failed, p.PaymentID)
+		}
+	}
+	switch {
+	case n == 0:
+		return fmt.Errorf("the guard watches no payment of user %s (it lists the payments it approved that are not completed or cancelled: caddy pi-guard unblock <paymentId> takes any other)", uid)
+	case len(failed) > 0:
+		return fmt.Errorf("%d of %d payment(s) of user %s not fully settled: %s", len(failed), n, uid, strings.Join(failed, ", "))
+	}
+	return nil
 }

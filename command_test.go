@@ -2,14 +2,23 @@ package piguard
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
 // adminServer serves the admin routes as Caddy's admin endpoint does and
@@ -17,7 +26,7 @@ import (
 func adminServer(t *testing.T) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	for _, rt := range (adminAPI{}).Routes() {
+	for _, rt := range append((adminAPI{}).Routes(), (watchAdminAPI{}).Routes()...) {
 		mux.Handle(rt.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := rt.Handler.ServeHTTP(w, r); err != nil {
 				ae, _ := err.(caddy.APIError)
@@ -76,4 +85,70 @@ func TestCommandSaysWhenCaddyIsNotThere(t *testing.T) {
 	err := cmdDeliveries(new(bytes.Buffer), u.Host, "", false)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "admin API at "+u.Host)
+}
+
+// caddy pi-guard finds the admin address in --config, as caddy reload does.
+func TestCommandReadsTheAdminAddressFromConfig(t *testing.T) {
+	f := newAdminFixture(t, true)
+	f.owe(t, "pay_cmd_config", deliveryExhausted, 10)
+	addr := adminServer(t)
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	require.NoError(t, os.WriteFile(file, []byte("{\n\tadmin "+addr+"\n}\n\nhttp://localhost:1 {\n\trespond ok\n}\n"), 0o600))
+
+	run := func(args ...string) (string, error) {
+		cmd := &cobra.Command{Use: "pi-guard"}
+		piGuardCommand(cmd)
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	out, err := run("deliveries", "--config", file, "--adapter", "caddyfile")
+	require.NoError(t, err)
+	assert.Contains(t, out, "pay_cmd_config", "the listing came from the admin address in the config")
+
+	_, err = run("deliveries", "--config", filepath.Join(t.TempDir(), "missing"), "--adapter", "caddyfile")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "finding the admin address in")
+
+	// Without flags and without ./Caddyfile, Caddy's default (asked
+	// without a request).
+	t.Chdir(t.TempDir())
+	cmd := &cobra.Command{Use: "pi-guard"}
+	piGuardCommand(cmd)
+	list, _, err := cmd.Find([]string{"deliveries"})
+	require.NoError(t, err)
+	require.NoError(t, list.ParseFlags(nil))
+	got, err := adminAddress(list)
+	require.NoError(t, err)
+	assert.Equal(t, "localhost:2019", got)
+
+	// Without flags, ./Caddyfile, as caddy reload reads it.
+	t.Chdir(filepath.Dir(file))
+	out, err = run("deliveries")
+	require.NoError(t, err)
+	assert.Contains(t, out, "pay_cmd_config", "the listing came from the admin address in ./Caddyfile")
+}
+
+// COMPLETED is when Pi completed the payment, not the record's last change;
+// AMOUNT is the exact decimal ("4"), not Pi's float text ("4.0").
+func TestCommandShowsCompletionTimeAndAmountText(t *testing.T) {
+	f := newAdminFixture(t, true)
+	completed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec := &record{PaymentID: "pay_cmd_when", Phase: phaseComplete, TxID: adminTxID, CompletedAt: completed,
+		Payment: &piclient.Payment{Identifier: "pay_cmd_when", Amount: "4.0", Network: piclient.NetworkTestnet,
+			Status:      piclient.Status{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true},
+			Transaction: &piclient.Transaction{TxID: adminTxID, Verified: true}},
+		Delivery: delivery{State: deliveryExhausted, Attempts: 10, LastError: "HTTP 500"}}
+	require.NoError(t, f.h.store.save(context.Background(), rec)) // updated: now
+	addr := adminServer(t)
+
+	var out bytes.Buffer
+	require.NoError(t, cmdDeliveries(&out, addr, "", false))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2, out.String())
+	fields := strings.Fields(lines[1])
+	assert.Equal(t, []string{"pay_cmd_when", "exhausted", "10", "4", "2026-01-02T03:04:05Z"}, fields[:5])
 }

@@ -310,7 +310,7 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 	if rec == nil {
 		rec = &record{PaymentID: st.id}
 	}
-	rec.Phase, rec.TxID, rec.Payment = phaseComplete, st.txid, p
+	rec.markCompleted(p, st.txid)
 	rec.Request, rec.Payer = h.storedCompletion(ctx, st, rec, x)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))

@@ -90,6 +90,13 @@ func (h *Handler) validateReconcile() error {
 	if h.ReconcileAfter < 0 || h.ReconcileGiveUp < 0 {
 		return errors.New("pi_guard: reconcile_after and reconcile_give_up must not be negative")
 	}
+	if h.ReconcileCancel && h.RedeliverTo == "" {
+		// The reconciler cancels a given-up payment only when it can tell
+		// the app (a cancel notice at redeliver_to): without it, the option
+		// would pass validation and never do anything.
+		return errors.New("pi_guard: reconcile_cancel needs redeliver_to: the guard cancels a given-up payment at Pi only when it can send the app a cancel notice; " +
+			"set redeliver_to to the app's base URL (e.g. redeliver_to http://127.0.0.1:3000), or remove reconcile_cancel")
+	}
 	if h.ReconcileGiveUp <= h.ReconcileAfter {
 		return fmt.Errorf("pi_guard: reconcile_give_up (%s) must be longer than reconcile_after (%s): the reconciler gives up on a payment only after it has looked at it",
 			time.Duration(h.ReconcileGiveUp), time.Duration(h.ReconcileAfter))
@@ -362,7 +369,7 @@ func (h *Handler) queueDelivery(ctx context.Context, e *watchEntry, rec *record,
 	if rec == nil {
 		rec = &record{PaymentID: e.PaymentID}
 	}
-	rec.Phase, rec.TxID, rec.Payment = phaseComplete, p.TxID(), p
+	rec.markCompleted(p, p.TxID())
 	// The payer, when it comes back, gets the app's answer as a replay.
 	rec.Request = canonicalCompletion(h.CompletePath, e.PaymentID, p.TxID(), e.By)
 	if e.By != nil {

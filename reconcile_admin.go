@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
 func init() {
@@ -65,7 +67,7 @@ func serveWatched(w http.ResponseWriter, r *http.Request) error {
 			if err != nil || e == nil {
 				continue
 			}
-			out = append(out, watchedPayment{PaymentID: id, Amount: e.Amount.String(), UserUID: e.UserUID, Approved: e.Approved,
+			out = append(out, watchedPayment{PaymentID: id, Amount: verify.AmountText(e.Amount), UserUID: e.UserUID, Approved: e.Approved,
 				NextCheck: e.NextCheck, Checks: e.Checks, LastSeen: e.LastSeen, LastError: e.LastError})
 		}
 		return true

@@ -572,3 +572,17 @@ func TestCompletionKeptInMemoryStaysWatched(t *testing.T) {
 	assert.True(t, rec.completed())
 	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id), "never completed twice")
 }
+
+// reconcile_cancel without redeliver_to would pass validation and never
+// cancel anything: caddy validate refuses it and says what to set.
+func TestReconcileCancelNeedsRedeliverTo(t *testing.T) {
+	h := &Handler{APIKey: "k", SigningKey: unitSigningKey, ReconcileCancel: true, logger: zap.NewNop()}
+	require.NoError(t, h.provision(testStorage(t)))
+	err := h.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "reconcile_cancel needs redeliver_to")
+	assert.Contains(t, err.Error(), "set redeliver_to to the app's base URL")
+
+	h.RedeliverTo = "http://127.0.0.1:3000"
+	assert.NoError(t, h.Validate())
+}

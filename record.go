@@ -46,9 +46,12 @@ type record struct {
 	Payer []string `json:"payer,omitempty"`
 	// Caller, in records written before Payer, is a hash of the completing
 	// request's Cookie and Authorization headers. Never written now.
-	Caller  string    `json:"caller,omitempty"`
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
+	Caller string `json:"caller,omitempty"`
+	// CompletedAt is when the guard saw Pi complete the payment (zero in
+	// records written before it was kept: Created is then the closest).
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
 
 	// unsaved: the last save failed; the record lives in memory only (see
 	// unsavedRecords) until a later save succeeds.
@@ -79,6 +82,23 @@ type delivery struct {
 // completed reports whether the guard saw Pi complete the payment with txid.
 func (r *record) completed() bool {
 	return r != nil && r.Phase == phaseComplete && r.Payment.IsCompletedWith(r.TxID)
+}
+
+// markCompleted records that Pi completed the payment with p's transaction,
+// now unless an earlier completion was recorded.
+func (rec *record) markCompleted(p *piclient.Payment, txid string) {
+	rec.Phase, rec.TxID, rec.Payment = phaseComplete, txid, p
+	if rec.CompletedAt.IsZero() {
+		rec.CompletedAt = time.Now().UTC()
+	}
+}
+
+// completedAt is when the guard saw Pi complete the payment.
+func (rec *record) completedAt() time.Time {
+	if rec.CompletedAt.IsZero() {
+		return rec.Created
+	}
+	return rec.CompletedAt
 }
 
 // keptHeaders are the request headers stored for redelivery and replays:
