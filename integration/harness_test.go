@@ -151,6 +151,9 @@ func caddyfile(storage, piURL, upstreamURL, extra string) string {
 		// lookup limits set their own.
 		extra += "\n\t\tlookup_rate_per_client 1000"
 	}
+	if !strings.Contains(extra, "timeout ") {
+		extra += "\n\t\ttimeout 2s"
+	}
 	signing := "signing_key {env.PI_GUARD_IT_SIGNING_KEY}"
 	if strings.Contains(extra, "keys {") {
 		signing = "" // the test brings its own keys
@@ -171,7 +174,6 @@ http://localhost:9080 {
 		api_url %s
 		network "Pi Testnet"
 		%s
-		timeout 2s
 		%s
 	}
 	reverse_proxy %s

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +24,16 @@ import (
 
 // stranger is a request with none of the payer's cookies.
 var stranger = []string{"Cookie", ""}
+
+// quietPost posts a stranger's JSON body from a goroutine of its own,
+// where a test must not fail: the outcome is checked afterwards.
+func quietPost(path, body string) {
+	resp, err := http.Post(caddyBase+path, "application/json", strings.NewReader(body))
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
 
 // fromApp reports whether a client's answer is the app's own.
 func fromApp(body map[string]any) bool { return body["upstream"] == true }
@@ -183,7 +194,7 @@ func TestApproveRefusesWhatIsDone(t *testing.T) {
 // reads and never holds the payment's lock: its owner's approve goes
 // through at once.
 func TestIncompleteFloodNeverDelaysTheOwner(t *testing.T) {
-	e := setup(t)
+	e := setup(t, "timeout 20s") // the default: a request waits up to 5 s for a payment's lock
 	p := e.pi.CreatePayment(pitest.NewPayment{Amount: "1"})
 	approveThroughGuard(e, p.Identifier) // the owner started paying
 	fresh := e.pi.CreatePayment(pitest.NewPayment{Amount: "1"})
@@ -203,20 +214,21 @@ func TestIncompleteFloodNeverDelaysTheOwner(t *testing.T) {
 					return
 				default:
 				}
-				e.post("/payments/incomplete", `{"payment":{"identifier":"`+p.Identifier+`"}}`, stranger...)
+				quietPost("/payments/incomplete", `{"payment":{"identifier":"`+p.Identifier+`"}}`)
 			}
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
-	start := time.Now()
 	status, got := e.post("/payments/approve", map[string]string{"paymentId": fresh.Identifier})
-	took := time.Since(start)
+	// The SDK asks again for the flooded payment while its wallet waits.
+	start := time.Now()
 	status2, got2 := e.post("/payments/approve", map[string]string{"paymentId": p.Identifier})
+	took := time.Since(start)
 	close(stop)
 	wg.Wait()
 	require.Equal(t, http.StatusOK, status, "%v", got)
+	require.Equal(t, http.StatusOK, status2, "the owner's approve of the flooded payment: %v", got2)
 	assert.Less(t, took, 2*time.Second, "the owner's approve never queues behind the flood")
-	require.Equal(t, http.StatusOK, status2, "the owner's approve of the flooded payment too: %v", got2)
 	gets := e.pi.CallsFor(pitest.EndpointGet, p.Identifier)
 	assert.Less(t, gets, 20, "the flood shares Pi reads (one per %s at most)", "500ms")
 }
@@ -262,7 +274,7 @@ func TestStrangerReplaysAreBounded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 25 {
-				e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid}, stranger...)
+				quietPost("/payments/complete", `{"paymentId":"`+id+`","txid":"`+txid+`"}`)
 			}
 		}()
 	}
