@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,4 +174,38 @@ func TestStoresAreKeyedByStorageAndApp(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, got, "one API key on two storages is two stores; the same storage twice is one")
+}
+
+// countingStorage counts the watch entries read.
+type countingStorage struct {
+	*certmagic.FileStorage
+	watchReads atomic.Int64
+}
+
+func (s *countingStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if strings.Contains(key, "/watch/") {
+		s.watchReads.Add(1)
+	}
+	return s.FileStorage.Load(ctx, key)
+}
+
+// A reconciler pass reads only the watch entries that are due (or new to
+// it), not every entry on every pass.
+func TestReconcilerReadsOnlyDueEntries(t *testing.T) {
+	storage := &countingStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
+	w := &reconcileWorld{t: t, app: newNoticeApp(t)}
+	w.pi = pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	t.Cleanup(w.pi.Close)
+	w.h, w.reg, w.logs = w.start(storage, func(h *Handler) { h.ReconcileAfter, h.ReconcileGiveUp = caddyDuration(time.Hour), caddyDuration(2*time.Hour) })
+	for range 5 {
+		w.approve()
+	}
+	before := storage.watchReads.Load()
+	w.h.reconcileOnce(t.Context())
+	first := storage.watchReads.Load()
+	assert.Equal(t, int64(5), first-before, "a new reconciler reads each entry once")
+	for range 3 {
+		w.h.reconcileOnce(t.Context())
+	}
+	assert.Equal(t, first, storage.watchReads.Load(), "entries not due are not read again")
 }

@@ -75,9 +75,17 @@ func TestVanishedClientPaymentIsDelivered(t *testing.T) {
 	assert.Equal(t, 0, e.verifiedDeliveries(unpaid))
 	assert.Zero(t, e.pi.CallsFor(pitest.EndpointComplete, unpaid))
 
-	// The user's app comes back later: the normal replay, no second /complete.
-	status, body := e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid})
+	// A stranger's replay gets the guard's answer and never reaches the app.
+	status, body := e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid}, stranger...)
 	require.Equal(t, http.StatusOK, status, "%v", body)
+	assert.False(t, fromApp(body), "%v", body)
+	assert.Equal(t, 1, e.verifiedDeliveries(id))
+
+	// The payer's app comes back later: the normal replay, no second
+	// /complete, and the app's answer goes to the payer.
+	status, body = e.post("/payments/complete", map[string]string{"paymentId": id, "txid": txid})
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	assert.True(t, fromApp(body), "the payer gets the app's answer: %v", body)
 	assert.Equal(t, 2, e.verifiedDeliveries(id))
 	assert.Equal(t, 1, e.pi.CallsFor(pitest.EndpointComplete, id))
 }

@@ -292,3 +292,30 @@ func TestRandomTokensAreBounded(t *testing.T) {
 	}
 	assert.LessOrEqual(t, e.pi.Calls(pitest.EndpointMe), 25, "random tokens are bounded")
 }
+
+// Legitimate flows keep working: a CORS preflight on a payment route is the
+// app's to answer, and the reference SDK's incomplete body with Pi's own
+// link goes through, while a posted link of another server is refused.
+func TestPreflightAndPostedLink(t *testing.T) {
+	e := setup(t)
+	req, _ := http.NewRequest(http.MethodOptions, caddyBase+"/payments/complete", nil)
+	req.Header.Set("Origin", "http://localhost:3000")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := e.tester.Client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the app answered the preflight")
+	last := e.up.requests()[len(e.up.requests())-1]
+	assert.Equal(t, http.MethodOptions, last.Method)
+
+	id, txid := e.submitted()
+	status, got := e.post("/payments/incomplete", incompleteBody(id, txid, "http://127.0.0.1:1/internal", "3.14"), stranger...)
+	assert.Equal(t, http.StatusConflict, status, "%v", got)
+	assert.Equal(t, "link_mismatch", got["error"])
+	assert.Zero(t, e.verifiedDeliveries(id))
+	p, _ := e.pi.Payment(id)
+	status, got = e.post("/payments/incomplete", incompleteBody(id, txid, p.Transaction.Link, "3.14"))
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	assert.True(t, fromApp(got), "the payer's own incomplete post gets the app's answer: %v", got)
+	assert.Equal(t, 1, e.verifiedDeliveries(id))
+}
