@@ -196,7 +196,9 @@ func TestReconcilerReadsOnlyDueEntries(t *testing.T) {
 	w := &reconcileWorld{t: t, app: newNoticeApp(t)}
 	w.pi = pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(w.pi.Close)
-	w.h, w.reg, w.logs = w.start(storage, func(h *Handler) { h.ReconcileAfter, h.ReconcileGiveUp = caddyDuration(time.Hour), caddyDuration(2*time.Hour) })
+	w.h, w.reg, w.logs = w.start(storage, func(h *Handler) {
+		h.ReconcileAfter, h.ReconcileGiveUp = caddyDuration(time.Hour), caddyDuration(2*time.Hour)
+	})
 	for range 5 {
 		w.approve()
 	}
