@@ -56,6 +56,18 @@ func (a *approvals) put(p *piclient.Payment, who *approver) {
 	a.entries[p.Identifier] = approval{payment: p, who: who, expires: now.Add(approvalTTL)}
 }
 
+// putApprover remembers who approved payment id when it is not known
+// whether Pi approved it: no shortcut for its completion, only its payer.
+func (a *approvals) putApprover(id string, who *approver) {
+	a.put(&piclient.Payment{Identifier: id}, who)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.entries[id]; ok {
+		e.payment = nil
+		a.entries[id] = e
+	}
+}
+
 // approverOf returns the remembered approver of payment id, if any.
 func (a *approvals) approverOf(id string) *approver {
 	a.mu.Lock()

@@ -43,9 +43,11 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 	}
 	who := h.newApprover(x.r, st.uid)
 	if h.RespondApprove {
-		if p, ge = h.approveAtPi(ctx, st, p); ge != nil {
-			return ge
+		approved, ge := h.approveAtPi(ctx, st, p)
+		if ge != nil {
+			return h.approvalUnknown(ge, p, who, again)
 		}
+		p = approved
 		if payer {
 			h.remember(p, who, again)
 		}
@@ -78,11 +80,27 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		}
 		return rr.WriteResponse()
 	}
-	if p, ge = h.approveAtPi(ctx, st, p); ge != nil {
-		return ge
+	approved, ge := h.approveAtPi(ctx, st, p)
+	if ge != nil {
+		return h.approvalUnknown(ge, p, who, again)
 	}
+	p = approved
 	h.remember(p, who, again)
 	return rr.WriteResponse()
+}
+
+// approvalUnknown handles an approval whose outcome at Pi is unknown (Pi's
+// answer and the re-read were lost: ge is retryable): Pi may have approved
+// it, so its approver is remembered and the payment watched all the same.
+// Otherwise the payer's retry would be refused as a stranger's, its
+// completion's answer withheld, and a vanished client never reconciled.
+// The reconciler settles a payment that was not approved after all.
+func (h *Handler) approvalUnknown(ge *guardError, p *piclient.Payment, who *approver, again bool) *guardError {
+	if ge.Retryable && !again {
+		h.approvals.putApprover(p.Identifier, who)
+		h.watch(p, who)
+	}
+	return ge
 }
 
 // remember keeps an approval by its payer in this process (the shortcut

@@ -211,3 +211,39 @@ func TestReconcilerReadsOnlyDueEntries(t *testing.T) {
 	}
 	assert.Equal(t, first, storage.watchReads.Load(), "entries not due are not read again")
 }
+
+// An approval whose outcome at Pi is unknown (Pi's answer and the re-read
+// lost) still remembers its approver and watches the payment: the payer's
+// retry goes through, a stranger's does not, and the reconciler knows it.
+func TestApprovalWithLostAnswerKeepsItsPayer(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	defer pi.Close()
+	var approved atomic.Bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && approved.Load() {
+			http.Error(w, "<html>down</html>", http.StatusBadGateway) // the re-read is lost too
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/approve") {
+			approved.Store(true)
+		}
+		pi.Handler().ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	pi.InjectFault(pitest.EndpointApprove, pitest.Fault{DropResponse: true, Times: 1})
+	h := newTestHandler(t, front.URL+"/v2")
+	p := pi.CreatePayment(pitest.NewPayment{Amount: "1"})
+	app := newCapturingApp(t, http.StatusOK)
+
+	w := post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`)
+	require.Equal(t, http.StatusBadGateway, w.Code, w.Body.String())
+	got, _ := pi.Payment(p.Identifier)
+	require.True(t, got.Status.DeveloperApproved, "Pi approved it; the guard could not tell")
+	assert.NotNil(t, h.watched.queued(p.Identifier), "watched all the same")
+
+	approved.Store(false) // Pi answers again
+	w = post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`, "Cookie", "")
+	assert.Equal(t, http.StatusConflict, w.Code, "a stranger: %s", w.Body.String())
+	w = post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`)
+	assert.Equal(t, http.StatusOK, w.Code, "the payer's retry: %s", w.Body.String())
+}
