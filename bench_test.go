@@ -26,7 +26,8 @@ const benchSigningKey = "bench-signing-key-0123456789abcdef-0123456789"
 // temporary directory, as Caddy's default storage is.
 func benchHandler(b *testing.B, piURL string) *Handler {
 	b.Helper()
-	h := &Handler{APIKey: pitest.DefaultAPIKey, APIURL: piURL, Network: piclient.NetworkTestnet, SigningKey: benchSigningKey}
+	h := &Handler{APIKey: pitest.DefaultAPIKey, APIURL: piURL, Network: piclient.NetworkTestnet, SigningKey: benchSigningKey,
+		LookupRate: 1e6, LookupRatePerClient: 1e6} // one load generator plays every user
 	h.logger = zap.NewNop()
 	if err := h.provision(&certmagic.FileStorage{Path: b.TempDir()}); err != nil {
 		b.Fatal(err)

@@ -178,6 +178,8 @@ http://127.0.0.1:${port} {
 		api_url http://127.0.0.1:${PI_PORT}/v2
 		network "Pi Testnet"
 		signing_key {env.PI_GUARD_SIGNING_KEY}
+		lookup_rate 1000000
+		lookup_rate_per_client 1000000
 		redeliver_to http://127.0.0.1:${UP_PORT}${extra:+
 ${extra}}
 	}

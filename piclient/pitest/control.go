@@ -129,7 +129,7 @@ func (s *Server) controlMethods(w http.ResponseWriter, r *http.Request, handlers
 }
 
 func (s *Server) controlInfo(w http.ResponseWriter) {
-	writeJSON(w, http.StatusOK, map[string]string{
+	writeControlJSON(w, http.StatusOK, map[string]string{
 		"api_url": s.URL, "horizon_url": s.HorizonURL, "control_url": s.ControlURL,
 		"wallet": s.Wallet, "network": s.Network,
 	})
@@ -140,7 +140,7 @@ func (s *Server) controlList(w http.ResponseWriter, uid string) {
 	s.mu.Lock()
 	out := s.listLocked(func(p *payment) bool { return uid == "" || p.dto.UserUID == uid })
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"payments": out})
+	writeControlJSON(w, http.StatusOK, map[string]any{"payments": out})
 }
 
 func (s *Server) controlCreate(w http.ResponseWriter, body []byte) {
@@ -156,7 +156,7 @@ func (s *Server) controlCreate(w http.ResponseWriter, body []byte) {
 		writeControlError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, p)
+	writeControlJSON(w, http.StatusCreated, p)
 }
 
 func (s *Server) controlGet(w http.ResponseWriter, id string) {
@@ -165,7 +165,7 @@ func (s *Server) controlGet(w http.ResponseWriter, id string) {
 		writeControlError(w, ErrPaymentNotFound)
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
+	writeControlJSON(w, http.StatusOK, p)
 }
 
 func (s *Server) controlSubmit(w http.ResponseWriter, id string, body []byte) {
@@ -203,7 +203,7 @@ func (s *Server) controlFault(w http.ResponseWriter, body []byte) {
 		writeControlError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, req)
+	writeControlJSON(w, http.StatusCreated, req)
 }
 
 func (s *Server) controlCalls(w http.ResponseWriter) {
@@ -211,7 +211,7 @@ func (s *Server) controlCalls(w http.ResponseWriter) {
 	for _, ep := range Endpoints {
 		out[ep] = s.Calls(ep)
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeControlJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) controlAddUser(w http.ResponseWriter, body []byte) {
@@ -224,7 +224,7 @@ func (s *Server) controlAddUser(w http.ResponseWriter, body []byte) {
 		return
 	}
 	s.AddUser(req.UID, req.AccessToken, req.Username)
-	writeJSON(w, http.StatusCreated, req)
+	writeControlJSON(w, http.StatusCreated, req)
 }
 
 func (s *Server) controlLatency(w http.ResponseWriter, body []byte) {
@@ -237,7 +237,7 @@ func (s *Server) controlLatency(w http.ResponseWriter, body []byte) {
 		return
 	}
 	s.SetLatency(time.Duration(req.LatencyMS) * time.Millisecond)
-	writeJSON(w, http.StatusOK, req)
+	writeControlJSON(w, http.StatusOK, req)
 }
 
 // decodeControl decodes a JSON body strictly (unknown fields are refused),
@@ -276,4 +276,16 @@ func writeControlError(w http.ResponseWriter, err error) {
 		status, code = http.StatusBadRequest, "invalid_request"
 	}
 	writeError(w, status, code, err.Error())
+}
+
+// writeControlJSON answers a control API call with v as JSON and a final
+// newline, so that answers printed one after another in a shell (curl) stay
+// on lines of their own.
+func writeControlJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
+		return
+	}
+	writeBody(w, status, "application/json; charset=utf-8", append(body, '\n'))
 }
