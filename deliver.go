@@ -131,11 +131,13 @@ func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, stored
 	out := live.Clone(ctx)
 	out.Method = sr.Method
 	out.URL.Path, out.URL.RawPath, out.URL.RawQuery, out.URL.ForceQuery = sr.Path, "", "", false
-	if sr.Host != "" {
-		out.Host = sr.Host
-	}
 	if stored {
+		// The payer's host, or none (the app's own address): never a host
+		// the client sending this request picked.
+		out.Host = sr.Host
 		out.Header = sr.keptHeader()
+	} else if sr.Host != "" {
+		out.Host = sr.Host
 	}
 	out.Trailer = nil // the body was read whole; nothing follows it
 	setBody(out, sr.Body)

@@ -28,6 +28,7 @@ import (
 // appRequest is one request the next handler received.
 type appRequest struct {
 	method, path, rawPath, query string
+	host                         string
 	header                       http.Header
 	body                         []byte
 	claims                       *verify.Claims
@@ -49,7 +50,7 @@ func newCapturingApp(t testing.TB, status int) *capturingApp {
 }
 
 func (a *capturingApp) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
-	rec := appRequest{method: r.Method, path: r.URL.Path, rawPath: r.URL.EscapedPath(), query: r.URL.RawQuery, header: r.Header.Clone()}
+	rec := appRequest{method: r.Method, path: r.URL.Path, rawPath: r.URL.EscapedPath(), query: r.URL.RawQuery, host: r.Host, header: r.Header.Clone()}
 	if r.Header.Get(verify.HeaderVerified) != "" {
 		rec.claims, rec.verifyErr = a.verifier.Verify(r)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -33,13 +34,22 @@ const (
 
 // lookups bounds the Pi calls that ids and tokens the guard has not seen
 // cause: a stranger's random ids or tokens would otherwise use up the app's
-// Pi quota. It limits each client (by IP address) and all of them together.
+// Pi quota. It limits each client (an IPv4 address, or an IPv6 /64) and,
+// together, the clients whose lookups Pi answered "not found" lately: those
+// that send made-up ids or tokens. A payer's new payment is found, so
+// clients that never sent a made-up id are bounded only by their own limit,
+// and no flood of many addresses can lock them out.
 type lookups struct {
 	total     *rate.Limiter
 	perClient rate.Limit
 	clients   *boundedMap[string, *rate.Limiter]
 	seen      *boundedMap[string, time.Time] // payment ids Pi confirmed, tokens Pi answered for
+	missing   *boundedMap[string, time.Time] // clients → when Pi last answered one of their lookups "not found"
 }
+
+// missLifetime is how long a client that sent an id or token Pi did not
+// know stays under the shared bound.
+const missLifetime = 10 * time.Minute
 
 func newLookups(total, perClient float64) *lookups {
 	return &lookups{
@@ -47,8 +57,12 @@ func newLookups(total, perClient float64) *lookups {
 		perClient: rate.Limit(perClient),
 		clients:   newBoundedMap[string, *rate.Limiter](maxClients),
 		seen:      newBoundedMap[string, time.Time](maxSeen),
+		missing:   newBoundedMap[string, time.Time](maxClients),
 	}
 }
+
+// missed remembers that Pi did not know an id or token r's client sent.
+func (l *lookups) missed(r *http.Request) { l.missing.put(clientOf(r), time.Now()) }
 
 // known reports whether the guard has seen key (a payment id, or a token's
 // digest) answered by Pi recently.
@@ -72,7 +86,7 @@ func (l *lookups) admit(r *http.Request) *guardError {
 	if !lim.Allow() {
 		return tooMany("this client sent too many payment ids or tokens the guard had not seen; retry later", lim.Limit())
 	}
-	if !l.total.Allow() {
+	if at, ok := l.missing.get(client); ok && time.Since(at) < missLifetime && !l.total.Allow() {
 		return tooMany("the guard is looking up too many new payment ids or tokens at Pi; retry later", l.total.Limit())
 	}
 	return nil
@@ -86,16 +100,27 @@ func tooMany(msg string, per rate.Limit) *guardError {
 }
 
 // clientOf is the client's IP address as Caddy determined it (honouring
-// trusted_proxies), or the connection's.
+// trusted_proxies), or the connection's; for IPv6 its /64, which one host
+// usually has whole.
 func clientOf(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		ip = host
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
 		return ip
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	addr = addr.Unmap()
+	if addr.Is6() {
+		prefix, _ := addr.Prefix(64)
+		return prefix.String()
 	}
-	return host
+	return addr.String()
 }
 
 // admitLookup lets st's request make its first Pi call about its payment:
@@ -133,7 +158,7 @@ func newViews() *views {
 // shared by every concurrent request: a flood costs one call per viewTTL,
 // and a view that is a moment old only ever delays a stranger.
 func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclient.Payment, *guardError) {
-	if who := h.approverOf(ctx, st.id); who == nil || sharesCredential(who.Payer, h.credentials(r, st.uid)) {
+	if !h.stranger(ctx, st, r) {
 		return h.read(ctx, st)
 	}
 	if v, ok := h.views.cache.get(st.id); ok && time.Since(v.at) < viewTTL {
@@ -165,6 +190,13 @@ func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclien
 	case <-ctx.Done():
 		return nil, piFailure(ctx.Err(), st.id)
 	}
+}
+
+// stranger reports whether the request is not from the payment's payer,
+// as far as the guard knows one: false while it knows no approver.
+func (h *Handler) stranger(ctx context.Context, st *step, r *http.Request) bool {
+	who := h.approverOf(ctx, st.id)
+	return who != nil && !carriesAll(who.Payer, h.credentials(r, st.uid))
 }
 
 func viewAnswer(v view, st *step) (*piclient.Payment, *guardError) {

@@ -41,8 +41,8 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 	if !payer && !h.RespondApprove {
 		return refuse(http.StatusConflict, "already_approved", "the payment is already approved, by another session; only the session that approved it may approve it again")
 	}
-	who := h.newApprover(x.r, st.uid)
 	if h.RespondApprove {
+		who := h.newApprover(x.r, st.uid, nil)
 		approved, ge := h.approveAtPi(ctx, st, p)
 		if ge != nil {
 			return h.approvalUnknown(ge, p, who, again)
@@ -80,6 +80,9 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		}
 		return rr.WriteResponse()
 	}
+	// The app's answer may set a new session cookie (a cookie-stored
+	// session written by its approve handler): the payer sends that next.
+	who := h.newApprover(x.r, st.uid, setCookies(rr.Header()))
 	approved, ge := h.approveAtPi(ctx, st, p)
 	if ge != nil {
 		return h.approvalUnknown(ge, p, who, again)
@@ -87,6 +90,17 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 	p = approved
 	h.remember(p, who, again)
 	return rr.WriteResponse()
+}
+
+// setCookies parses the Set-Cookie headers of an answer.
+func setCookies(h http.Header) []*http.Cookie {
+	var out []*http.Cookie
+	for _, line := range h.Values("Set-Cookie") {
+		if c, err := http.ParseSetCookie(line); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // approvalUnknown handles an approval whose outcome at Pi is unknown (Pi's
@@ -120,7 +134,7 @@ func (h *Handler) approverAgain(ctx context.Context, st *step, p *piclient.Payme
 		return true
 	}
 	who := h.approverOf(ctx, st.id)
-	return who != nil && sharesCredential(who.Payer, h.credentials(r, st.uid))
+	return who != nil && carriesAll(who.Payer, h.credentials(r, st.uid))
 }
 
 // serveComplete handles onReadyForServerCompletion.

@@ -41,8 +41,10 @@ type step struct {
 	limit                *piLimit                                        // bounds the Pi calls in flight
 	learn                func(id string, p *piclient.Payment, err error) // remembers what Pi's answers settle
 	// admit, until the request's first Pi call, bounds the lookups of ids
-	// the guard has not seen (see Handler.LookupRate).
-	admit func() *guardError
+	// the guard has not seen (see Handler.LookupRate); missed tells it that
+	// Pi did not know the id.
+	admit  func() *guardError
+	missed func()
 	// then is work that must run under the payment's locks but need not
 	// delay the client's answer (recording that the app has the payment):
 	// it runs in the background and the locks are released after it.
@@ -60,7 +62,8 @@ func (s *step) forward(x *exchange, w http.ResponseWriter) error {
 // pi runs one Pi API call, within the bound on calls in flight, accounts for
 // its latency and remembers what the answer settles.
 func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, error) {
-	if s.admit != nil {
+	lookup := s.admit != nil
+	if lookup {
 		admit := s.admit
 		s.admit = nil
 		if ge := admit(); ge != nil {
@@ -78,6 +81,9 @@ func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, er
 	s.piCalls++
 	if s.learn != nil {
 		s.learn(s.id, p, err)
+	}
+	if lookup && s.missed != nil && piclient.IsNotFound(err) {
+		s.missed()
 	}
 	return p, err
 }
@@ -120,6 +126,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.URL.Path, r.URL.RawPath = h.routePath(phase), ""
 	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, learn: h.learn}
 	st.admit = func() *guardError { return h.admitLookup(r, st) }
+	st.missed = func() { h.lookups.missed(r) }
 	err := h.serve(w, r, next, st)
 	var ge *guardError
 	if errors.As(err, &ge) {
@@ -179,10 +186,11 @@ func (h *Handler) nearRoute(path string) bool {
 
 // looseKey is routeKey, and more: what a lenient router may read a path as.
 // Percent-escapes are decoded once more, backslashes read as slashes,
-// matrix parameters cut from every segment, a segment cut at a NUL byte and
-// stripped of trailing dots and white space (Windows file names), letters
-// folded through upper case (so that "ſ" is "s" and "ı" is "i", as in
-// JavaScript and Java), and any extension of the last segment dropped.
+// matrix parameters cut from every segment, a segment cut at a NUL byte or
+// an NTFS stream name ("::$DATA") and stripped of trailing dots and white
+// space (Windows file names), letters folded through upper case (so that
+// "ſ" is "s" and "ı" is "i", as in JavaScript and Java), and every
+// extension of the last segment dropped.
 func looseKey(p string) string {
 	if u, err := url.PathUnescape(p); err == nil {
 		p = u
@@ -191,14 +199,15 @@ func looseKey(p string) string {
 	for i, s := range segs {
 		s, _, _ = strings.Cut(s, ";")
 		s, _, _ = strings.Cut(s, "\x00")
+		s, _, _ = strings.Cut(s, "::") // an NTFS stream: name::$DATA
 		if s != "." && s != ".." {
 			s = strings.TrimRightFunc(s, func(r rune) bool { return r == '.' || unicode.IsSpace(r) || unicode.IsControl(r) })
 		}
 		segs[i] = strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
 	}
 	p = pathpkg.Clean("/" + strings.Join(segs, "/"))
-	if dot := strings.LastIndexByte(p, '.'); dot > strings.LastIndexByte(p, '/')+1 {
-		p = p[:dot]
+	if dot := strings.IndexByte(p[strings.LastIndexByte(p, '/')+1:], '.'); dot > 0 {
+		p = p[:strings.LastIndexByte(p, '/')+1+dot] // every extension: complete.json.html
 	}
 	return p
 }
@@ -236,17 +245,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if ge := h.facts.refuse(st); ge != nil {
 		return ge // settled by what Pi already told: no lock, no Pi call
 	}
-	if st.phase == phaseIncomplete && !h.completedHere(ctx, st.id) {
-		// Most posts of a payment left incomplete are refused on what Pi
-		// shows (no transaction yet, another transaction): settled from a
-		// shared read, without queueing on the payment's lock, so that a
-		// flood of them never delays its owner's requests. (A payment the
-		// guard recorded complete is replayed from its record.)
-		p, ge := h.peek(ctx, st, r)
-		if ge != nil {
-			return ge
-		}
-		if ge := h.incompleteRefusal(p, st); ge != nil {
+	if (st.phase == phaseIncomplete || st.phase == phaseComplete) && !h.completedHere(ctx, st.id) {
+		// Most posts of an unfinished payment by anyone but its payer are
+		// refused on what Pi shows (no transaction yet, another or an
+		// unverified one): settled from a shared read (see peek), without
+		// queueing on the payment's lock and without a Pi call each, so
+		// that a flood of them never delays the payer nor burns the app's
+		// Pi quota. (A payment the guard recorded complete is replayed
+		// from its record.)
+		if ge := h.refuseEarly(ctx, st, r); ge != nil {
 			return ge
 		}
 	}
@@ -283,6 +290,33 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	default:
 		return h.serveIncomplete(ctx, st, rec, x)
 	}
+}
+
+// refuseEarly is the answer to an incomplete or complete post that Pi's
+// state, as peek reads it, refuses; nil when the guard must act.
+func (h *Handler) refuseEarly(ctx context.Context, st *step, r *http.Request) *guardError {
+	if st.phase == phaseComplete && !h.stranger(ctx, st, r) {
+		return nil // the payer's completion reads Pi afresh under the lock
+	}
+	p, ge := h.peek(ctx, st, r)
+	if ge != nil {
+		return ge
+	}
+	if st.phase == phaseIncomplete {
+		return h.incompleteRefusal(p, st)
+	}
+	if paid(p, st.txid) {
+		return nil
+	}
+	if ge := h.completable(p, st); ge != nil {
+		return ge
+	}
+	if p.TxID() == st.txid && !(p.Transaction.Verified && p.Status.TransactionVerified) {
+		ge := refuse(http.StatusConflict, "transaction_not_verified", "Pi has not verified the payment's transaction yet; retry later")
+		ge.Retryable = true
+		return ge
+	}
+	return nil
 }
 
 // completedHere reports whether the guard holds a record of payment id

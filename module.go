@@ -248,6 +248,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	go h.redeliverLoop(ctx)
 	h.startReconciler(ctx)
 	go h.retentionLoop(ctx)
+	if h.Payer == nil && h.BindUser == nil {
+		h.logger.Warn("payer is not set: the payer of a payment is recognised by every session-like credential its approve carried " +
+			"(Authorization, cookies of 16+ characters other than load-balancer and analytics cookies); name your session cookie with payer cookie <name>, or use bind_user")
+	}
 	if h.redeliverURL == nil {
 		h.logger.Warn("redeliver_to is not set: a completed payment the app fails to accept is delivered again only when the client retries, " +
 			"and a payment whose client vanished after paying is not completed by the guard (only logged): it stays incomplete at Pi until the user's app reports it")

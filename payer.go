@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 )
 
 // PayerBinding names what identifies a payment's payer from one of its
@@ -44,12 +46,23 @@ const (
 	maxCredentials = 16
 )
 
-// credentials returns digests of what identifies the request's user: with
-// bind_user the user's uid (Pi checked the token); with a payer binding the
-// value it names; by default the Authorization header and each cookie whose
-// value is at least minSessionValue long. Nothing secret is stored: each
-// digest is a salted SHA-256.
+// credentials returns digests of what identifies the request's user (see
+// credentialsWith).
 func (h *Handler) credentials(r *http.Request, uid string) []string {
+	return h.credentialsWith(r, uid, nil)
+}
+
+// credentialsWith returns digests of what identifies the request's user:
+// with bind_user the user's uid (Pi checked the token); with a payer
+// binding the value it names; by default the Authorization header (unless
+// it carries no token of its own) and each cookie whose value is at least
+// minSessionValue long, except cookies that many visitors share or that
+// change by themselves (sharedCookie). set, the Set-Cookie of the app's
+// answer to the request, replaces the request's cookies of the same name:
+// the browser sends those next. Nothing secret is stored: each digest is a
+// salted SHA-256 of the credential's kind, name and value. A request is the
+// payer's when it carries every one of its approver's digests (isPayer).
+func (h *Handler) credentialsWith(r *http.Request, uid string, set []*http.Cookie) []string {
 	if uid != "" {
 		return []string{h.digest("uid", "", uid)}
 	}
@@ -59,11 +72,14 @@ func (h *Handler) credentials(r *http.Request, uid string) []string {
 			out = append(out, h.digest(kind, name, v))
 		}
 	}
+	cookies := withSetCookies(r.Cookies(), set)
 	b := h.Payer
 	switch {
 	case b != nil && b.From == "cookie":
-		for _, c := range r.CookiesNamed(b.Name) {
-			add("cookie", c.Name, c.Value)
+		for _, c := range cookies {
+			if c.Name == b.Name {
+				add("cookie", c.Name, c.Value)
+			}
 		}
 	case b != nil && b.From == "header":
 		for _, v := range r.Header.Values(b.Name) {
@@ -75,15 +91,73 @@ func (h *Handler) credentials(r *http.Request, uid string) []string {
 		}
 	default:
 		for _, v := range r.Header.Values("Authorization") {
-			add("authorization", "", v)
+			if ownToken(v) {
+				add("authorization", "", v)
+			}
 		}
-		for _, c := range r.Cookies() {
-			if len(c.Value) >= minSessionValue {
+		for _, c := range cookies {
+			if len(c.Value) >= minSessionValue && !sharedCookie(c.Name) {
 				add("cookie", c.Name, c.Value)
 			}
 		}
 	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// withSetCookies is the cookies a browser sends after an answer that set
+// set: the request's, with those of the same name replaced or removed.
+func withSetCookies(cookies, set []*http.Cookie) []*http.Cookie {
+	if len(set) == 0 {
+		return cookies
+	}
+	now := time.Now()
+	out := make([]*http.Cookie, 0, len(cookies)+len(set))
+	for _, c := range cookies {
+		if !slices.ContainsFunc(set, func(s *http.Cookie) bool { return s.Name == c.Name }) {
+			out = append(out, c)
+		}
+	}
+	for _, s := range set {
+		expired := s.MaxAge < 0 || (!s.Expires.IsZero() && s.Expires.Before(now))
+		if s.Value != "" && !expired {
+			out = append(out, &http.Cookie{Name: s.Name, Value: s.Value})
+		}
+	}
 	return out
+}
+
+// ownToken reports whether an Authorization value carries a credential of
+// its own: not a bare scheme, nor a frontend's "Bearer null" or
+// "Bearer undefined", nor Basic (a site-wide password many visitors share).
+func ownToken(v string) bool {
+	scheme, token, _ := strings.Cut(strings.TrimSpace(v), " ")
+	token = strings.TrimSpace(token)
+	switch {
+	case strings.EqualFold(scheme, "basic"), token == "", strings.EqualFold(token, "null"), strings.EqualFold(token, "undefined"):
+		return false
+	}
+	return true
+}
+
+// sharedCookiePrefixes name cookies that are not a visitor's session:
+// load balancers' sticky cookies (the same value for every visitor of one
+// backend), bot and analytics cookies (set and changed by scripts).
+var sharedCookiePrefixes = []string{
+	"lb", "awsalb", "awselb", "_traefik", "route", "srv_id", "__cf", "_cf", "cf_",
+	"_ga", "_gid", "_gcl", "_gat", "__utm", "_fbp", "_fbc", "_hj", "ajs_", "mp_", "amplitude", "_pk_", "__stripe", "_dd_s",
+}
+
+// sharedCookie reports whether a cookie's name says that many visitors may
+// hold its value, or that it changes by itself.
+func sharedCookie(name string) bool {
+	name = strings.ToLower(name)
+	for _, p := range sharedCookiePrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // digest is the stored form of one credential, salted with the app's id.
@@ -92,15 +166,23 @@ func (h *Handler) digest(kind, name, value string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// sharesCredential reports whether the two lists have a digest in common.
-func sharesCredential(remembered, presented []string) bool {
-	found := 0
+// carriesAll reports whether presented holds every remembered digest (and
+// there is one): the approver's whole credential, not one cookie of it that
+// others may share.
+func carriesAll(remembered, presented []string) bool {
+	if len(remembered) == 0 {
+		return false
+	}
 	for _, a := range remembered {
+		found := 0
 		for _, b := range presented {
 			found |= subtle.ConstantTimeCompare([]byte(a), []byte(b))
 		}
+		if found == 0 {
+			return false
+		}
 	}
-	return found == 1
+	return true
 }
 
 // approverOf returns what the guard remembers of payment id's approver: in
@@ -121,9 +203,10 @@ func (h *Handler) approverOf(ctx context.Context, id string) *approver {
 	return nil
 }
 
-// newApprover is what is remembered of an approving request.
-func (h *Handler) newApprover(r *http.Request, uid string) *approver {
-	return &approver{Payer: h.credentials(r, uid), Host: r.Host, Form: postsForm(r)}
+// newApprover is what is remembered of an approving request, whose answer
+// (the app's) set the cookies set.
+func (h *Handler) newApprover(r *http.Request, uid string, set []*http.Cookie) *approver {
+	return &approver{Payer: h.credentialsWith(r, uid, set), Host: r.Host, Form: postsForm(r)}
 }
 
 // postsForm reports whether r's body is a urlencoded form.
@@ -139,7 +222,7 @@ func (h *Handler) isPayer(st *step, rec *record, r *http.Request) bool {
 	if st.uid != "" && rec.Payment != nil && rec.Payment.UserUID == st.uid {
 		return true
 	}
-	if sharesCredential(rec.Payer, h.credentials(r, st.uid)) {
+	if carriesAll(rec.Payer, h.credentials(r, st.uid)) {
 		return true
 	}
 	// Records written before payers were remembered hold the completing

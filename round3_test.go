@@ -3,6 +3,7 @@ package piguard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,13 +43,13 @@ func TestCredentialsDefaultAndBindings(t *testing.T) {
 		"nothing":                             {req("", ""), false},
 		"a token":                             {req("", "Bearer 0123456789abcdef0123"), false},
 	} {
-		assert.Equal(t, tc.want, sharesCredential(payer, h.credentials(tc.r, "")), name)
+		assert.Equal(t, tc.want, carriesAll(payer, h.credentials(tc.r, "")), name)
 	}
 
 	h.Payer = &PayerBinding{From: "cookie", Name: "sid"}
 	named := h.credentials(req("sid=abc; other=0123456789abcdef0123", ""), "")
-	assert.True(t, sharesCredential(named, h.credentials(req("sid=abc", ""), "")), "a named cookie counts whatever its length")
-	assert.False(t, sharesCredential(named, h.credentials(req("other=0123456789abcdef0123", ""), "")), "and only it")
+	assert.True(t, carriesAll(named, h.credentials(req("sid=abc", ""), "")), "a named cookie counts whatever its length")
+	assert.False(t, carriesAll(named, h.credentials(req("other=0123456789abcdef0123", ""), "")), "and only it")
 
 	assert.Equal(t, []string{h.digest("uid", "", "u1")}, h.credentials(req("sid=abc", "Bearer x"), "u1"), "bind_user: the uid decides")
 	assert.Empty(t, (&Handler{app: "app"}).credentials(req("", ""), ""))
@@ -59,7 +60,7 @@ func TestLooseKeyCatchesNearMatches(t *testing.T) {
 	for _, p := range []string{
 		"/payments/complete.xml", "/payments/complete.", "/payments/complete ", "/payments/complete\x00.json",
 		"/payments\\complete", "/payments/x/..;/complete", "/paymentſ/complete", "/PAYMENTS/COMPLETE.HTML",
-		"/payments/compl%65te", "/payments/complete;a=b/",
+		"/payments/compl%65te", "/payments/complete;a=b/", "/payments/complete.json.html", "/payments/complete::$DATA",
 	} {
 		assert.Equal(t, route, looseKey(p), "%q", p)
 	}
@@ -118,11 +119,23 @@ func TestLookupLimits(t *testing.T) {
 	assert.Equal(t, 30-9, refused, "a burst of four seconds, then refused")
 	assert.Nil(t, l.admit(req("203.0.113.2")), "another client goes through")
 
+	// Clients that sent ids Pi did not know share the total bound; a client
+	// that never did is bounded by its own limit only.
 	total := newLookups(1, 1000)
 	for i := range 4 {
-		assert.Nil(t, total.admit(req("198.51.100."+string(rune('1'+i)))))
+		r := req("198.51.100." + string(rune('1'+i)))
+		total.missed(r)
+		assert.Nil(t, total.admit(r))
 	}
-	assert.NotNil(t, total.admit(req("198.51.100.9")), "the total bound holds across clients")
+	bad := req("198.51.100.9")
+	total.missed(bad)
+	assert.NotNil(t, total.admit(bad), "the total bound holds across clients that sent made-up ids")
+	assert.Nil(t, total.admit(req("203.0.113.50")), "a payer that never sent one goes through")
+	six := newLookups(1000, 2)
+	for i := range 30 {
+		_ = six.admit(req(fmt.Sprintf("2001:db8::%x", i+1)))
+	}
+	assert.NotNil(t, six.admit(req("2001:db8::ffff")), "one IPv6 /64 is one client")
 }
 
 func TestAmountRefusalNamesNoAmount(t *testing.T) {
@@ -246,4 +259,39 @@ func TestApprovalWithLostAnswerKeepsItsPayer(t *testing.T) {
 	assert.Equal(t, http.StatusConflict, w.Code, "a stranger: %s", w.Body.String())
 	w = post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`)
 	assert.Equal(t, http.StatusOK, w.Code, "the payer's retry: %s", w.Body.String())
+}
+
+// A stranger's completion never decides the host the app sees: the payer's
+// approve's host, or none (the app's own address) when no payer is known.
+func TestStrangerCannotPickTheHost(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	app := newCapturingApp(t, http.StatusOK)
+	for _, viaGuard := range []bool{true, false} {
+		p := pi.CreatePayment(pitest.NewPayment{Amount: "1"})
+		if viaGuard {
+			require.Equal(t, http.StatusOK, post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`).Code) // host example.com
+		} else {
+			c, err := piclient.New(piclient.Options{BaseURL: pi.URL, APIKey: pitest.DefaultAPIKey})
+			require.NoError(t, err)
+			_, err = c.Approve(t.Context(), p.Identifier) // approved elsewhere
+			require.NoError(t, err)
+		}
+		txid, err := pi.SubmitTransaction(p.Identifier)
+		require.NoError(t, err)
+		r := httptest.NewRequest(http.MethodPost, DefaultCompletePath, strings.NewReader(completeBody(p.Identifier, txid)))
+		r.Host = "evil.example"
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		require.NoError(t, h.ServeHTTP(w, r, app))
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		reqs := app.requests()
+		got := reqs[len(reqs)-1]
+		require.NotNil(t, got.claims)
+		assert.NotEqual(t, "evil.example", got.host, "via guard %v", viaGuard)
+		if viaGuard {
+			assert.Equal(t, "example.com", got.host, "the payer's approve's host")
+		}
+	}
 }

@@ -101,6 +101,9 @@ func (u *users) authenticate(ctx context.Context, r *http.Request, st *step, lim
 	if err != nil {
 		if piclient.IsUnauthorized(err) || piclient.IsInvalid(err) {
 			u.remember(key, "", now) // a flood of bad tokens costs one /me each per minute
+			if limits != nil {
+				limits.missed(r)
+			}
 			return "", refuse(http.StatusUnauthorized, "user_token_invalid", "the Pi access token is invalid or expired; sign in again")
 		}
 		return "", piFailure(err, st.id)
