@@ -45,6 +45,30 @@ type lookups struct {
 	clients   *boundedMap[string, *rate.Limiter]
 	seen      *boundedMap[string, time.Time] // payment ids Pi confirmed, tokens Pi answered for
 	missing   *boundedMap[string, time.Time] // clients → when Pi last answered one of their lookups "not found"
+	calls     *boundedMap[string, *rate.Limiter] // clients → their bound on Pi calls of any kind
+}
+
+// callsPerLookup: any one client may cause this many Pi calls, of any kind
+// and for any payment, per lookup of an unseen id it is allowed (a payment
+// costs three or four calls).
+const callsPerLookup = 4
+
+// call allows one Pi call of any kind caused by r's client, or returns the
+// 429 answer: a client that repeats requests for a payment the guard knows
+// (its own, with made-up txids, say) cannot use up the app's Pi quota
+// either.
+func (l *lookups) call(r *http.Request) *guardError {
+	client := clientOf(r)
+	lim, ok := l.calls.get(client)
+	if !ok {
+		per := l.perClient * callsPerLookup
+		lim = rate.NewLimiter(per, int(float64(per)*lookupBurst)+1)
+		l.calls.put(client, lim)
+	}
+	if !lim.Allow() {
+		return tooMany("this client caused too many Pi API calls; retry later", lim.Limit())
+	}
+	return nil
 }
 
 // missLifetime is how long a client that sent an id or token Pi did not
@@ -58,6 +82,7 @@ func newLookups(total, perClient float64) *lookups {
 		clients:   newBoundedMap[string, *rate.Limiter](maxClients),
 		seen:      newBoundedMap[string, time.Time](maxSeen),
 		missing:   newBoundedMap[string, time.Time](maxClients),
+		calls:     newBoundedMap[string, *rate.Limiter](maxClients),
 	}
 }
 

@@ -45,6 +45,8 @@ type step struct {
 	// Pi did not know the id.
 	admit  func() *guardError
 	missed func()
+	// call bounds every Pi call the request's client causes.
+	call func() *guardError
 	// then is work that must run under the payment's locks but need not
 	// delay the client's answer (recording that the app has the payment):
 	// it runs in the background and the locks are released after it.
@@ -67,6 +69,11 @@ func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, er
 		admit := s.admit
 		s.admit = nil
 		if ge := admit(); ge != nil {
+			return nil, ge
+		}
+	}
+	if s.call != nil {
+		if ge := s.call(); ge != nil {
 			return nil, ge
 		}
 	}
@@ -127,6 +134,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, learn: h.learn}
 	st.admit = func() *guardError { return h.admitLookup(r, st) }
 	st.missed = func() { h.lookups.missed(r) }
+	st.call = func() *guardError { return h.lookups.call(r) }
 	err := h.serve(w, r, next, st)
 	var ge *guardError
 	if errors.As(err, &ge) {

@@ -295,3 +295,26 @@ func TestStrangerCannotPickTheHost(t *testing.T) {
 		}
 	}
 }
+
+// The payer's own session repeating completions with made-up txids for its
+// approved payment costs Pi calls within the client's bound only.
+func TestOneClientsPiCallsAreBounded(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	app := newCapturingApp(t, http.StatusOK)
+	p := pi.CreatePayment(pitest.NewPayment{})
+	require.Equal(t, http.StatusOK, post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`).Code)
+	pi.ResetCalls()
+	limited := 0
+	for i := range 200 {
+		w := post(h, app, DefaultCompletePath, completeBody(p.Identifier, fmt.Sprintf("%064x", i+1)))
+		require.NotEqual(t, http.StatusOK, w.Code)
+		if w.Code == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	calls := pi.Calls(pitest.EndpointGet) + pi.Calls(pitest.EndpointComplete)
+	assert.LessOrEqual(t, calls, 5*callsPerLookup*lookupBurst+10, "200 posts from one client cost %d Pi calls", calls)
+	assert.Positive(t, limited)
+}
