@@ -19,7 +19,11 @@ import (
 // instances: Pi completes it once, every client hears 200 and the app gets
 // fifty valid verified deliveries.
 func TestClusterConcurrentCompletesCompleteOnce(t *testing.T) {
-	c := startCluster(t, clusterOptions{})
+	forEachClusterStorage(t, testClusterConcurrentCompletesCompleteOnce)
+}
+
+func testClusterConcurrentCompletesCompleteOnce(t *testing.T, kind string) {
+	c := startCluster(t, clusterOptions{storage: kind})
 	a, b := c.procs[0], c.procs[1]
 	id, txid := c.submitted(a)
 
@@ -39,7 +43,7 @@ func TestClusterConcurrentCompletesCompleteOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-ready
-			status, body, err := c.complete(proc, id, txid)
+			status, body, err := c.completeRetrying(proc, id, txid)
 			answers[i] = answer{proc.name, status, body, err}
 		}()
 	}
@@ -75,6 +79,8 @@ func TestClusterConcurrentCompletesCompleteOnce(t *testing.T) {
 	if got := len(c.app.eventsFor(id)); got != n {
 		t.Errorf("the app received %d verified deliveries after the record settled; want %d (a delivered record was redelivered)\n%s", got, n, c.report([]string{id}))
 	}
+	c.logStorageCounts()
+	c.checkNoBusyOnFiles()
 }
 
 // The app fails the first deliveries of several payments, each completed
@@ -82,7 +88,11 @@ func TestClusterConcurrentCompletesCompleteOnce(t *testing.T) {
 // payment ends delivered, none is completed twice at Pi, every failed attempt
 // is recorded once, and the redeliveries of a record never overlap.
 func TestClusterRedeliveryAfterAppFailures(t *testing.T) {
-	c := startCluster(t, clusterOptions{})
+	forEachClusterStorage(t, testClusterRedeliveryAfterAppFailures)
+}
+
+func testClusterRedeliveryAfterAppFailures(t *testing.T, kind string) {
+	c := startCluster(t, clusterOptions{storage: kind})
 	const payments, failFirst = 6, 5
 	c.app.set(func(a *clusterApp) {
 		a.failFirst = failFirst
@@ -113,7 +123,7 @@ func TestClusterRedeliveryAfterAppFailures(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-ready
-				status, body, err := c.complete(proc, ids[i], txids[i])
+				status, body, err := c.completeRetrying(proc, ids[i], txids[i])
 				mu.Lock()
 				answers = append(answers, answer{ids[i], proc.name, status, body, err})
 				mu.Unlock()
@@ -168,6 +178,8 @@ func TestClusterRedeliveryAfterAppFailures(t *testing.T) {
 		}
 	}
 	t.Logf("redeliveries per worker: %v", perWorker)
+	c.logStorageCounts()
+	c.checkNoBusyOnFiles()
 	if t.Failed() {
 		t.Logf("what happened:\n%s", c.report(ids))
 	}
@@ -180,7 +192,11 @@ func TestClusterRedeliveryAfterAppFailures(t *testing.T) {
 // dead process left behind once that lock is stale, without a second Pi
 // completion.
 func TestClusterSurvivorDeliversForKilledInstance(t *testing.T) {
-	c := startCluster(t, clusterOptions{})
+	forEachClusterStorage(t, testClusterSurvivorDeliversForKilledInstance)
+}
+
+func testClusterSurvivorDeliversForKilledInstance(t *testing.T, kind string) {
+	c := startCluster(t, clusterOptions{storage: kind})
 	victim, survivor := c.procs[0], c.procs[1]
 	c.app.set(func(a *clusterApp) { a.failAll = true })
 
@@ -257,8 +273,8 @@ func TestClusterSurvivorDeliversForKilledInstance(t *testing.T) {
 
 	c.app.set(func(a *clusterApp) { a.failAll = false })
 	// A lock of a dead process is stale 10 s after its last refresh
-	// (certmagic FileStorage): the survivor should deliver everything within
-	// about 11 s.
+	// (certmagic FileStorage; the netlike storage: 5 s, tried once a
+	// second): the survivor should deliver everything within about 11 s.
 	if _, why := c.settle(ids, 20*time.Second); why != "" {
 		// Name the cause when it is the one seen: a lock file created before
 		// the kill and still refreshed well after it, though the survivor
@@ -295,6 +311,7 @@ func TestClusterSurvivorDeliversForKilledInstance(t *testing.T) {
 				id, bySurvivor, survivor.name, byVictim, c.report([]string{id}))
 		}
 	}
+	c.logStorageCounts()
 	if t.Failed() {
 		t.Logf("what happened:\n%s", c.report(ids))
 	}
