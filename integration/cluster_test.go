@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 )
 
 // Fifty concurrent completes of one payment, alternating between the two
@@ -315,4 +317,84 @@ func testClusterSurvivorDeliversForKilledInstance(t *testing.T, kind string) {
 	if t.Failed() {
 		t.Logf("what happened:\n%s", c.report(ids))
 	}
+}
+
+// A fast wallet and a load balancer: payments arrive 50 ms apart; each is
+// approved through one instance and completed, twice at once, through the
+// other, as soon as the transaction is submitted, before the approval's
+// watch entry (written in the next batch, within a second) is in storage. Every payment is
+// completed at Pi once and delivered. The log says how often clients were
+// told to retry and how many watch entries were left behind for payments
+// already completed (the approver's batch landed after the completion's
+// removal): what a networked storage and the batched watch list cost.
+func TestClusterFastWalletAcrossInstances(t *testing.T) {
+	forEachClusterStorage(t, testClusterFastWalletAcrossInstances)
+}
+
+func testClusterFastWalletAcrossInstances(t *testing.T, kind string) {
+	c := startCluster(t, clusterOptions{storage: kind})
+	const payments = 20
+	ids := make([]string, payments)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	start := time.Now()
+	for i := range payments {
+		time.Sleep(50 * time.Millisecond)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			approver, completer := c.procs[i%2], c.procs[(i+1)%2]
+			p := c.pi.CreatePayment(pitest.NewPayment{Amount: "1", Memo: "fast wallet"})
+			ids[i] = p.Identifier
+			status, body, err := c.post(approver, "/payments/approve", fmt.Sprintf(`{"paymentId":%q}`, p.Identifier))
+			if err != nil || status != http.StatusOK {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("approve of %s via %s: status %d, err %v, body %s", p.Identifier, approver.name, status, err, body))
+				mu.Unlock()
+				return
+			}
+			txid, err := c.pi.SubmitTransaction(p.Identifier)
+			if err != nil {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("submitting %s: %v", p.Identifier, err))
+				mu.Unlock()
+				return
+			}
+			var cwg sync.WaitGroup
+			for range 2 {
+				proc := completer
+				cwg.Go(func() {
+					status, body, err := c.completeRetrying(proc, p.Identifier, txid)
+					if err != nil || status != http.StatusOK {
+						mu.Lock()
+						bad = append(bad, fmt.Sprintf("complete of %s via %s: status %d, err %v, body %s", p.Identifier, proc.name, status, err, body))
+						mu.Unlock()
+					}
+				})
+			}
+			cwg.Wait()
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d payments approved and completed (twice, through the other instance) in %v", payments, time.Since(start).Round(time.Millisecond))
+	if len(bad) > 0 {
+		t.Errorf("%d requests were not answered 200:\n  %s", len(bad), strings.Join(bad, "\n  "))
+	}
+	c.waitSettled(ids, 20*time.Second)
+	c.checkCompletedOnce(ids)
+	c.checkNoInvalidHeaders()
+	c.checkRedeliveries(ids)
+	for _, id := range ids {
+		accepted := 0
+		for _, e := range c.app.eventsFor(id) {
+			if e.accepted() {
+				accepted++
+			}
+		}
+		if accepted == 0 {
+			t.Errorf("payment %s was never accepted by the app\n%s", id, c.report([]string{id}))
+		}
+	}
+	c.logStorageCounts()
 }
