@@ -601,12 +601,13 @@ func startChaos(cl *cluster, appDown *atomic.Bool) (stop func()) {
 // submittedOverFaultyStorage starts one instance over faulty storage in
 // front of a chaos app, and approves a payment whose transaction the user
 // then submitted. The caller stops the instance.
-func submittedOverFaultyStorage(t *testing.T) (*pitest.Server, *chaosApp, *faultyStorage, *chaosInstance, piclient.Payment, string) {
+func submittedOverFaultyStorage(t *testing.T, kind string) (*pitest.Server, *chaosApp, *faultyStorage, *chaosInstance, piclient.Payment, string) {
 	t.Helper()
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := newFaultyStorage(t)
+	base, _ := newSuiteStorage(t, kind)
+	storage := newFaultyStorageOn(base)
 	in := startInstance(t, pi.URL, app.srv.URL, storage)
 	p := pi.CreatePayment(pitest.NewPayment{})
 	status, _ := call(in.h, proxyTo(app.srv.URL), DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
@@ -619,8 +620,10 @@ func submittedOverFaultyStorage(t *testing.T) (*pitest.Server, *chaosApp, *fault
 // 12.1: the disk is full while Pi completes a payment and the app is down.
 // The completion is still owed: listed, counted, redelivered once the app is
 // back (with the disk still full), and written once the disk has room.
-func TestFaultDiskFullWhileAppDown(t *testing.T) {
-	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t)
+func TestFaultDiskFullWhileAppDown(t *testing.T) { forEachStorage(t, testFaultDiskFullWhileAppDown) }
+
+func testFaultDiskFullWhileAppDown(t *testing.T, kind string) {
+	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t, kind)
 	defer in.stop()
 	next, h := proxyTo(app.srv.URL), in.h
 
@@ -667,7 +670,11 @@ func TestFaultDiskFullWhileAppDown(t *testing.T) {
 // its record is written once storage is writable again, and a replay then
 // needs no Pi call.
 func TestFaultReadOnlyStorageWhileAppUp(t *testing.T) {
-	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t)
+	forEachStorage(t, testFaultReadOnlyStorageWhileAppUp)
+}
+
+func testFaultReadOnlyStorageWhileAppUp(t *testing.T, kind string) {
+	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t, kind)
 	defer in.stop()
 	next, h := proxyTo(app.srv.URL), in.h
 
@@ -801,10 +808,15 @@ func TestFaultIncompleteRouteConsumesApproval(t *testing.T) {
 // its memory: Pi refuses it as already completed, the re-read settles it,
 // and the app gets the payment once.
 func TestApprovalShortcutAfterAnotherInstanceLostTheAnswer(t *testing.T) {
+	forEachStorage(t, testApprovalShortcutAfterAnotherInstanceLostTheAnswer)
+}
+
+func testApprovalShortcutAfterAnotherInstanceLostTheAnswer(t *testing.T, kind string) {
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := newFaultyStorage(t)
+	base, _ := newSuiteStorage(t, kind)
+	storage := newFaultyStorageOn(base)
 	next := proxyTo(app.srv.URL)
 	a := startInstance(t, pi.URL, app.srv.URL, storage)
 	defer a.stop()
