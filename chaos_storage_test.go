@@ -1,7 +1,6 @@
 package piguard
 
 import (
-	"context"
 	"net/http/httptest"
 	"testing"
 
@@ -52,23 +51,4 @@ func logStorageCounts(t testing.TB, srv *netstore.Server) {
 	st := srv.Stats()
 	t.Logf("netlike storage locks: %d taken, %d Lock calls waited (%d tries refused), %d taken over after expiry",
 		st.Acquired, st.Waits, st.Refused, st.Expired)
-}
-
-// staleWatchEntries counts the watch entries left in storage for payments
-// whose record is settled: an approval's entry written, in its batch, after
-// the completion that should have removed it.
-func staleWatchEntries(t testing.TB, h *Handler) int {
-	ctx := context.Background()
-	ids, err := h.watchedIDs(ctx)
-	if err != nil {
-		t.Logf("listing the watch entries: %v", err)
-		return 0
-	}
-	stale := 0
-	for _, id := range ids {
-		if rec, err := h.store.load(ctx, id); err == nil && rec.completed() {
-			stale++
-		}
-	}
-	return stale
 }
