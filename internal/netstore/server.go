@@ -11,7 +11,10 @@
 //     there are no directories, no rename and no partial writes;
 //   - a lock is a key with an expiry (LockTTL, 5 s by default) that its
 //     holder refreshes while it holds it: the lock of a holder that died
-//     stays until it expires;
+//     stays until it expires. The holder refreshes it until Unlock or until
+//     the context it was taken with ends, whichever comes first: stricter
+//     than caddy-storage-redis (which refreshes until Unlock), as strict as
+//     the guard allows a storage module to be;
 //   - a lock that is held is tried again once a second (LockRetry), and
 //     there is no TryLock (like the caddy-storage-redis plugin).
 //
@@ -134,10 +137,7 @@ func (s *Server) do(req request) (resp response, found bool) {
 			return resp, false
 		}
 	case "list":
-		resp.Keys = s.list(req.Key, req.Recursive)
-		if len(resp.Keys) == 0 {
-			return resp, false
-		}
+		resp.Keys = s.list(req.Key, req.Recursive) // none: an empty list, as from Redis
 	case "lock":
 		l, held := s.locks[req.Key]
 		switch {

@@ -135,9 +135,8 @@ func (s *Storage) Exists(ctx context.Context, key string) bool {
 	return err == nil && resp.Exists
 }
 
-// List returns the keys below prefix (all of them when recursive, else
-// those one level down), or an error wrapping fs.ErrNotExist when there is
-// none.
+// List returns the keys below prefix: all of them when recursive, else
+// those one level down (keys and "directories"); none is no error.
 func (s *Storage) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
 	resp, err := s.call(ctx, request{Op: "list", Key: prefix, Recursive: recursive})
 	return resp.Keys, err
