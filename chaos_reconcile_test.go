@@ -127,6 +127,10 @@ const (
 // verified; every other approved payment was announced with a notice.
 // CHAOS_PAYMENTS raises the number of flows.
 func TestFaultInjectionVanishedClients(t *testing.T) {
+	forEachStorage(t, testFaultInjectionVanishedClients)
+}
+
+func testFaultInjectionVanishedClients(t *testing.T, kind string) {
 	payments := 100
 	if n := os.Getenv("CHAOS_PAYMENTS"); n != "" {
 		fmt.Sscan(n, &payments)
@@ -134,7 +138,7 @@ func TestFaultInjectionVanishedClients(t *testing.T) {
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newNoticeApp(t)
-	storage := testStorage(t)
+	storage, srv := newSuiteStorage(t, kind)
 	next := proxyTo(app.srv.URL)
 	reg := prometheus.NewRegistry()
 	m, err := newMetrics(reg)
@@ -299,6 +303,7 @@ func TestFaultInjectionVanishedClients(t *testing.T) {
 		payments, paid, piCompleted, delivered, noticed, cl.restarts.Load(),
 		pi.Calls(pitest.EndpointGet), pi.Calls(pitest.EndpointApprove), pi.Calls(pitest.EndpointComplete), pi.Calls(pitest.EndpointCancel),
 		len(violations), strings.Join(fateRows, "\n"), strings.Join(outcomeRows, "\n"))
+	logStorageCounts(t, srv)
 	assert.Empty(t, violations)
 	assert.Greater(t, paid, payments/2, "the suite must exercise paid payments")
 	assert.Positive(t, counterValue(t, reg, "caddy_pi_guard_reconciled_total", "outcome", reconciledCompleted), "the reconciler must complete some")

@@ -244,7 +244,9 @@ func callRaw(h *Handler, next caddyhttp.Handler, path string, raw []byte) (int, 
 // TestFaultInjection runs randomized payment flows against the fake Pi with
 // faults at every step, two instances over one storage and restarts, and
 // checks the delivery invariants. CHAOS_PAYMENTS raises the number of flows.
-func TestFaultInjection(t *testing.T) {
+func TestFaultInjection(t *testing.T) { forEachStorage(t, testFaultInjection) }
+
+func testFaultInjection(t *testing.T, kind string) {
 	payments := 120
 	if n := os.Getenv("CHAOS_PAYMENTS"); n != "" {
 		fmt.Sscan(n, &payments)
@@ -252,7 +254,8 @@ func TestFaultInjection(t *testing.T) {
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := newFaultyStorage(t)
+	base, srv := newSuiteStorage(t, kind)
+	storage := newFaultyStorageOn(base)
 	next := proxyTo(app.srv.URL)
 	cl := &cluster{start: func() *chaosInstance { return startInstance(t, pi.URL, app.srv.URL, storage) }}
 	cl.instances = []*chaosInstance{cl.start(), cl.start()}
@@ -430,17 +433,25 @@ func TestFaultInjection(t *testing.T) {
 		payments, piCompleted, delivered, cl.restarts.Load(), storage.refused.Load(),
 		pi.Calls(pitest.EndpointGet), pi.Calls(pitest.EndpointApprove), pi.Calls(pitest.EndpointComplete),
 		len(violations), strings.Join(rows, "\n"))
+	logStorageCounts(t, srv)
 	assert.Empty(t, violations)
 	assert.Greater(t, piCompleted, payments/2, "the suite must exercise completions, not only failures")
 }
 
 // TestConcurrentDuplicateCompletes: 50 completes for one payment at once,
-// spread over two instances, make exactly one Pi completion and all succeed.
+// spread over two instances, make exactly one Pi completion and all succeed:
+// at once on file_system; on netlike storage some are told to retry
+// (payment_busy, storage_busy) while another instance holds the storage
+// lock, and succeed when they do.
 func TestConcurrentDuplicateCompletes(t *testing.T) {
+	forEachStorage(t, testConcurrentDuplicateCompletes)
+}
+
+func testConcurrentDuplicateCompletes(t *testing.T, kind string) {
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := testStorage(t)
+	storage, srv := newSuiteStorage(t, kind)
 	next := proxyTo(app.srv.URL)
 	a, b := startInstance(t, pi.URL, app.srv.URL, storage), startInstance(t, pi.URL, app.srv.URL, storage)
 	defer a.cancel()
@@ -457,7 +468,8 @@ func TestConcurrentDuplicateCompletes(t *testing.T) {
 
 	const n = 50
 	var wg sync.WaitGroup
-	var oks atomic.Int64
+	var oks, busy, storageBusy atomic.Int64
+	start := time.Now()
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -466,12 +478,38 @@ func TestConcurrentDuplicateCompletes(t *testing.T) {
 			if i%2 == 1 {
 				h = b.h
 			}
-			if status, _ := call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid}); status == http.StatusOK {
-				oks.Add(1)
+			// A client told to retry (payment_busy: the payment's lock in
+			// this instance; storage_busy: its storage lock) retries, as the
+			// SDK's frontend would.
+			for try := 0; try < 10; try++ {
+				status, code := call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
+				switch {
+				case status == http.StatusOK:
+					oks.Add(1)
+				case code == "payment_busy":
+					busy.Add(1)
+					continue
+				case code == "storage_busy":
+					storageBusy.Add(1)
+					continue
+				default:
+					t.Logf("complete #%d via instance %d: %d %s", i, i%2, status, code)
+				}
+				return
 			}
 		}()
 	}
 	wg.Wait()
+	t.Logf("%d concurrent completes answered in %v; retried: %d payment_busy, %d storage_busy",
+		n, time.Since(start).Round(time.Millisecond), busy.Load(), storageBusy.Load())
+	logStorageCounts(t, srv)
+	if kind == fileSystemStorage {
+		// The guard's file locks are tried without waiting: no duplicate is
+		// ever told to come back. A storage without TryLock that retries a
+		// held lock once a second makes some wait past the lock wait.
+		assert.Zero(t, busy.Load(), "payment_busy answers on file_system")
+		assert.Zero(t, storageBusy.Load(), "storage_busy answers on file_system")
+	}
 	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, p.Identifier), "exactly one Pi /complete")
 	assert.EqualValues(t, n, oks.Load(), "every duplicate is answered as verified")
 	app.mu.Lock()
@@ -479,24 +517,26 @@ func TestConcurrentDuplicateCompletes(t *testing.T) {
 	app.mu.Unlock()
 }
 
-// faultyStorage is file storage whose writes fail on demand, as a full disk
-// (ENOSPC) or a read-only one (EROFS, deletes too) would. Its lock files
-// stay on the real disk (Unwrap), as the guard's file locks would on a disk
-// that still has room for a few bytes.
+// faultyStorage is a storage whose writes fail on demand, as a full disk
+// (ENOSPC) or a read-only one (EROFS, deletes too) would. Over file
+// storage, its lock files stay on the real disk (Unwrap), as the guard's
+// file locks would on a disk that still has room for a few bytes.
 type faultyStorage struct {
-	*certmagic.FileStorage
+	certmagic.Storage
 	mu       sync.Mutex
 	err      error         // every Store fails with it while set
 	failRate atomic.Uint64 // percent of Stores that fail with ENOSPC at random
 	refused  atomic.Int64
 }
 
-func newFaultyStorage(t testing.TB) *faultyStorage {
-	return &faultyStorage{FileStorage: testStorage(t).(*certmagic.FileStorage)}
-}
+// newFaultyStorage is faulty file storage in a temporary directory.
+func newFaultyStorage(t testing.TB) *faultyStorage { return newFaultyStorageOn(testStorage(t)) }
+
+// newFaultyStorageOn is faulty storage over base.
+func newFaultyStorageOn(base certmagic.Storage) *faultyStorage { return &faultyStorage{Storage: base} }
 
 // Unwrap returns the storage underneath, for the guard's file locks.
-func (s *faultyStorage) Unwrap() certmagic.Storage { return s.FileStorage }
+func (s *faultyStorage) Unwrap() certmagic.Storage { return s.Storage }
 
 func (s *faultyStorage) fail(err error) {
 	s.mu.Lock()
@@ -522,7 +562,7 @@ func (s *faultyStorage) Store(ctx context.Context, key string, value []byte) err
 	if err := s.failure(key); err != nil {
 		return err
 	}
-	return s.FileStorage.Store(ctx, key, value)
+	return s.Storage.Store(ctx, key, value)
 }
 
 func (s *faultyStorage) Delete(ctx context.Context, key string) error {
@@ -532,7 +572,7 @@ func (s *faultyStorage) Delete(ctx context.Context, key string) error {
 	if readOnly {
 		return &fs.PathError{Op: "remove", Path: key, Err: syscall.EROFS}
 	}
-	return s.FileStorage.Delete(ctx, key)
+	return s.Storage.Delete(ctx, key)
 }
 
 // startChaos restarts an instance of cl every 300 ms and takes the app down
@@ -560,12 +600,13 @@ func startChaos(cl *cluster, appDown *atomic.Bool) (stop func()) {
 // submittedOverFaultyStorage starts one instance over faulty storage in
 // front of a chaos app, and approves a payment whose transaction the user
 // then submitted. The caller stops the instance.
-func submittedOverFaultyStorage(t *testing.T) (*pitest.Server, *chaosApp, *faultyStorage, *chaosInstance, piclient.Payment, string) {
+func submittedOverFaultyStorage(t *testing.T, kind string) (*pitest.Server, *chaosApp, *faultyStorage, *chaosInstance, piclient.Payment, string) {
 	t.Helper()
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := newFaultyStorage(t)
+	base, _ := newSuiteStorage(t, kind)
+	storage := newFaultyStorageOn(base)
 	in := startInstance(t, pi.URL, app.srv.URL, storage)
 	p := pi.CreatePayment(pitest.NewPayment{})
 	status, _ := call(in.h, proxyTo(app.srv.URL), DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
@@ -578,8 +619,10 @@ func submittedOverFaultyStorage(t *testing.T) (*pitest.Server, *chaosApp, *fault
 // 12.1: the disk is full while Pi completes a payment and the app is down.
 // The completion is still owed: listed, counted, redelivered once the app is
 // back (with the disk still full), and written once the disk has room.
-func TestFaultDiskFullWhileAppDown(t *testing.T) {
-	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t)
+func TestFaultDiskFullWhileAppDown(t *testing.T) { forEachStorage(t, testFaultDiskFullWhileAppDown) }
+
+func testFaultDiskFullWhileAppDown(t *testing.T, kind string) {
+	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t, kind)
 	defer in.stop()
 	next, h := proxyTo(app.srv.URL), in.h
 
@@ -611,7 +654,7 @@ func TestFaultDiskFullWhileAppDown(t *testing.T) {
 		defer app.mu.Unlock()
 		return app.accepted[p.Identifier] == 1
 	}, 5*time.Second, 10*time.Millisecond, "redelivered from memory")
-	exists := func(key string) bool { return storage.FileStorage.Exists(context.Background(), key) }
+	exists := func(key string) bool { return storage.Storage.Exists(context.Background(), key) }
 	assert.False(t, exists(h.store.recordKey(p.Identifier)))
 
 	storage.fail(nil)
@@ -626,7 +669,11 @@ func TestFaultDiskFullWhileAppDown(t *testing.T) {
 // its record is written once storage is writable again, and a replay then
 // needs no Pi call.
 func TestFaultReadOnlyStorageWhileAppUp(t *testing.T) {
-	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t)
+	forEachStorage(t, testFaultReadOnlyStorageWhileAppUp)
+}
+
+func testFaultReadOnlyStorageWhileAppUp(t *testing.T, kind string) {
+	pi, app, storage, in, p, txid := submittedOverFaultyStorage(t, kind)
 	defer in.stop()
 	next, h := proxyTo(app.srv.URL), in.h
 
@@ -634,7 +681,7 @@ func TestFaultReadOnlyStorageWhileAppUp(t *testing.T) {
 	status, code := call(h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
 	require.Equal(t, http.StatusOK, status, code)
 	storage.fail(nil)
-	exists := func(key string) bool { return storage.FileStorage.Exists(context.Background(), key) }
+	exists := func(key string) bool { return storage.Storage.Exists(context.Background(), key) }
 	assert.Eventually(t, func() bool { return exists(h.store.recordKey(p.Identifier)) && len(h.store.unsaved.states()) == 0 },
 		5*time.Second, 10*time.Millisecond, "the record is written once storage is writable")
 
@@ -760,10 +807,15 @@ func TestFaultIncompleteRouteConsumesApproval(t *testing.T) {
 // its memory: Pi refuses it as already completed, the re-read settles it,
 // and the app gets the payment once.
 func TestApprovalShortcutAfterAnotherInstanceLostTheAnswer(t *testing.T) {
+	forEachStorage(t, testApprovalShortcutAfterAnotherInstanceLostTheAnswer)
+}
+
+func testApprovalShortcutAfterAnotherInstanceLostTheAnswer(t *testing.T, kind string) {
 	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	app := newChaosApp(t)
-	storage := newFaultyStorage(t)
+	base, _ := newSuiteStorage(t, kind)
+	storage := newFaultyStorageOn(base)
 	next := proxyTo(app.srv.URL)
 	a := startInstance(t, pi.URL, app.srv.URL, storage)
 	defer a.stop()

@@ -224,12 +224,7 @@ func (h *Handler) tryReconcilerLock(ctx context.Context) (func(), bool) {
 		}
 		return release, true
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := h.store.s.Lock(wctx, name); err != nil {
-		return nil, false
-	}
-	return release, true
+	return h.store.storageLockWithin(ctx, name, time.Second)
 }
 
 // reconcile checks one watched payment under its locks: the record first

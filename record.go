@@ -417,10 +417,34 @@ func (st *store) tryLock(ctx context.Context, id string, wait time.Duration) (fu
 		}
 		return func() { _ = st.s.Unlock(context.WithoutCancel(ctx), name) }, true
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	unlock, err := st.lock(wctx, id)
-	return unlock, err == nil
+	return st.storageLockWithin(ctx, name, wait)
+}
+
+// storageLockWithin takes the storage lock name, waiting at most wait. The
+// lock lives on a context derived from ctx that ends only at unlock (a
+// storage module may keep its lock fresh only while that context lives):
+// the wait is bounded by ending that context only while the lock is not
+// held yet.
+func (st *store) storageLockWithin(ctx context.Context, name string, wait time.Duration) (func(), bool) {
+	lctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(wait, cancel)
+	err := st.s.Lock(lctx, name)
+	fired := !timer.Stop()
+	unlock := func() {
+		// Unlock even if ctx is already done.
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer ucancel()
+		_ = st.s.Unlock(uctx, name)
+		cancel()
+	}
+	switch {
+	case err == nil && !fired:
+		return unlock, true
+	case err == nil: // taken as the wait ran out: its context is ending
+		unlock()
+	}
+	cancel()
+	return nil, false
 }
 
 // unsavedRecords holds, in this process, records whose last write to

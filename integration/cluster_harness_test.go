@@ -18,9 +18,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -42,8 +42,9 @@ var clusterBin struct {
 	err  error
 }
 
-// caddyBinary builds `go build -o <dir>/caddy ./caddy` once per test run,
-// without -race. The directory is stable per module root, so that go build
+// caddyBinary builds `go build -o <dir>/caddy ./internal/netstore/cmd/caddy`
+// (./caddy plus the netlike storage module) once per test run, without
+// -race. The directory is stable per module root, so that go build
 // finds the binary up to date on the next run (0.3 s instead of a 3 s link)
 // and runs do not pile up 80 MB binaries in the temp directory.
 func caddyBinary(t *testing.T) string {
@@ -84,10 +85,10 @@ func buildCaddy() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./caddy")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./internal/netstore/cmd/caddy")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build -o %s ./caddy (in %s): %v\n%s", bin, root, err, out)
+		return "", fmt.Errorf("go build -o %s ./internal/netstore/cmd/caddy (in %s): %v\n%s", bin, root, err, out)
 	}
 	return bin, nil
 }
@@ -410,20 +411,23 @@ func (p *caddyProc) deliveries() ([]map[string]any, error) {
 // clusterOptions tune the pi_guard directive of both instances.
 type clusterOptions struct {
 	timeout time.Duration // pi_guard timeout: also the grace before a fresh record may be redelivered
+	storage string        // fileSystemStorage (the default) or netlikeStorage
 }
 
 // cluster is two Caddy processes sharing one storage in front of one fake Pi
 // and one app.
 type cluster struct {
-	t       *testing.T
-	bin     string
-	dir     string
-	storage string
-	opts    clusterOptions
-	pi      *pitest.Server
-	app     *clusterApp
-	procs   []*caddyProc
-	client  *http.Client
+	t      *testing.T
+	bin    string
+	dir    string
+	kind   string         // the storage's kind
+	store  clusterStorage // the storage both instances share
+	busy   busyCounts     // retryable busy answers, counted by the tests that retry them
+	opts   clusterOptions
+	pi     *pitest.Server
+	app    *clusterApp
+	procs  []*caddyProc
+	client *http.Client
 }
 
 var clusterNames = []string{"A", "B"}
@@ -437,8 +441,11 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 	pi := pitest.NewServer(pitest.Options{APIKey: testAPIKey, Network: piclient.NetworkTestnet})
 	t.Cleanup(pi.Close)
 	dir := t.TempDir()
+	if opts.storage == "" {
+		opts.storage = fileSystemStorage
+	}
 	c := &cluster{
-		t: t, bin: bin, dir: dir, storage: filepath.Join(dir, "storage"), opts: opts, pi: pi,
+		t: t, bin: bin, dir: dir, kind: opts.storage, store: newClusterStorage(t, opts.storage, dir), opts: opts, pi: pi,
 		app: newClusterApp(t, clusterNames...),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: 128, DisableCompression: true,
@@ -449,7 +456,7 @@ func startCluster(t *testing.T, opts clusterOptions) *cluster {
 	for _, name := range clusterNames {
 		c.procs = append(c.procs, c.start(name))
 	}
-	t.Logf("two Caddy processes up in %v (storage %s)", time.Since(start).Round(time.Millisecond), c.storage)
+	t.Logf("two Caddy processes up in %v (storage %s)", time.Since(start).Round(time.Millisecond), c.store)
 	return c
 }
 
@@ -462,7 +469,7 @@ func (c *cluster) caddyfile(p *caddyProc, httpsPort int) string {
 	auto_https off
 	skip_install_trust
 	grace_period 1ns
-	storage file_system %q
+	%s
 }
 
 http://127.0.0.1:%d {
@@ -479,7 +486,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, p.adminPort, p.httpPort, httpsPort, c.storage, p.httpPort, c.pi.URL, c.opts.timeout,
+`, p.adminPort, p.httpPort, httpsPort, c.store.option(), p.httpPort, c.pi.URL, c.opts.timeout,
 		c.app.urls[viaRedeliver(p.name)], strings.TrimPrefix(c.app.urls[viaClient], "http://"))
 }
 
@@ -631,7 +638,7 @@ func (c *cluster) waitWatched(id string) {
 	c.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if m, _ := filepath.Glob(filepath.Join(c.storage, "pi_guard", "*", "watch", id+".json")); len(m) > 0 {
+		if len(c.store.glob("pi_guard/*/watch/"+id+".json")) > 0 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -642,6 +649,30 @@ func (c *cluster) waitWatched(id string) {
 // complete sends the app's complete callback for id through proc.
 func (c *cluster) complete(proc *caddyProc, id, txid string) (int, string, error) {
 	return c.post(proc, "/payments/complete", fmt.Sprintf(`{"paymentId":%q,"txid":%q}`, id, txid))
+}
+
+// completeRetrying is complete, sent again (at once, up to ten times) while
+// the guard answers that the payment is busy (payment_busy, storage_busy:
+// retryable, counted in c.busy).
+func (c *cluster) completeRetrying(proc *caddyProc, id, txid string) (int, string, error) {
+	for try := 1; ; try++ {
+		status, body, err := c.complete(proc, id, txid)
+		if err != nil || try == 10 || !c.busy.retryable(status, body) {
+			return status, body, err
+		}
+	}
+}
+
+// checkNoBusyOnFiles asserts that, on file_system storage, no client was
+// told the payment was busy: the guard's file locks are tried without
+// waiting. A storage without TryLock that tries a held lock once a second
+// makes requests wait past the lock wait.
+func (c *cluster) checkNoBusyOnFiles() {
+	c.t.Helper()
+	if c.kind == fileSystemStorage && c.busy.payment.Load()+c.busy.storage.Load() > 0 {
+		c.t.Errorf("on file_system, clients were told to retry: %d payment_busy, %d storage_busy",
+			c.busy.payment.Load(), c.busy.storage.Load())
+	}
 }
 
 func (c *cluster) post(proc *caddyProc, path, body string) (int, string, error) {
@@ -678,11 +709,9 @@ type storedRecord struct {
 // (pi_guard/<app>/payments/<id>.json).
 func (c *cluster) records() map[string]storedRecord {
 	c.t.Helper()
-	files, err := filepath.Glob(filepath.Join(c.storage, "pi_guard", "*", "payments", "*.json"))
-	require.NoError(c.t, err)
 	out := map[string]storedRecord{}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, k := range c.store.glob("pi_guard/*/payments/*.json") {
+		data, err := c.store.load(k)
 		if err != nil {
 			continue // being replaced
 		}
@@ -700,13 +729,10 @@ func (c *cluster) records() map[string]storedRecord {
 // it), removed by the retention sweep once an hour old.
 func (c *cluster) owedMarkers() []string {
 	c.t.Helper()
-	files, err := filepath.Glob(filepath.Join(c.storage, "pi_guard", "*", "owed", "*.json"))
-	require.NoError(c.t, err)
 	var ids []string
-	for _, f := range files {
-		ids = append(ids, filepath.Base(f))
+	for _, k := range c.store.glob("pi_guard/*/owed/*.json") {
+		ids = append(ids, path.Base(k))
 	}
-	sort.Strings(ids)
 	return ids
 }
 
@@ -786,35 +812,22 @@ type lockFile struct {
 	created, updated time.Time
 }
 
-// lockFiles reads the storage lock files (certmagic FileStorage keeps them in
-// <storage>/locks, with the time they were created and last refreshed).
+// lockFiles reads the storage lock files of file_system storage; none for
+// another storage.
 func (c *cluster) lockFiles() []lockFile {
-	files, _ := filepath.Glob(filepath.Join(c.storage, "locks", "*.lock"))
-	var out []lockFile
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		var meta struct{ Created, Updated time.Time }
-		_ = json.Unmarshal(data, &meta)
-		out = append(out, lockFile{filepath.Base(f), meta.Created, meta.Updated})
+	if fs, ok := c.store.(fileClusterStorage); ok {
+		return fs.lockFiles()
 	}
-	return out
+	return nil
 }
 
-// locks describes the storage lock files (certmagic FileStorage keeps them in
-// <storage>/locks, with the time they were created and last refreshed).
+// locks describes the storage locks held.
 func (c *cluster) locks() string {
-	files := c.lockFiles()
-	if len(files) == 0 {
+	held := c.store.locks(c.app.epoch)
+	if len(held) == 0 {
 		return "no storage lock is held"
 	}
-	var b strings.Builder
-	b.WriteString("storage locks held:")
-	for _, f := range files {
-		fmt.Fprintf(&b, "\n    %s: created +%dms, last refreshed +%dms (%v ago)", f.name,
-			f.created.Sub(c.app.epoch).Milliseconds(), f.updated.Sub(c.app.epoch).Milliseconds(),
-			time.Since(f.updated).Round(time.Millisecond))
-	}
-	return b.String()
+	return "storage locks held:\n    " + strings.Join(held, "\n    ")
 }
 
 // checkCompletedOnce asserts that Pi was asked to complete each id exactly once.
