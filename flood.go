@@ -43,8 +43,8 @@ type lookups struct {
 	total     *rate.Limiter
 	perClient rate.Limit
 	clients   *boundedMap[string, *rate.Limiter]
-	seen      *boundedMap[string, time.Time] // payment ids Pi confirmed, tokens Pi answered for
-	missing   *boundedMap[string, time.Time] // clients → when Pi last answered one of their lookups "not found"
+	seen      *boundedMap[string, time.Time]     // payment ids Pi confirmed, tokens Pi answered for
+	missing   *boundedMap[string, time.Time]     // clients → when Pi last answered one of their lookups "not found"
 	calls     *boundedMap[string, *rate.Limiter] // clients → their bound on Pi calls of any kind
 }
 
