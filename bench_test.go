@@ -192,6 +192,7 @@ func BenchmarkServeHTTPPaymentFlow(b *testing.B) {
 	post := func(path, body string) {
 		r := httptest.NewRequest(http.MethodPost, "http://app.example"+path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Cookie", "session=bench-payer-0123456789") // the payer's browser
 		w := httptest.NewRecorder()
 		if err := h.ServeHTTP(w, r, okNext{}); err != nil || w.Code != http.StatusOK {
 			b.Fatalf("%s: %d %s %v", path, w.Code, w.Body, err)
@@ -220,6 +221,7 @@ func BenchmarkServeHTTPPaymentFlowParallel(b *testing.B) {
 	post := func(path, body string) error {
 		r := httptest.NewRequest(http.MethodPost, "http://app.example"+path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Cookie", "session=bench-payer-0123456789") // the payer's browser
 		w := httptest.NewRecorder()
 		if err := h.ServeHTTP(w, r, okNext{}); err != nil || w.Code != http.StatusOK {
 			return fmt.Errorf("%s: %d %s %v", path, w.Code, w.Body, err)

@@ -253,7 +253,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if ge := h.facts.refuse(st); ge != nil {
 		return ge // settled by what Pi already told: no lock, no Pi call
 	}
-	if (st.phase == phaseIncomplete || st.phase == phaseComplete) && !h.completedHere(ctx, st.id) {
+	early := st.phase == phaseIncomplete || (st.phase == phaseComplete && h.stranger(ctx, st, r))
+	if early && !h.completedHere(ctx, st.id) {
 		// Most posts of an unfinished payment by anyone but its payer are
 		// refused on what Pi shows (no transaction yet, another or an
 		// unverified one): settled from a shared read (see peek), without
@@ -300,12 +301,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	}
 }
 
-// refuseEarly is the answer to an incomplete or complete post that Pi's
-// state, as peek reads it, refuses; nil when the guard must act.
+// refuseEarly is the answer to an incomplete post, or a stranger's complete
+// post, that Pi's state, as peek reads it, refuses; nil when the guard must
+// act. (The payer's completion reads Pi afresh under the payment's lock.)
 func (h *Handler) refuseEarly(ctx context.Context, st *step, r *http.Request) *guardError {
-	if st.phase == phaseComplete && !h.stranger(ctx, st, r) {
-		return nil // the payer's completion reads Pi afresh under the lock
-	}
 	p, ge := h.peek(ctx, st, r)
 	if ge != nil {
 		return ge
