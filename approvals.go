@@ -68,6 +68,18 @@ func (a *approvals) putApprover(id string, who *approver) {
 	}
 }
 
+// setApprover replaces the remembered approver of p (its payer proved
+// itself and renewed its credential).
+func (a *approvals) setApprover(p *piclient.Payment, who *approver) {
+	a.put(p, nil)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.entries[p.Identifier]; ok {
+		e.who = who
+		a.entries[p.Identifier] = e
+	}
+}
+
 // approverOf returns the remembered approver of payment id, if any.
 func (a *approvals) approverOf(id string) *approver {
 	a.mu.Lock()

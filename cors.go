@@ -32,6 +32,30 @@ func (h *Handler) allowOrigin(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Access-Control-Expose-Headers", "Retry-After")
 }
 
+// servePreflight answers a CORS preflight of a payment route from an origin
+// listed in CORSOrigins, and reports whether it did. The guard answers it
+// itself, so that a frontend on another origin reaches the guard even while
+// the app is down: a preflight the dead app cannot answer would keep the
+// browser from ever sending the completion. Preflights from other origins,
+// and of other routes, are the app's to answer.
+func (h *Handler) servePreflight(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if len(h.CORSOrigins) == 0 || origin == "" || r.Header.Get("Access-Control-Request-Method") == "" || !slices.Contains(h.CORSOrigins, origin) {
+		return false
+	}
+	h.allowOrigin(w, r)
+	hdr := w.Header()
+	hdr.Add("Vary", "Access-Control-Request-Method")
+	hdr.Add("Vary", "Access-Control-Request-Headers")
+	hdr.Set("Access-Control-Allow-Methods", "POST")
+	if req := r.Header.Values("Access-Control-Request-Headers"); len(req) > 0 {
+		hdr.Set("Access-Control-Allow-Headers", strings.Join(req, ", "))
+	}
+	hdr.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
 // checkOrigin returns an error unless o is an origin as a browser sends it in
 // the Origin header: scheme "http" or "https", lower-case host, a port only
 // when it is not the scheme's default, and nothing else.

@@ -101,11 +101,11 @@ func TestCORSLeavesTheAppsAnswers(t *testing.T) {
 	assert.Empty(t, w.Header().Get("Access-Control-Allow-Credentials"))
 
 	r := httptest.NewRequest(http.MethodOptions, DefaultCompletePath, nil)
-	r.Header.Set("Origin", frontendOrigin)
+	r.Header.Set("Origin", "https://unlisted.example")
 	r.Header.Set("Access-Control-Request-Method", http.MethodPost)
 	w = httptest.NewRecorder()
 	require.NoError(t, h.ServeHTTP(w, r, app))
-	assert.Equal(t, "app's own answer", w.Body.String(), "the app answers the preflight")
+	assert.Equal(t, "app's own answer", w.Body.String(), "the app answers an unlisted origin's preflight")
 	assert.Equal(t, "http://the-apps-choice", w.Header().Get("Access-Control-Allow-Origin"))
 }
 
@@ -187,4 +187,34 @@ func TestCORSOriginsCaddyfile(t *testing.T) {
 			assert.Contains(t, err.Error(), want)
 		}
 	}
+}
+
+// A preflight of a payment route from a listed origin is the guard's to
+// answer, even while the app is down; from any other origin it is the app's.
+func TestCORSPreflightOfPaymentRoutes(t *testing.T) {
+	h, _ := corsHandler(t)
+	provisioned(t, h)
+	preflight := func(path, origin string) (*httptest.ResponseRecorder, *nextRecorder) {
+		r := httptest.NewRequest(http.MethodOptions, path, nil)
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		r.Header.Set("Access-Control-Request-Headers", "content-type, access-control-allow-origin")
+		w := httptest.NewRecorder()
+		next := &nextRecorder{}
+		require.NoError(t, h.ServeHTTP(w, r, next))
+		return w, next
+	}
+	w, next := preflight(DefaultCompletePath, frontendOrigin)
+	assert.False(t, next.called, "the guard answers it: the app may be down")
+	assert.Equal(t, http.StatusNoContent, w.Code)
+	assert.Equal(t, frontendOrigin, w.Header().Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, "true", w.Header().Get("Access-Control-Allow-Credentials"))
+	assert.Contains(t, w.Header().Values("Vary"), "Origin")
+	assert.Equal(t, "POST", w.Header().Get("Access-Control-Allow-Methods"))
+	assert.Equal(t, "content-type, access-control-allow-origin", w.Header().Get("Access-Control-Allow-Headers"))
+
+	_, next = preflight(DefaultCompletePath, "https://elsewhere.example")
+	assert.True(t, next.called, "another origin's preflight is the app's")
+	_, next = preflight("/orders", frontendOrigin)
+	assert.True(t, next.called, "so is a preflight of another route")
 }

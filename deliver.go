@@ -25,8 +25,7 @@ import (
 // otherwise (a replay, or a completion by someone else) the record's stored
 // request goes, never the client's body, query, cookies or headers. The
 // app's answer reaches only the payer (see isPayer): anyone else gets the
-// guard's own answer, and a replay of a payment the app already has, or
-// whose next delivery is not due, does not reach the app at all for them.
+// guard's own answer, and their replays do not reach the app at all.
 //
 // The forward takes at most timeout. Only a 2xx answer reaches the client;
 // any other answer is held back and the client gets the guard's JSON error
@@ -36,9 +35,10 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	// public (a txid is on the blockchain, with the payment id as its memo),
 	// and the app's answer to a completion may be the goods themselves.
 	answer := h.isPayer(st, rec, x.r)
-	if replay && !answer && notDue(rec) {
-		// The app has it, or is owed it on a schedule: a stranger's
-		// replays never reach the app more than that schedule allows.
+	if replay && !answer {
+		// A stranger's replay never reaches the app: the app has the
+		// payment, or the redelivery worker and the payer's own retries
+		// deliver it on their schedule, which no stranger can speed up.
 		st.outcome = "replayed_not_forwarded"
 		h.allowOrigin(x.w, x.r)
 		return writeCompleted(x.w, rec, true)
@@ -109,17 +109,6 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	ge := refuse(http.StatusBadGateway, code, "the payment is complete at Pi, but the app %s; %s", what, owed)
 	ge.Retryable, ge.cause = true, err
 	return ge
-}
-
-// notDue reports whether a stranger's replay of rec must not reach the app:
-// the app has it, its next delivery is scheduled later, or redelivery is
-// exhausted and waits for the operator.
-func notDue(rec *record) bool {
-	switch rec.Delivery.State {
-	case deliveryDelivered, deliveryExhausted:
-		return true
-	}
-	return time.Now().Before(rec.Delivery.NextAttempt)
 }
 
 // outgoing is the request to forward for sr, with ctx: the live request

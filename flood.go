@@ -44,7 +44,8 @@ type lookups struct {
 	perClient rate.Limit
 	clients   *boundedMap[string, *rate.Limiter]
 	seen      *boundedMap[string, time.Time]     // payment ids Pi confirmed, tokens Pi answered for
-	missing   *boundedMap[string, time.Time]     // clients → when Pi last answered one of their lookups "not found"
+	missing   *boundedMap[string, time.Time]     // clients and networks → when Pi last answered one of their lookups "not found"
+	nets      *boundedMap[string, *rate.Limiter] // networks (IPv4 /24, IPv6 /48) → their bound: many addresses of one holder
 	calls     *boundedMap[string, *rate.Limiter] // clients → their bound on Pi calls of any kind
 }
 
@@ -83,11 +84,35 @@ func newLookups(total, perClient float64) *lookups {
 		seen:      newBoundedMap[string, time.Time](maxSeen),
 		missing:   newBoundedMap[string, time.Time](maxClients),
 		calls:     newBoundedMap[string, *rate.Limiter](maxClients),
+		nets:      newBoundedMap[string, *rate.Limiter](maxClients),
 	}
 }
 
 // missed remembers that Pi did not know an id or token r's client sent.
-func (l *lookups) missed(r *http.Request) { l.missing.put(clientOf(r), time.Now()) }
+func (l *lookups) missed(r *http.Request) {
+	client, network := clientAndNetwork(r)
+	l.missing.put(client, time.Now())
+	l.missing.put(network, time.Now())
+}
+
+// missedLately reports whether key's lookups met "not found" lately.
+func (l *lookups) missedLately(key string) bool {
+	at, ok := l.missing.get(key)
+	return ok && time.Since(at) < missLifetime
+}
+
+// limiter returns key's limiter in m, made with rate per (and four
+// seconds' burst) if new; fresh reports a key m did not hold while m is
+// full, whose history an attacker may have flushed out.
+func (l *lookups) limiter(m *boundedMap[string, *rate.Limiter], key string, per rate.Limit) (lim *rate.Limiter, flushed bool) {
+	lim, ok := m.get(key)
+	if !ok {
+		flushed = m.len() >= maxClients
+		lim = rate.NewLimiter(per, int(float64(per)*lookupBurst)+1)
+		m.put(key, lim)
+	}
+	return lim, flushed
+}
 
 // known reports whether the guard has seen key (a payment id, or a token's
 // digest) answered by Pi recently.
@@ -102,16 +127,19 @@ func (l *lookups) learn(key string) { l.seen.put(key, time.Now()) }
 // admit allows one Pi lookup of something not seen before for r's client,
 // or returns the 429 answer.
 func (l *lookups) admit(r *http.Request) *guardError {
-	client := clientOf(r)
-	lim, ok := l.clients.get(client)
-	if !ok {
-		lim = rate.NewLimiter(l.perClient, int(float64(l.perClient)*lookupBurst)+1)
-		l.clients.put(client, lim)
-	}
+	client, network := clientAndNetwork(r)
+	lim, flushed := l.limiter(l.clients, client, l.perClient)
 	if !lim.Allow() {
 		return tooMany("this client sent too many payment ids or tokens the guard had not seen; retry later", lim.Limit())
 	}
-	if at, ok := l.missing.get(client); ok && time.Since(at) < missLifetime && !l.total.Allow() {
+	netLim, netFlushed := l.limiter(l.nets, network, l.perClient*callsPerLookup)
+	if !netLim.Allow() {
+		return tooMany("this client's network sent too many payment ids or tokens the guard had not seen; retry later", netLim.Limit())
+	}
+	// Clients that sent made-up ids lately (or whose network did, or that
+	// a flood of new addresses pushed out of memory) share one bound.
+	suspect := flushed || netFlushed || l.missedLately(client) || l.missedLately(network)
+	if suspect && !l.total.Allow() {
 		return tooMany("the guard is looking up too many new payment ids or tokens at Pi; retry later", l.total.Limit())
 	}
 	return nil
@@ -122,6 +150,21 @@ func tooMany(msg string, per rate.Limit) *guardError {
 	ge.Retryable = true
 	ge.retryAfter = max(1, int(1/float64(per)+0.999))
 	return ge
+}
+
+// clientAndNetwork is clientOf and the network around it: the IPv4 /24 or
+// the IPv6 /48 (what one holder usually has whole).
+func clientAndNetwork(r *http.Request) (client, network string) {
+	client = clientOf(r)
+	if p, err := netip.ParsePrefix(client); err == nil {
+		wide, _ := p.Addr().Prefix(48)
+		return client, wide.String()
+	}
+	if a, err := netip.ParseAddr(client); err == nil {
+		wide, _ := a.Prefix(24)
+		return client, wide.String()
+	}
+	return client, client
 }
 
 // clientOf is the client's IP address as Caddy determined it (honouring
@@ -189,6 +232,13 @@ func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclien
 	if v, ok := h.views.cache.get(st.id); ok && time.Since(v.at) < viewTTL {
 		return viewAnswer(v, st)
 	}
+	if st.call != nil {
+		// A read that may be this request's own Pi call counts against
+		// its client's bound, like any other.
+		if ge := st.call(); ge != nil {
+			return nil, ge
+		}
+	}
 	ch := h.views.group.DoChan(st.id, func() (any, error) {
 		// The caller that starts the read may go away; the others wait
 		// for its answer, so it runs on its own context.
@@ -221,7 +271,7 @@ func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclien
 // as far as the guard knows one: false while it knows no approver.
 func (h *Handler) stranger(ctx context.Context, st *step, r *http.Request) bool {
 	who := h.approverOf(ctx, st.id)
-	return who != nil && !carriesAll(who.Payer, h.credentials(r, st.uid))
+	return who != nil && !who.carriedBy(h.credentials(r, st.uid))
 }
 
 func viewAnswer(v view, st *step) (*piclient.Payment, *guardError) {

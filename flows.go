@@ -49,7 +49,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		}
 		p = approved
 		if payer {
-			h.remember(p, who, again)
+			h.remember(ctx, p, who, again)
 		}
 		st.ready = time.Now()
 		h.allowOrigin(x.w, x.r)
@@ -88,7 +88,7 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		return h.approvalUnknown(ge, p, who, again)
 	}
 	p = approved
-	h.remember(p, who, again)
+	h.remember(ctx, p, who, again)
 	return rr.WriteResponse()
 }
 
@@ -111,6 +111,9 @@ func setCookies(h http.Header) []*http.Cookie {
 // The reconciler settles a payment that was not approved after all.
 func (h *Handler) approvalUnknown(ge *guardError, p *piclient.Payment, who *approver, again bool) *guardError {
 	if ge.Retryable && !again {
+		// The client gets the guard's error, not the app's answer: it
+		// keeps the cookies it had.
+		who = who.requestOnly()
 		h.approvals.putApprover(p.Identifier, who)
 		h.watch(p, who)
 	}
@@ -118,11 +121,30 @@ func (h *Handler) approvalUnknown(ge *guardError, p *piclient.Payment, who *appr
 }
 
 // remember keeps an approval by its payer in this process (the shortcut
-// for its completion) and, the first time only, in the watch list.
-func (h *Handler) remember(p *piclient.Payment, who *approver, again bool) {
-	h.approvals.put(p, who)
+// for its completion) and, the first time only, in the watch list. When
+// the payer approves again and the app's answer sets new cookies, the
+// approver is renewed: the new credential counts, and the one this request
+// proved counts too (the answer may not reach the browser); the watch
+// entry keeps its times.
+func (h *Handler) remember(ctx context.Context, p *piclient.Payment, who *approver, again bool) {
 	if !again {
+		h.approvals.put(p, who)
 		h.watch(p, who)
+		return
+	}
+	if len(who.Before) == 0 {
+		h.approvals.put(p, who) // the first approver stays
+		return
+	}
+	h.approvals.setApprover(p, who)
+	var e *watchEntry
+	if e = h.watched.queued(p.Identifier); e == nil {
+		e, _ = h.loadWatch(ctx, p.Identifier)
+	}
+	if e != nil {
+		renewed := *e
+		renewed.By = who
+		h.afterWatchChange(h.watched.put(&renewed))
 	}
 }
 
@@ -134,7 +156,7 @@ func (h *Handler) approverAgain(ctx context.Context, st *step, p *piclient.Payme
 		return true
 	}
 	who := h.approverOf(ctx, st.id)
-	return who != nil && carriesAll(who.Payer, h.credentials(r, st.uid))
+	return who.carriedBy(h.credentials(r, st.uid))
 }
 
 // serveComplete handles onReadyForServerCompletion.
@@ -147,6 +169,7 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 			return refuse(http.StatusConflict, "txid_mismatch", "the txid is not this payment's transaction")
 		}
 		st.outcome = "replayed"
+		h.fillPayer(ctx, rec)
 		return h.deliver(ctx, st, rec, x, true)
 	}
 	p, ge := h.complete(ctx, st, h.approvals.take(st.id))
@@ -174,6 +197,7 @@ func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x 
 		}
 		// A replay delivers the stored request, never this caller's.
 		st.txid, st.outcome = rec.TxID, "replayed"
+		h.fillPayer(ctx, rec)
 		return h.deliver(ctx, st, rec, x, true)
 	}
 	p, ge := h.read(ctx, st)
@@ -322,7 +346,7 @@ func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x
 			who.Payer = h.credentials(x.r, st.uid)
 		}
 	}
-	rec.Payer = who.Payer
+	rec.Payer, rec.PayerBefore = who.Payer, who.Before
 	if h.isPayer(st, rec, x.r) {
 		sr := newStoredRequest(x.r, x.body)
 		if who.Host != "" {

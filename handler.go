@@ -119,13 +119,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		writeError(w, refuse(http.StatusNotFound, "not_a_payment_route", "%q is not a payment route: post to the route itself", r.URL.Path))
 		return nil
 	}
+	if phase != "" && r.Method == http.MethodOptions && h.servePreflight(w, r) {
+		return nil
+	}
 	if phase == "" || r.Method == http.MethodOptions {
 		if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
 			return h.serveJWKS(w, r)
 		}
 		// OPTIONS on a payment route is a CORS preflight (a frontend on
-		// another origin, as in Pi's reference app): the app answers it. It
-		// carries no payment and is never verified.
+		// another origin, as in Pi's reference app): the app answers it,
+		// unless its origin is in cors_origins (servePreflight). It carries
+		// no payment and is never verified.
 		return next.ServeHTTP(w, r)
 	}
 	// A route variant is guarded as its route, and goes on (and is recorded)

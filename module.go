@@ -158,8 +158,10 @@ type Handler struct {
 	// than the guard (such as https://app.example.com): the guard's own
 	// answers (its JSON errors, a replayed completion, a respond_approve
 	// answer) carry Access-Control-Allow-Origin: <the request's Origin> and
-	// Access-Control-Allow-Credentials: true for these origins only. The
-	// app's answers, and the preflights the app answers, are not touched.
+	// Access-Control-Allow-Credentials: true for these origins only, and the
+	// guard answers these origins' preflights of the payment routes itself
+	// (so that a completion reaches it while the app is down). The app's
+	// answers, and other routes' preflights, are not touched.
 	CORSOrigins []string `json:"cors_origins,omitempty"`
 
 	// StorageRaw is the storage module where payment records and locks live;

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // PayerBinding names what identifies a payment's payer from one of its
@@ -33,8 +35,27 @@ type PayerBinding struct {
 // someone else is recorded and delivered in the shape the app takes.
 type approver struct {
 	Payer []string `json:"payer,omitempty"`
-	Host  string   `json:"host,omitempty"`
-	Form  bool     `json:"form,omitempty"`
+	// Before, when the app's answer to the approve set new cookies, is the
+	// approving request's own credential: the browser keeps sending it when
+	// that answer never reached it (a dropped connection). Either counts.
+	Before []string `json:"before,omitempty"`
+	Host   string   `json:"host,omitempty"`
+	Form   bool     `json:"form,omitempty"`
+}
+
+// carriedBy reports whether a request presenting these digests is the
+// approver's.
+func (a *approver) carriedBy(presented []string) bool {
+	return a != nil && (carriesAll(a.Payer, presented) || carriesAll(a.Before, presented))
+}
+
+// requestOnly is the approver as the approving request alone tells it:
+// when the app's answer (and its cookies) never reached the client.
+func (a *approver) requestOnly() *approver {
+	if len(a.Before) == 0 {
+		return a
+	}
+	return &approver{Payer: a.Before, Host: a.Host, Form: a.Form}
 }
 
 const (
@@ -206,7 +227,33 @@ func (h *Handler) approverOf(ctx context.Context, id string) *approver {
 // newApprover is what is remembered of an approving request, whose answer
 // (the app's) set the cookies set.
 func (h *Handler) newApprover(r *http.Request, uid string, set []*http.Cookie) *approver {
-	return &approver{Payer: h.credentialsWith(r, uid, set), Host: r.Host, Form: postsForm(r)}
+	a := &approver{Payer: h.credentialsWith(r, uid, set), Host: r.Host, Form: postsForm(r)}
+	if len(set) > 0 {
+		if before := h.credentials(r, uid); !slices.Equal(before, a.Payer) {
+			a.Before = before
+		}
+	}
+	return a
+}
+
+// fillPayer gives a record written before its approver was known here (a
+// completion within the second before the approval's watch entry reached
+// the storage, on another instance) its payer, once the guard knows it,
+// and keeps it. The payment's locks are held.
+func (h *Handler) fillPayer(ctx context.Context, rec *record) {
+	if len(rec.Payer) > 0 || rec.Caller != "" {
+		return
+	}
+	who := h.approverOf(ctx, rec.PaymentID)
+	if who == nil || len(who.Payer) == 0 {
+		return
+	}
+	rec.Payer, rec.PayerBefore = who.Payer, who.Before
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
+	defer cancel()
+	if err := h.store.save(sctx, rec); err != nil {
+		h.logger.Warn("could not write the delivery record", zap.String("payment_id", rec.PaymentID), zap.Error(err))
+	}
 }
 
 // postsForm reports whether r's body is a urlencoded form.
@@ -222,7 +269,7 @@ func (h *Handler) isPayer(st *step, rec *record, r *http.Request) bool {
 	if st.uid != "" && rec.Payment != nil && rec.Payment.UserUID == st.uid {
 		return true
 	}
-	if carriesAll(rec.Payer, h.credentials(r, st.uid)) {
+	if (&approver{Payer: rec.Payer, Before: rec.PayerBefore}).carriedBy(h.credentials(r, st.uid)) {
 		return true
 	}
 	// Records written before payers were remembered hold the completing

@@ -253,6 +253,7 @@ func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 		return
 	}
 	if rec.completed() {
+		h.fillPayer(ctx, rec) // completed before this approval's entry was written
 		h.settle(ctx, e, reconciledByClient, zap.DebugLevel, "watched payment was completed by its client")
 		return
 	}
@@ -368,7 +369,7 @@ func (h *Handler) queueDelivery(ctx context.Context, e *watchEntry, rec *record,
 	// The payer, when it comes back, gets the app's answer as a replay.
 	rec.Request = canonicalCompletion(h.CompletePath, e.PaymentID, p.TxID(), e.By)
 	if e.By != nil {
-		rec.Payer = e.By.Payer
+		rec.Payer, rec.PayerBefore = e.By.Payer, e.By.Before
 	}
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))

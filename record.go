@@ -44,6 +44,9 @@ type record struct {
 	// PayerBinding): the app's answer to a completion, first delivery or
 	// replay, goes only to a request that carries one of them.
 	Payer []string `json:"payer,omitempty"`
+	// PayerBefore is the approver's credential before the app's answer to
+	// the approve set new cookies (see approver.Before); either counts.
+	PayerBefore []string `json:"payer_before,omitempty"`
 	// Caller, in records written before Payer, is a hash of the completing
 	// request's Cookie and Authorization headers. Never written now.
 	Caller string `json:"caller,omitempty"`

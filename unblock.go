@@ -242,7 +242,7 @@ func (h *Handler) unblockPaid(ctx context.Context, st *step, rec *record, p *pic
 	who := h.approverOf(ctx, st.id)
 	rec.Request = canonicalCompletion(h.CompletePath, st.id, st.txid, who)
 	if who != nil {
-		rec.Payer = who.Payer
+		rec.Payer, rec.PayerBefore = who.Payer, who.Before
 	}
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
 	// Pi has completed it: the record is written even if the operator's

@@ -289,7 +289,8 @@
       return Promise.resolve();
     },
 
-    // authenticate resolves to {accessToken, user: {uid, username}}. As the
+    // authenticate resolves to {accessToken, user: {uid, username, roles}}
+    // (Pi's reference app reads user.roles; a fake user has none). As the
     // real SDK does today, every scope is granted whatever scopes asks.
     async authenticate(scopes, onIncompletePaymentFound) {
       if (!initialized) throw new Error("Pi.authenticate: call Pi.init first");
@@ -304,7 +305,7 @@
       onIncomplete = onIncompletePaymentFound;
       const open = await incompleteOf(u.uid);
       if (open) report(open);
-      return { accessToken, user: { uid: u.uid, username: u.username } };
+      return { accessToken, user: { uid: u.uid, username: u.username, roles: [] } };
     },
 
     // createPayment runs the payment flow and reports it through the
