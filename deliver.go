@@ -35,8 +35,8 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	// public (a txid is on the blockchain, with the payment id as its memo),
 	// and the app's answer to a completion may be the goods themselves.
 	answer := h.isPayer(st, rec, x.r)
-	if replay && !answer {
-		// A stranger's replay never reaches the app: the app has the
+	if replay && !answer && !h.clientsRedeliver(rec) {
+		// A stranger's replay does not reach the app: the app has the
 		// payment, or the redelivery worker and the payer's own retries
 		// deliver it on their schedule, which no stranger can speed up.
 		st.outcome = "replayed_not_forwarded"
@@ -109,6 +109,14 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	ge := refuse(http.StatusBadGateway, code, "the payment is complete at Pi, but the app %s; %s", what, owed)
 	ge.Retryable, ge.cause = true, err
 	return ge
+}
+
+// clientsRedeliver reports whether anyone's replay of rec delivers it now:
+// without redeliver_to, client retries are the only redelivery, and the
+// payer may be one the guard cannot recognise (an approval made elsewhere),
+// so a due delivery goes, at most once per backoff step (see applyAttempt).
+func (h *Handler) clientsRedeliver(rec *record) bool {
+	return h.redeliverURL == nil && rec.Delivery.State == deliveryPending && !time.Now().Before(rec.Delivery.NextAttempt)
 }
 
 // outgoing is the request to forward for sr, with ctx: the live request
@@ -189,7 +197,11 @@ func (h *Handler) applyAttempt(rec *record, accepted bool, why string, backgroun
 		if d.State != deliveryExhausted {
 			d.State = deliveryPending
 			next := now.Add(h.backoff(max(d.Attempts, 1)))
-			if d.NextAttempt.IsZero() || next.Before(d.NextAttempt) {
+			// Without a worker, clients' retries are the redelivery: a due
+			// one that failed waits a backoff step, so that no flood of
+			// retries reaches a failing app more often.
+			behind := h.redeliverURL == nil && !d.NextAttempt.After(now)
+			if d.NextAttempt.IsZero() || next.Before(d.NextAttempt) || behind {
 				d.NextAttempt = next
 			}
 		}

@@ -318,3 +318,37 @@ func TestOneClientsPiCallsAreBounded(t *testing.T) {
 	assert.LessOrEqual(t, calls, 5*callsPerLookup*lookupBurst+10, "200 posts from one client cost %d Pi calls", calls)
 	assert.Positive(t, limited)
 }
+
+// Without redeliver_to, clients' retries are the only redelivery: a payment
+// whose payer the guard cannot recognise (approved elsewhere) is still
+// delivered by anyone's retry once its next attempt is due, and a flood of
+// retries reaches a failing app at most once per backoff step.
+func TestUnknownPayerIsStillDeliveredWithoutAWorker(t *testing.T) {
+	pi := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	defer pi.Close()
+	h := newTestHandler(t, pi.URL)
+	h.RedeliverBackoff = caddyDuration(300 * time.Millisecond)
+	app := newCapturingApp(t, http.StatusServiceUnavailable)
+	p := pi.CreatePayment(pitest.NewPayment{Amount: "1"})
+	c, err := piclient.New(piclient.Options{BaseURL: pi.URL, APIKey: pitest.DefaultAPIKey})
+	require.NoError(t, err)
+	_, err = c.Approve(t.Context(), p.Identifier) // approved elsewhere: no payer known
+	require.NoError(t, err)
+	txid, err := pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+	body := completeBody(p.Identifier, txid)
+	require.Equal(t, http.StatusBadGateway, post(h, app, DefaultCompletePath, body).Code, "the app fails")
+	for range 20 {
+		post(h, app, DefaultCompletePath, body)
+	}
+	assert.Len(t, app.requests(), 1, "retries before the next attempt is due do not reach the app")
+	time.Sleep(700 * time.Millisecond)
+	app.set(http.StatusOK, nil)
+	w := post(h, app, DefaultCompletePath, body)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Len(t, app.requests(), 2, "a due retry delivers it")
+	assert.Eventually(t, func() bool { // the mark is written after the answer
+		rec, err := h.store.load(t.Context(), p.Identifier)
+		return err == nil && rec.Delivery.State == deliveryDelivered
+	}, 2*time.Second, 10*time.Millisecond)
+}
