@@ -13,6 +13,18 @@ import (
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
+// credentialSource reads where a credential comes from: "authorization"
+// (also for no arguments), "header <name>" or "cookie <name>".
+func credentialSource(args []string) (from, name string, ok bool) {
+	switch {
+	case len(args) == 0 || (len(args) == 1 && args[0] == "authorization"):
+		return "authorization", "", true
+	case len(args) == 2 && (args[0] == "header" || args[0] == "cookie"):
+		return args[0], args[1], true
+	}
+	return "", "", false
+}
+
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	g := new(Handler)
 	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
@@ -140,29 +152,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		case "bind_user":
-			args := d.RemainingArgs()
-			b := &UserBinding{}
-			switch {
-			case len(args) == 0 || (len(args) == 1 && args[0] == "authorization"):
-			case len(args) == 2 && (args[0] == "header" || args[0] == "cookie"):
-				b.From, b.Name = args[0], args[1]
-			default:
+			from, name, ok := credentialSource(d.RemainingArgs())
+			if !ok {
 				return d.Errf("pi_guard: bind_user takes nothing, authorization, header <name> or cookie <name>")
 			}
-			h.BindUser = b
+			if from == "authorization" {
+				from = "" // the default
+			}
+			h.BindUser = &UserBinding{From: from, Name: name}
 			continue
 		case "payer":
 			args := d.RemainingArgs()
-			b := &PayerBinding{}
-			switch {
-			case len(args) == 1 && args[0] == "authorization":
-				b.From = args[0]
-			case len(args) == 2 && (args[0] == "header" || args[0] == "cookie"):
-				b.From, b.Name = args[0], args[1]
-			default:
+			from, name, ok := credentialSource(args)
+			if !ok || len(args) == 0 {
 				return d.Errf("pi_guard: payer takes authorization, header <name> or cookie <name>")
 			}
-			h.Payer = b
+			h.Payer = &PayerBinding{From: from, Name: name}
 			continue
 		case "cors_origins":
 			h.CORSOrigins = d.RemainingArgs()
