@@ -36,7 +36,24 @@ func newApprovals() *approvals {
 	return &approvals{entries: make(map[string]approval)}
 }
 
-func (a *approvals) put(p *piclient.Payment, who *approver) {
+// put remembers an approved payment, the shortcut for its completion, and
+// its approver (the first one stays).
+func (a *approvals) put(p *piclient.Payment, who *approver) { a.set(p.Identifier, p, who, true) }
+
+// putApprover remembers who approved payment id when it is not known
+// whether Pi approved it: no shortcut for its completion, only its payer.
+func (a *approvals) putApprover(id string, who *approver) { a.set(id, nil, who, true) }
+
+// setApprover replaces the remembered approver of p (its payer proved
+// itself and renewed its credential).
+func (a *approvals) setApprover(p *piclient.Payment, who *approver) {
+	a.set(p.Identifier, p, who, false)
+}
+
+// set remembers payment id (p, nil for no completion shortcut) and its
+// approver; with firstWins an approver already remembered stays: the first
+// approver is the payer.
+func (a *approvals) set(id string, p *piclient.Payment, who *approver, firstWins bool) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -50,34 +67,10 @@ func (a *approvals) put(p *piclient.Payment, who *approver) {
 			clear(a.entries)
 		}
 	}
-	if prev, ok := a.entries[p.Identifier]; ok && prev.who != nil && now.Before(prev.expires) {
-		who = prev.who // the first approver is the payer
+	if prev, ok := a.entries[id]; firstWins && ok && prev.who != nil && now.Before(prev.expires) {
+		who = prev.who
 	}
-	a.entries[p.Identifier] = approval{payment: p, who: who, expires: now.Add(approvalTTL)}
-}
-
-// putApprover remembers who approved payment id when it is not known
-// whether Pi approved it: no shortcut for its completion, only its payer.
-func (a *approvals) putApprover(id string, who *approver) {
-	a.put(&piclient.Payment{Identifier: id}, who)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.entries[id]; ok {
-		e.payment = nil
-		a.entries[id] = e
-	}
-}
-
-// setApprover replaces the remembered approver of p (its payer proved
-// itself and renewed its credential).
-func (a *approvals) setApprover(p *piclient.Payment, who *approver) {
-	a.put(p, nil)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.entries[p.Identifier]; ok {
-		e.who = who
-		a.entries[p.Identifier] = e
-	}
+	a.entries[id] = approval{payment: p, who: who, expires: now.Add(approvalTTL)}
 }
 
 // approverOf returns the remembered approver of payment id, if any.

@@ -59,13 +59,7 @@ const callsPerLookup = 4
 // (its own, with made-up txids, say) cannot use up the app's Pi quota
 // either.
 func (l *lookups) call(r *http.Request) *guardError {
-	client := clientOf(r)
-	lim, ok := l.calls.get(client)
-	if !ok {
-		per := l.perClient * callsPerLookup
-		lim = rate.NewLimiter(per, int(float64(per)*lookupBurst)+1)
-		l.calls.put(client, lim)
-	}
+	lim, _ := l.limiter(l.calls, clientOf(r), l.perClient*callsPerLookup)
 	if !lim.Allow() {
 		return tooMany("this client caused too many Pi API calls; retry later", lim.Limit())
 	}
