@@ -41,7 +41,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		// deliver it on their schedule, which no stranger can speed up.
 		st.outcome = "replayed_not_forwarded"
 		h.allowOrigin(x.w, x.r)
-		return writeCompleted(x.w, rec, true)
+		return writeCompleted(x.w, rec, true, rec.Delivery.State == deliveryDelivered)
 	}
 	sr := rec.request(h.CompletePath)
 	fctx, cancel := context.WithTimeout(x.r.Context(), time.Duration(h.Timeout))
@@ -78,10 +78,8 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		}
 		if !answer {
 			st.outcome += "_answer_withheld"
-			delivered := *rec
-			delivered.Delivery.State = deliveryDelivered
 			h.allowOrigin(x.w, x.r)
-			return writeCompleted(x.w, &delivered, replay)
+			return writeCompleted(x.w, rec, replay, true) // the app just accepted it
 		}
 		return err // the app's answer is on its way to the client
 	}
@@ -309,11 +307,10 @@ func callerOf(r *http.Request) string {
 // writeCompleted answers a client that is not the payment's payer: the
 // payment is complete, and whether the app has it; never the app's answer,
 // which may be the goods themselves.
-func writeCompleted(w http.ResponseWriter, rec *record, replay bool) error {
+func writeCompleted(w http.ResponseWriter, rec *record, replay, delivered bool) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	delivered := rec.Delivery.State == deliveryDelivered
 	msg := "the payment is complete and the app has received it; the app's answer goes to the payer's own session only"
 	if !delivered {
 		msg = "the payment is complete; the app has not confirmed it yet and it is delivered again; the app's answer goes to the payer's own session only"

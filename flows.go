@@ -333,12 +333,12 @@ func appUnreachable(err error, msg string) *guardError {
 }
 
 // storedCompletion returns the request to record and deliver for a
-// completion, and the payer's credentials. The payer's own request is kept
-// as posted (on the configured route: see canonicalPath); a completion by
+// completion, and sets the record's payer. The payer's own request is kept
+// as posted (on the configured route: see ServeHTTP); a completion by
 // anyone else records the canonical request, the reference frontend's
 // completion in the shape the payer's approve was posted in, on the complete
 // route, so that no stranger decides what the app receives.
-func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x *exchange) (*storedRequest, []string) {
+func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x *exchange) *storedRequest {
 	who := h.approverOf(ctx, st.id)
 	if who == nil {
 		who = &approver{}
@@ -352,9 +352,9 @@ func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x
 		if who.Host != "" {
 			sr.Host = who.Host
 		}
-		return sr, who.Payer
+		return sr
 	}
-	return canonicalCompletion(h.CompletePath, st.id, st.txid, who), who.Payer
+	return canonicalCompletion(h.CompletePath, st.id, st.txid, who)
 }
 
 // recordCompletion records a payment Pi completed, with the request to
@@ -367,7 +367,7 @@ func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p
 		rec = &record{PaymentID: st.id}
 	}
 	rec.markCompleted(p, st.txid)
-	rec.Request, rec.Payer = h.storedCompletion(ctx, st, rec, x)
+	rec.Request = h.storedCompletion(ctx, st, rec, x)
 	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
