@@ -264,8 +264,8 @@ func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclien
 // stranger reports whether the request is not from the payment's payer,
 // as far as the guard knows one: false while it knows no approver.
 func (h *Handler) stranger(ctx context.Context, st *step, r *http.Request) bool {
-	who := h.approverOf(ctx, st.id)
-	return who != nil && !who.carriedBy(h.credentials(r, st.uid))
+	who := h.stepApprover(ctx, st)
+	return who != nil && !who.carriedBy(h.stepCredentials(st, r))
 }
 
 func viewAnswer(v view, st *step) (*piclient.Payment, *guardError) {

@@ -155,8 +155,7 @@ func (h *Handler) approverAgain(ctx context.Context, st *step, p *piclient.Payme
 	if st.uid != "" && p.UserUID == st.uid {
 		return true
 	}
-	who := h.approverOf(ctx, st.id)
-	return who.carriedBy(h.credentials(r, st.uid))
+	return h.stepApprover(ctx, st).carriedBy(h.stepCredentials(st, r))
 }
 
 // serveComplete handles onReadyForServerCompletion.
@@ -343,7 +342,7 @@ func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x
 	if who == nil {
 		who = &approver{}
 		if st.uid != "" && rec.Payment.UserUID == st.uid {
-			who.Payer = h.credentials(x.r, st.uid)
+			who.Payer = h.stepCredentials(st, x.r)
 		}
 	}
 	rec.Payer, rec.PayerBefore = who.Payer, who.Before

@@ -47,6 +47,13 @@ type step struct {
 	missed func()
 	// call bounds every Pi call the request's client causes.
 	call func() *guardError
+	// creds and who, once looked up (see Handler.stepCredentials and
+	// Handler.stepApprover): the request's credentials and the payment's
+	// approver as the guard knew it when the request came.
+	creds      []string
+	credsKnown bool
+	who        *approver
+	whoKnown   bool
 	// then is work that must run under the payment's locks but need not
 	// delay the client's answer (recording that the app has the payment):
 	// it runs in the background and the locks are released after it.

@@ -206,6 +206,23 @@ func carriesAll(remembered, presented []string) bool {
 	return true
 }
 
+// stepCredentials is credentials of the step's request, computed once.
+func (h *Handler) stepCredentials(st *step, r *http.Request) []string {
+	if !st.credsKnown {
+		st.creds, st.credsKnown = h.credentials(r, st.uid), true
+	}
+	return st.creds
+}
+
+// stepApprover is approverOf the step's payment, looked up once per request
+// (it may read storage). Decisions under the payment's lock look again.
+func (h *Handler) stepApprover(ctx context.Context, st *step) *approver {
+	if !st.whoKnown {
+		st.who, st.whoKnown = h.approverOf(ctx, st.id), true
+	}
+	return st.who
+}
+
 // approverOf returns what the guard remembers of payment id's approver: in
 // this process, or from the watch list (written by any instance), or nil.
 func (h *Handler) approverOf(ctx context.Context, id string) *approver {
@@ -269,7 +286,7 @@ func (h *Handler) isPayer(st *step, rec *record, r *http.Request) bool {
 	if st.uid != "" && rec.Payment != nil && rec.Payment.UserUID == st.uid {
 		return true
 	}
-	if (&approver{Payer: rec.Payer, Before: rec.PayerBefore}).carriedBy(h.credentials(r, st.uid)) {
+	if (&approver{Payer: rec.Payer, Before: rec.PayerBefore}).carriedBy(h.stepCredentials(st, r)) {
 		return true
 	}
 	// Records written before payers were remembered hold the completing
