@@ -282,10 +282,3 @@ func (h *Handler) learn(id string, p *piclient.Payment, err error) {
 		h.lookups.learn(id)
 	}
 }
-
-// forget drops the view of a payment whose state the guard just changed.
-func (h *Handler) forget(id string) {
-	if h.views != nil {
-		h.views.cache.remove(id)
-	}
-}
