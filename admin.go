@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
@@ -72,9 +72,9 @@ type owedDelivery struct {
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 }
 
-func rowOf(rec *record) owedDelivery {
+func rowOf(rec *ledger.Record) owedDelivery {
 	row := owedDelivery{PaymentID: rec.PaymentID, TxID: rec.TxID, State: rec.Delivery.State, Attempts: rec.Delivery.Attempts,
-		NextAttempt: rec.Delivery.NextAttempt, LastError: rec.Delivery.LastError, Completed: rec.completedAt(), DeliveredAt: rec.Delivery.DeliveredAt}
+		NextAttempt: rec.Delivery.NextAttempt, LastError: rec.Delivery.LastError, Completed: rec.CompletionTime(), DeliveredAt: rec.Delivery.DeliveredAt}
 	if rec.Payment != nil {
 		// The exact decimal, as the header's amount_text: "4", not Pi's 4.0.
 		row.Amount = verify.AmountText(rec.Payment.Amount)
@@ -93,7 +93,7 @@ func stores() []*Handler {
 	var order []string
 	live.Range(func(k, _ any) bool {
 		h := k.(*Handler)
-		key := storageID(h.store.s) + "\x00" + h.store.prefix
+		key := h.store.ID()
 		prev, seen := byPrefix[key]
 		if !seen {
 			order = append(order, key)
@@ -126,17 +126,17 @@ func serveDeliveries(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Message: "GET only: GET /pi_guard/deliveries lists owed deliveries"}
 	}
 	want := r.URL.Query().Get("state")
-	if want != "" && want != deliveryPending && want != deliveryExhausted {
+	if want != "" && want != ledger.Pending && want != ledger.Exhausted {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Message: fmt.Sprintf("state %q is unknown: use pending or exhausted, or leave it out for both", want)}
 	}
 	out := []owedDelivery{}
 	for _, h := range stores() {
-		ids, err := h.store.owed(r.Context())
+		ids, err := h.store.Owed(r.Context())
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: "reading payment records: " + err.Error()}
 		}
 		for _, id := range ids {
-			rec, err := h.store.load(r.Context(), id)
+			rec, err := h.store.Load(r.Context(), id)
 			if err != nil || rec == nil || (want != "" && rec.Delivery.State != want) {
 				continue
 			}
@@ -208,7 +208,7 @@ func readNote(r *http.Request) (string, error) {
 func ownerOf(ctx context.Context, id string) (*Handler, error) {
 	var found []*Handler
 	for _, h := range stores() {
-		rec, err := h.store.load(ctx, id)
+		rec, err := h.store.Load(ctx, id)
 		if err != nil {
 			return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: "reading payment records: " + err.Error()}
 		}
@@ -228,19 +228,19 @@ func ownerOf(ctx context.Context, id string) (*Handler, error) {
 // settle takes the payment's locks, loads its record and checks that its
 // delivery is owed, then calls change on it; the record is saved when change
 // returns nil.
-func settle(ctx context.Context, h *Handler, id string, change func(*record) error) (*record, error) {
+func settle(ctx context.Context, h *Handler, id string, change func(*ledger.Record) error) (*ledger.Record, error) {
 	unlock, ge := h.lockPayment(ctx, id)
 	if ge != nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: ge, Message: "taking the payment's lock: " + ge.Error()}
 	}
 	defer unlock()
-	rec, err := h.store.load(ctx, id)
+	rec, err := h.store.Load(ctx, id)
 	if err != nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: err.Error()}
 	}
-	if rec == nil || (rec.Delivery.State != deliveryPending && rec.Delivery.State != deliveryExhausted) {
+	if rec == nil || (rec.Delivery.State != ledger.Pending && rec.Delivery.State != ledger.Exhausted) {
 		msg := fmt.Sprintf("nothing is owed: payment %s is not pending or exhausted", id)
-		if rec != nil && rec.Delivery.State == deliveryDelivered {
+		if rec != nil && rec.Delivery.State == ledger.Delivered {
 			msg = fmt.Sprintf("nothing is owed: payment %s was delivered, or resolved by an operator (at %s)", id, rec.Delivery.DeliveredAt.UTC().Format(time.RFC3339))
 		}
 		return nil, caddy.APIError{HTTPStatus: http.StatusConflict, Message: msg}
@@ -248,7 +248,7 @@ func settle(ctx context.Context, h *Handler, id string, change func(*record) err
 	if err := change(rec); err != nil {
 		return nil, err
 	}
-	if err := h.store.save(ctx, rec); err != nil {
+	if err := h.store.Save(ctx, rec); err != nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: err.Error()}
 	}
 	return rec, nil
@@ -267,22 +267,22 @@ type retryResult struct {
 // budget, due now, and sends it at once through the redelivery worker's own
 // code, under the payment's locks.
 func retryDelivery(ctx context.Context, w http.ResponseWriter, h *Handler, id string) error {
-	if rec, err := h.store.load(ctx, id); err == nil && (rec == nil || !rec.owed()) {
+	if rec, err := h.store.Load(ctx, id); err == nil && (rec == nil || !rec.Owed()) {
 		// Nothing is owed: settle says so (and why) before anything else.
-		_, err := settle(ctx, h, id, func(*record) error { return nil })
+		_, err := settle(ctx, h, id, func(*ledger.Record) error { return nil })
 		return err
 	}
 	if h.redeliverURL == nil {
 		return caddy.APIError{HTTPStatus: http.StatusConflict, Message: fmt.Sprintf("cannot send payment %s: this pi_guard has no redeliver_to; "+
 			"set redeliver_to to the app's base URL, or deliver it by hand and POST /pi_guard/deliveries/%s/resolve", id, id)}
 	}
-	var was delivery
-	_, err := settle(ctx, h, id, func(rec *record) error {
-		if !rec.completed() || rec.Request == nil {
+	var was ledger.Delivery
+	_, err := settle(ctx, h, id, func(rec *ledger.Record) error {
+		if !rec.Completed() || rec.Request == nil {
 			return caddy.APIError{HTTPStatus: http.StatusConflict, Message: fmt.Sprintf("the record of payment %s holds no completed request to send; deliver it by hand and resolve it", id)}
 		}
 		was = rec.Delivery
-		rec.Delivery.State, rec.Delivery.Attempts, rec.Delivery.NextAttempt = deliveryPending, 0, time.Now().UTC()
+		rec.Delivery.State, rec.Delivery.Attempts, rec.Delivery.NextAttempt = ledger.Pending, 0, time.Now().UTC()
 		return nil
 	})
 	if err != nil {
@@ -297,13 +297,13 @@ func retryDelivery(ctx context.Context, w http.ResponseWriter, h *Handler, id st
 		unlock()
 	}
 
-	rec, err := h.store.load(ctx, id)
+	rec, err := h.store.Load(ctx, id)
 	if err != nil || rec == nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Message: fmt.Sprintf("payment %s was queued for redelivery, but its record could not be read back: %v", id, err)}
 	}
 	res := retryResult{Result: "queued", Delivery: rowOf(rec)}
 	switch {
-	case rec.Delivery.State == deliveryDelivered:
+	case rec.Delivery.State == ledger.Delivered:
 		res.Result = "delivered"
 	case rec.Delivery.Attempts > 0:
 		res.Result = "failed"
@@ -327,7 +327,7 @@ type resolution struct {
 // means: the record is marked delivered and the note kept beside it.
 func resolveDelivery(ctx context.Context, w http.ResponseWriter, h *Handler, id, note string) error {
 	var res resolution
-	rec, err := settle(ctx, h, id, func(rec *record) error {
+	rec, err := settle(ctx, h, id, func(rec *ledger.Record) error {
 		now := time.Now().UTC()
 		res = resolution{PaymentID: id, TxID: rec.TxID, Note: note, ResolvedAt: now,
 			PreviousState: rec.Delivery.State, Attempts: rec.Delivery.Attempts, LastError: rec.Delivery.LastError}
@@ -335,10 +335,10 @@ func resolveDelivery(ctx context.Context, w http.ResponseWriter, h *Handler, id,
 		if err != nil {
 			return err
 		}
-		if err := h.store.s.Store(ctx, path.Join(h.store.prefix, "resolved", id+".json"), data); err != nil {
+		if err := h.store.SaveResolved(ctx, id, data); err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err, Message: "saving the resolution: " + err.Error()}
 		}
-		rec.Delivery.State, rec.Delivery.DeliveredAt, rec.Delivery.NextAttempt = deliveryDelivered, now, time.Time{}
+		rec.Delivery.State, rec.Delivery.DeliveredAt, rec.Delivery.NextAttempt = ledger.Delivered, now, time.Time{}
 		return nil
 	})
 	if err != nil {

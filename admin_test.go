@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
@@ -25,6 +27,7 @@ const adminTxID = "7a1d0c4b2f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788
 // redeliver_to is a test app answering with appStatus.
 type adminFixture struct {
 	h         *Handler
+	storage   certmagic.Storage
 	appStatus atomic.Int32
 	appCalls  atomic.Int32
 	gotHeader atomic.Bool
@@ -44,7 +47,8 @@ func newAdminFixture(t *testing.T, redeliver bool) *adminFixture {
 	if redeliver {
 		h.RedeliverTo = app.URL
 	}
-	require.NoError(t, h.provision(testStorage(t)))
+	f.storage = testStorage(t)
+	require.NoError(t, h.provision(f.storage))
 	live.Store(h, struct{}{})
 	t.Cleanup(func() { live.Delete(h) })
 	f.h = h
@@ -54,13 +58,13 @@ func newAdminFixture(t *testing.T, redeliver bool) *adminFixture {
 // owe stores a completed payment whose delivery is in state.
 func (f *adminFixture) owe(t *testing.T, id, state string, attempts int) {
 	t.Helper()
-	rec := &record{PaymentID: id, Phase: phaseComplete, TxID: adminTxID,
+	rec := &ledger.Record{PaymentID: id, Phase: phaseComplete, TxID: adminTxID,
 		Payment: &piclient.Payment{Identifier: id, Amount: "2.5", Network: piclient.NetworkTestnet,
 			Status:      piclient.Status{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true},
 			Transaction: &piclient.Transaction{TxID: adminTxID, Verified: true}},
-		Request:  &storedRequest{Method: http.MethodPost, Path: "/payments/complete", Body: []byte(`{"paymentId":"` + id + `","txid":"` + adminTxID + `"}`)},
-		Delivery: delivery{State: state, Attempts: attempts, LastError: "HTTP 500"}}
-	require.NoError(t, f.h.store.save(context.Background(), rec))
+		Request:  &ledger.Request{Method: http.MethodPost, Path: "/payments/complete", Body: []byte(`{"paymentId":"` + id + `","txid":"` + adminTxID + `"}`)},
+		Delivery: ledger.Delivery{State: state, Attempts: attempts, LastError: "HTTP 500"}}
+	require.NoError(t, f.h.store.Save(context.Background(), rec))
 }
 
 // adminCall serves one admin request the way Caddy's admin endpoint does:
@@ -85,14 +89,14 @@ func adminCall(t *testing.T, method, target, body string) (int, map[string]any, 
 
 func TestAdminRetryDeliversAnExhaustedPayment(t *testing.T) {
 	f := newAdminFixture(t, true)
-	f.owe(t, "pay_exhausted", deliveryExhausted, 10)
+	f.owe(t, "pay_exhausted", ledger.Exhausted, 10)
 
 	// The app is still down: the attempt fails, the budget is fresh.
 	code, m, _ := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_exhausted/retry", "")
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "failed", m["result"])
 	d := m["delivery"].(map[string]any)
-	assert.Equal(t, deliveryPending, d["state"], "back to pending: the worker goes on")
+	assert.Equal(t, ledger.Pending, d["state"], "back to pending: the worker goes on")
 	assert.EqualValues(t, 1, d["attempts"], "a fresh budget: one attempt used")
 	assert.Equal(t, "the app answered HTTP 500", d["last_error"])
 	assert.EqualValues(t, 1, f.appCalls.Load())
@@ -103,9 +107,9 @@ func TestAdminRetryDeliversAnExhaustedPayment(t *testing.T) {
 	code, m, _ = adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_exhausted/retry", "")
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "delivered", m["result"])
-	rec, err := f.h.store.load(context.Background(), "pay_exhausted")
+	rec, err := f.h.store.Load(context.Background(), "pay_exhausted")
 	require.NoError(t, err)
-	assert.Equal(t, deliveryDelivered, rec.Delivery.State)
+	assert.Equal(t, ledger.Delivered, rec.Delivery.State)
 
 	// Nothing is owed any more: said clearly, and the app is not called.
 	code, _, msg := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_exhausted/retry", "")
@@ -116,19 +120,19 @@ func TestAdminRetryDeliversAnExhaustedPayment(t *testing.T) {
 
 func TestAdminRetryWithoutRedeliverTo(t *testing.T) {
 	f := newAdminFixture(t, false)
-	f.owe(t, "pay_noredeliver", deliveryExhausted, 3)
+	f.owe(t, "pay_noredeliver", ledger.Exhausted, 3)
 	code, _, msg := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_noredeliver/retry", "")
 	assert.Equal(t, http.StatusConflict, code)
 	assert.Contains(t, msg, "no redeliver_to")
 	assert.Contains(t, msg, "/pi_guard/deliveries/pay_noredeliver/resolve")
-	rec, err := f.h.store.load(context.Background(), "pay_noredeliver")
+	rec, err := f.h.store.Load(context.Background(), "pay_noredeliver")
 	require.NoError(t, err)
-	assert.Equal(t, deliveryExhausted, rec.Delivery.State, "unchanged")
+	assert.Equal(t, ledger.Exhausted, rec.Delivery.State, "unchanged")
 }
 
 func TestAdminResolve(t *testing.T) {
 	f := newAdminFixture(t, true)
-	f.owe(t, "pay_byhand", deliveryExhausted, 10)
+	f.owe(t, "pay_byhand", ledger.Exhausted, 10)
 
 	code, _, msg := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_byhand/resolve", `{}`)
 	assert.Equal(t, http.StatusBadRequest, code)
@@ -141,12 +145,12 @@ func TestAdminResolve(t *testing.T) {
 	code, m, _ := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_byhand/resolve", `{"note":"order 42 marked paid by hand"}`)
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "order 42 marked paid by hand", m["note"])
-	assert.Equal(t, deliveryExhausted, m["previous_state"])
-	rec, err := f.h.store.load(context.Background(), "pay_byhand")
+	assert.Equal(t, ledger.Exhausted, m["previous_state"])
+	rec, err := f.h.store.Load(context.Background(), "pay_byhand")
 	require.NoError(t, err)
-	assert.Equal(t, deliveryDelivered, rec.Delivery.State)
+	assert.Equal(t, ledger.Delivered, rec.Delivery.State)
 	assert.False(t, rec.Delivery.DeliveredAt.IsZero())
-	kept, err := f.h.store.s.Load(context.Background(), f.h.store.prefix+"/resolved/pay_byhand.json")
+	kept, err := f.storage.Load(context.Background(), f.h.store.Prefix()+"/resolved/pay_byhand.json")
 	require.NoError(t, err, "the note is kept beside the records")
 	assert.Contains(t, string(kept), "order 42 marked paid by hand")
 	assert.Zero(t, f.appCalls.Load(), "resolve never calls the app")
@@ -167,8 +171,8 @@ func listDeliveries(t *testing.T, query string) (int, string) {
 
 func TestAdminListsOwedDeliveries(t *testing.T) {
 	f := newAdminFixture(t, true)
-	f.owe(t, "pay_pending", deliveryPending, 1)
-	f.owe(t, "pay_gaveup", deliveryExhausted, 10)
+	f.owe(t, "pay_pending", ledger.Pending, 1)
+	f.owe(t, "pay_gaveup", ledger.Exhausted, 10)
 	_, all := listDeliveries(t, "")
 	assert.Contains(t, all, "pay_pending")
 	assert.Contains(t, all, "pay_gaveup")
@@ -181,7 +185,7 @@ func TestAdminListsOwedDeliveries(t *testing.T) {
 
 func TestAdminRefusesBadRequests(t *testing.T) {
 	f := newAdminFixture(t, true)
-	f.owe(t, "pay_owed", deliveryExhausted, 10)
+	f.owe(t, "pay_owed", ledger.Exhausted, 10)
 	for _, tc := range []struct {
 		method, target string
 		want           int
@@ -208,7 +212,7 @@ func TestAdminRefusesBadRequests(t *testing.T) {
 func TestAdminRetryIsSerialisedWithTheWorker(t *testing.T) {
 	f := newAdminFixture(t, true)
 	f.appStatus.Store(http.StatusOK)
-	f.owe(t, "pay_race", deliveryExhausted, 10)
+	f.owe(t, "pay_race", ledger.Exhausted, 10)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -236,7 +240,7 @@ func TestAdminRetryIsSerialisedWithTheWorker(t *testing.T) {
 // owed", not "set redeliver_to" (which would send the operator the wrong way).
 func TestAdminRetryOfAPaidPaymentSaysNothingIsOwed(t *testing.T) {
 	f := newAdminFixture(t, false)
-	f.owe(t, "pay_paid", deliveryDelivered, 0)
+	f.owe(t, "pay_paid", ledger.Delivered, 0)
 	code, m, _ := adminCall(t, http.MethodPost, "/pi_guard/deliveries/pay_paid/retry", "")
 	assert.Equal(t, http.StatusConflict, code)
 	assert.Contains(t, fmt.Sprint(m), "nothing is owed")

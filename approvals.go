@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
@@ -23,7 +24,7 @@ type approvals struct {
 
 type approval struct {
 	payment *piclient.Payment // nil once taken by a completion
-	who     *approver
+	who     *ledger.Approver
 	expires time.Time
 }
 
@@ -38,22 +39,22 @@ func newApprovals() *approvals {
 
 // put remembers an approved payment, the shortcut for its completion, and
 // its approver (the first one stays).
-func (a *approvals) put(p *piclient.Payment, who *approver) { a.set(p.Identifier, p, who, true) }
+func (a *approvals) put(p *piclient.Payment, who *ledger.Approver) { a.set(p.Identifier, p, who, true) }
 
 // putApprover remembers who approved payment id when it is not known
 // whether Pi approved it: no shortcut for its completion, only its payer.
-func (a *approvals) putApprover(id string, who *approver) { a.set(id, nil, who, true) }
+func (a *approvals) putApprover(id string, who *ledger.Approver) { a.set(id, nil, who, true) }
 
 // setApprover replaces the remembered approver of p (its payer proved
 // itself and renewed its credential).
-func (a *approvals) setApprover(p *piclient.Payment, who *approver) {
+func (a *approvals) setApprover(p *piclient.Payment, who *ledger.Approver) {
 	a.set(p.Identifier, p, who, false)
 }
 
 // set remembers payment id (p, nil for no completion shortcut) and its
 // approver; with firstWins an approver already remembered stays: the first
 // approver is the payer.
-func (a *approvals) set(id string, p *piclient.Payment, who *approver, firstWins bool) {
+func (a *approvals) set(id string, p *piclient.Payment, who *ledger.Approver, firstWins bool) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -74,7 +75,7 @@ func (a *approvals) set(id string, p *piclient.Payment, who *approver, firstWins
 }
 
 // approverOf returns the remembered approver of payment id, if any.
-func (a *approvals) approverOf(id string) *approver {
+func (a *approvals) approverOf(id string) *ledger.Approver {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if e, ok := a.entries[id]; ok && time.Now().Before(e.expires) {

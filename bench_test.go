@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 )
@@ -78,7 +79,7 @@ func BenchmarkParseCallbackForm(b *testing.B) {
 
 // completedRecord is the record of a payment completed at the fake Pi, as the
 // complete phase saves it: Pi's PaymentDTO, the stored request, owed delivery.
-func completedRecord(b testing.TB) *record {
+func completedRecord(b testing.TB) *ledger.Record {
 	b.Helper()
 	s := pitest.NewServer()
 	b.Cleanup(s.Close)
@@ -104,10 +105,10 @@ func completedRecord(b testing.TB) *record {
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("User-Agent", "Mozilla/5.0 (Linux; Android 14) PiBrowser/1.0")
 	r.Header.Set("X-Forwarded-For", "203.0.113.7")
-	return &record{
+	return &ledger.Record{
 		PaymentID: p.Identifier, Phase: phaseComplete, TxID: txid, Payment: dto,
 		Request:  newStoredRequest(r, body),
-		Delivery: delivery{State: deliveryPending},
+		Delivery: ledger.Delivery{State: ledger.Pending},
 	}
 }
 
@@ -116,12 +117,12 @@ func completedRecord(b testing.TB) *record {
 // record exists after the first write, so this is the replacing path: a
 // temporary file, fsynced, renamed into place, the directory fsynced.
 func BenchmarkRecordSave(b *testing.B) {
-	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
+	st := ledger.New(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	rec := completedRecord(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := st.save(ctx, rec); err != nil {
+		if err := st.Save(ctx, rec); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -129,15 +130,15 @@ func BenchmarkRecordSave(b *testing.B) {
 
 // BenchmarkRecordLoad reads and decodes one record.
 func BenchmarkRecordLoad(b *testing.B) {
-	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
+	st := ledger.New(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	rec := completedRecord(b)
 	ctx := context.Background()
-	if err := st.save(ctx, rec); err != nil {
+	if err := st.Save(ctx, rec); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		got, err := st.load(ctx, rec.PaymentID)
+		got, err := st.Load(ctx, rec.PaymentID)
 		if err != nil || got == nil {
 			b.Fatal(got, err)
 		}
@@ -147,11 +148,11 @@ func BenchmarkRecordLoad(b *testing.B) {
 // BenchmarkStorageLock takes and releases one payment's cross-instance lock
 // in file storage (a lock file created, synced and removed).
 func BenchmarkStorageLock(b *testing.B) {
-	st := newStore(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
+	st := ledger.New(&certmagic.FileStorage{Path: b.TempDir()}, "pi_guard/bench")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		unlock, err := st.lock(ctx, benchID)
+		unlock, err := st.Lock(ctx, benchID)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -217,8 +217,8 @@ func testFaultInjectionVanishedClients(t *testing.T, kind string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for settled := 0; settled < 3; { // three quiet looks in a row: a listing can miss a file being replaced
 		h := cl.pick()
-		watched, err1 := h.watchedIDs(context.Background())
-		owed, err2 := h.store.owed(context.Background())
+		watched, err1 := h.store.Watched(context.Background())
+		owed, err2 := h.store.Owed(context.Background())
 		if err1 == nil && err2 == nil && len(watched)+len(owed) == 0 {
 			settled++
 		} else {

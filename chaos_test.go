@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
@@ -368,16 +369,16 @@ func testFaultInjection(t *testing.T, kind string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		st := cl.pick().store
-		owed, err := st.owed(context.Background())
+		owed, err := st.Owed(context.Background())
 		require.NoError(t, err)
-		unsaved := st.unsaved.states()
+		unsaved := st.Unsaved()
 		if (len(owed) == 0 && len(unsaved) == 0) || time.Now().After(deadline) {
 			for _, id := range owed {
-				rec, err := st.load(context.Background(), id)
+				rec, err := st.Load(context.Background(), id)
 				if err == nil && rec != nil {
 					p, _ := pi.Payment(id)
 					t.Logf("still owed: %s: phase %q completed %v unsaved %v delivery %+v; Pi: completed %v txid %s",
-						id, rec.Phase, rec.completed(), rec.unsaved, rec.Delivery, p.Status.DeveloperCompleted, p.TxID())
+						id, rec.Phase, rec.Completed(), rec.Unsaved, rec.Delivery, p.Status.DeveloperCompleted, p.TxID())
 				}
 			}
 			require.Empty(t, owed, "owed deliveries did not drain")
@@ -637,7 +638,7 @@ func testFaultDiskFullWhileAppDown(t *testing.T, kind string) {
 	assert.Contains(t, w.Body.String(), "upstream_unavailable")
 	assert.Contains(t, w.Body.String(), "keeps it in memory", "the client is told the truth")
 
-	owed, err := h.store.owed(t.Context())
+	owed, err := h.store.Owed(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, []string{p.Identifier}, owed, "owed although never written")
 	live.Store(h, struct{}{})
@@ -645,7 +646,7 @@ func testFaultDiskFullWhileAppDown(t *testing.T, kind string) {
 	aw := httptest.NewRecorder()
 	require.NoError(t, serveDeliveries(aw, httptest.NewRequest(http.MethodGet, "/pi_guard/deliveries", nil)))
 	assert.Contains(t, aw.Body.String(), p.Identifier, "listed by the admin API")
-	assert.Eventually(t, func() bool { return owedGauge(t, h, deliveryPending) == 1 },
+	assert.Eventually(t, func() bool { return owedGauge(t, h, ledger.Pending) == 1 },
 		2*time.Second, 10*time.Millisecond, "counted in the owed gauge")
 
 	app.down.Store(false) // the app is back; the disk is still full
@@ -655,12 +656,12 @@ func testFaultDiskFullWhileAppDown(t *testing.T, kind string) {
 		return app.accepted[p.Identifier] == 1
 	}, 5*time.Second, 10*time.Millisecond, "redelivered from memory")
 	exists := func(key string) bool { return storage.Storage.Exists(context.Background(), key) }
-	assert.False(t, exists(h.store.recordKey(p.Identifier)))
+	assert.False(t, exists(h.store.RecordKey(p.Identifier)))
 
 	storage.fail(nil)
-	assert.Eventually(t, func() bool { return exists(h.store.recordKey(p.Identifier)) && len(h.store.unsaved.states()) == 0 },
+	assert.Eventually(t, func() bool { return exists(h.store.RecordKey(p.Identifier)) && len(h.store.Unsaved()) == 0 },
 		5*time.Second, 10*time.Millisecond, "written once the disk has room")
-	assert.False(t, exists(h.store.owedKey(p.Identifier)))
+	assert.False(t, exists(h.store.OwedKey(p.Identifier)))
 	assert.Zero(t, pi.RedundantCompletes(p.Identifier))
 }
 
@@ -682,7 +683,7 @@ func testFaultReadOnlyStorageWhileAppUp(t *testing.T, kind string) {
 	require.Equal(t, http.StatusOK, status, code)
 	storage.fail(nil)
 	exists := func(key string) bool { return storage.Storage.Exists(context.Background(), key) }
-	assert.Eventually(t, func() bool { return exists(h.store.recordKey(p.Identifier)) && len(h.store.unsaved.states()) == 0 },
+	assert.Eventually(t, func() bool { return exists(h.store.RecordKey(p.Identifier)) && len(h.store.Unsaved()) == 0 },
 		5*time.Second, 10*time.Millisecond, "the record is written once storage is writable")
 
 	pi.ResetCalls()

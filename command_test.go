@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
@@ -42,12 +43,12 @@ func adminServer(t *testing.T) string {
 
 func TestCommandListsRetriesAndResolves(t *testing.T) {
 	f := newAdminFixture(t, true)
-	f.owe(t, "pay_cmd_retry", deliveryExhausted, 10)
-	f.owe(t, "pay_cmd_resolve", deliveryExhausted, 10)
+	f.owe(t, "pay_cmd_retry", ledger.Exhausted, 10)
+	f.owe(t, "pay_cmd_resolve", ledger.Exhausted, 10)
 	addr := adminServer(t)
 
 	var out bytes.Buffer
-	require.NoError(t, cmdDeliveries(&out, addr, deliveryExhausted, false))
+	require.NoError(t, cmdDeliveries(&out, addr, ledger.Exhausted, false))
 	assert.Contains(t, out.String(), "PAYMENT ID")
 	assert.Contains(t, out.String(), "pay_cmd_retry")
 	assert.Contains(t, out.String(), "exhausted")
@@ -90,7 +91,7 @@ func TestCommandSaysWhenCaddyIsNotThere(t *testing.T) {
 // caddy pi-guard finds the admin address in --config, as caddy reload does.
 func TestCommandReadsTheAdminAddressFromConfig(t *testing.T) {
 	f := newAdminFixture(t, true)
-	f.owe(t, "pay_cmd_config", deliveryExhausted, 10)
+	f.owe(t, "pay_cmd_config", ledger.Exhausted, 10)
 	addr := adminServer(t)
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	require.NoError(t, os.WriteFile(file, []byte("{\n\tadmin "+addr+"\n}\n\nhttp://localhost:1 {\n\trespond ok\n}\n"), 0o600))
@@ -137,12 +138,12 @@ func TestCommandReadsTheAdminAddressFromConfig(t *testing.T) {
 func TestCommandShowsCompletionTimeAndAmountText(t *testing.T) {
 	f := newAdminFixture(t, true)
 	completed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	rec := &record{PaymentID: "pay_cmd_when", Phase: phaseComplete, TxID: adminTxID, CompletedAt: completed,
+	rec := &ledger.Record{PaymentID: "pay_cmd_when", Phase: phaseComplete, TxID: adminTxID, CompletedAt: completed,
 		Payment: &piclient.Payment{Identifier: "pay_cmd_when", Amount: "4.0", Network: piclient.NetworkTestnet,
 			Status:      piclient.Status{DeveloperApproved: true, TransactionVerified: true, DeveloperCompleted: true},
 			Transaction: &piclient.Transaction{TxID: adminTxID, Verified: true}},
-		Delivery: delivery{State: deliveryExhausted, Attempts: 10, LastError: "HTTP 500"}}
-	require.NoError(t, f.h.store.save(context.Background(), rec)) // updated: now
+		Delivery: ledger.Delivery{State: ledger.Exhausted, Attempts: 10, LastError: "HTTP 500"}}
+	require.NoError(t, f.h.store.Save(context.Background(), rec)) // updated: now
 	addr := adminServer(t)
 
 	var out bytes.Buffer

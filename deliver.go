@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
@@ -30,7 +31,7 @@ import (
 // The forward takes at most timeout. Only a 2xx answer reaches the client;
 // any other answer is held back and the client gets the guard's JSON error
 // (retryable): the payment stays owed and is delivered again.
-func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchange, replay bool) error {
+func (h *Handler) deliver(ctx context.Context, st *step, rec *ledger.Record, x *exchange, replay bool) error {
 	// The app's answer goes only to the payer: payment ids and txids are
 	// public (a txid is on the blockchain, with the payment id as its memo),
 	// and the app's answer to a completion may be the goods themselves.
@@ -41,9 +42,9 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		// deliver it on their schedule, which no stranger can speed up.
 		st.outcome = "replayed_not_forwarded"
 		h.allowOrigin(x.w, x.r)
-		return writeCompleted(x.w, rec, true, rec.Delivery.State == deliveryDelivered)
+		return writeCompleted(x.w, rec, true, rec.Delivery.State == ledger.Delivered)
 	}
-	sr := rec.request(h.CompletePath)
+	sr := deliverable(rec, h.CompletePath)
 	fctx, cancel := context.WithTimeout(x.r.Context(), time.Duration(h.Timeout))
 	defer cancel()
 	out := outgoing(fctx, x.r, sr, replay || !answer)
@@ -68,7 +69,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 	}
 	if is2xx(status) {
 		switch {
-		case rec.Delivery.State == deliveryDelivered:
+		case rec.Delivery.State == ledger.Delivered:
 			// A replay of a payment the app already has: nothing to record.
 		default:
 			// Not needed for safety (a lost mark means a duplicate delivery,
@@ -89,18 +90,18 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 		code, why, what = "upstream_refused", fmt.Sprintf("the app answered HTTP %d", status), fmt.Sprintf("answered HTTP %d and did not accept it", status)
 	}
 	owed := "the app already accepted this payment before; retrying this request is safe"
-	if rec.Delivery.State != deliveryDelivered {
+	if rec.Delivery.State != ledger.Delivered {
 		h.recordDelivery(ctx, rec, false, why, false)
 		h.logRefusedDelivery(rec, why, "client")
 		switch {
-		case rec.Delivery.State == deliveryExhausted:
+		case rec.Delivery.State == ledger.Exhausted:
 			owed = "it stays owed (redelivery is exhausted: the site operator must act), and retrying this request is safe"
 		case h.redeliverURL == nil:
 			owed = "it stays owed, and retrying this request delivers it again"
 		default:
 			owed = "it stays owed and will be delivered again, and retrying this request is safe"
 		}
-		if rec.unsaved {
+		if rec.Unsaved {
 			owed += " (the guard could not write its record to storage and keeps it in memory until it can)"
 		}
 	}
@@ -113,8 +114,8 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *record, x *exchang
 // without redeliver_to, client retries are the only redelivery, and the
 // payer may be one the guard cannot recognise (an approval made elsewhere),
 // so a due delivery goes, at most once per backoff step (see applyAttempt).
-func (h *Handler) clientsRedeliver(rec *record) bool {
-	return h.redeliverURL == nil && rec.Delivery.State == deliveryPending && !time.Now().Before(rec.Delivery.NextAttempt)
+func (h *Handler) clientsRedeliver(rec *ledger.Record) bool {
+	return h.redeliverURL == nil && rec.Delivery.State == ledger.Pending && !time.Now().Before(rec.Delivery.NextAttempt)
 }
 
 // outgoing is the request to forward for sr, with ctx: the live request
@@ -122,7 +123,7 @@ func (h *Handler) clientsRedeliver(rec *record) bool {
 // no query string, so that the app sees exactly the path and body the token
 // binds and nothing unbound. A stored request (a replay, or a completion by
 // someone other than the payer) also carries only sr's kept headers.
-func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, stored bool) *http.Request {
+func outgoing(ctx context.Context, live *http.Request, sr *ledger.Request, stored bool) *http.Request {
 	out := live.Clone(ctx)
 	out.Method = sr.Method
 	out.URL.Path, out.URL.RawPath, out.URL.RawQuery, out.URL.ForceQuery = sr.Path, "", "", false
@@ -130,7 +131,7 @@ func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, stored
 		// The payer's host, or none (the app's own address): never a host
 		// the client sending this request picked.
 		out.Host = sr.Host
-		out.Header = sr.keptHeader()
+		out.Header = keptHeader(sr)
 	} else if sr.Host != "" {
 		out.Host = sr.Host
 	}
@@ -141,14 +142,14 @@ func outgoing(ctx context.Context, live *http.Request, sr *storedRequest, stored
 
 // logRefusedDelivery logs a delivery attempt the app did not accept, with
 // the wait until the next background attempt when there is one.
-func (h *Handler) logRefusedDelivery(rec *record, why, by string) {
+func (h *Handler) logRefusedDelivery(rec *ledger.Record, why, by string) {
 	fields := []zap.Field{zap.String("payment_id", rec.PaymentID), zap.String("txid", rec.TxID), zap.String("by", by),
 		zap.String("error", why), zap.Int("background_attempts", rec.Delivery.Attempts), zap.String("state", rec.Delivery.State)}
-	if rec.unsaved {
+	if rec.Unsaved {
 		fields = append(fields, zap.Bool("in_memory_only", true))
 	}
 	switch {
-	case rec.Delivery.State == deliveryExhausted:
+	case rec.Delivery.State == ledger.Exhausted:
 		h.logger.Error("the app did not accept a completed payment and redelivery is exhausted; the operator must deliver it", fields...)
 		return
 	case h.redeliverURL == nil:
@@ -162,14 +163,14 @@ func (h *Handler) logRefusedDelivery(rec *record, why, by string) {
 // recordDelivery saves the outcome of a delivery attempt made while the
 // payment's locks are held. Delivered is final. background tells a
 // redelivery worker's attempt from a client's.
-func (h *Handler) recordDelivery(ctx context.Context, rec *record, accepted bool, why string, background bool) {
-	if rec.Delivery.State == deliveryDelivered && !accepted {
+func (h *Handler) recordDelivery(ctx context.Context, rec *ledger.Record, accepted bool, why string, background bool) {
+	if rec.Delivery.State == ledger.Delivered && !accepted {
 		return
 	}
 	h.applyAttempt(rec, accepted, why, background)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.store.save(ctx, rec); err != nil {
+	if err := h.store.Save(ctx, rec); err != nil {
 		h.logger.Error("could not write the delivery record", zap.String("payment_id", rec.PaymentID), zap.Error(err))
 	}
 }
@@ -180,20 +181,20 @@ func (h *Handler) recordDelivery(ctx context.Context, rec *record, accepted bool
 // redeliver_attempts and can exhaust a delivery. A client's attempt (the
 // first delivery, or a replay) that fails only brings the next background
 // attempt forward to one backoff step from now, never later than it was.
-func (h *Handler) applyAttempt(rec *record, accepted bool, why string, background bool) {
+func (h *Handler) applyAttempt(rec *ledger.Record, accepted bool, why string, background bool) {
 	d := &rec.Delivery
 	now := time.Now().UTC()
 	if accepted {
-		d.State, d.DeliveredAt, d.NextAttempt, d.LastError = deliveryDelivered, now, time.Time{}, ""
+		d.State, d.DeliveredAt, d.NextAttempt, d.LastError = ledger.Delivered, now, time.Time{}, ""
 		return
 	}
-	if d.State == deliveryDelivered {
+	if d.State == ledger.Delivered {
 		return
 	}
 	d.LastError = why
 	if !background {
-		if d.State != deliveryExhausted {
-			d.State = deliveryPending
+		if d.State != ledger.Exhausted {
+			d.State = ledger.Pending
 			next := now.Add(h.backoff(max(d.Attempts, 1)))
 			// Without a worker, clients' retries are the redelivery: a due
 			// one that failed waits a backoff step, so that no flood of
@@ -207,13 +208,13 @@ func (h *Handler) applyAttempt(rec *record, accepted bool, why string, backgroun
 	}
 	d.Attempts++
 	if d.Attempts >= h.RedeliverAttempts {
-		d.State, d.NextAttempt = deliveryExhausted, time.Time{}
+		d.State, d.NextAttempt = ledger.Exhausted, time.Time{}
 		h.metrics.exhausted.Inc()
 		h.logger.Error("payment completed at Pi but the app never accepted it: redelivery attempts exhausted; the operator must deliver it",
 			zap.String("payment_id", rec.PaymentID), zap.String("txid", rec.TxID), zap.Int("attempts", d.Attempts), zap.String("last_error", why))
 		return
 	}
-	d.State, d.NextAttempt = deliveryPending, now.Add(h.backoff(d.Attempts))
+	d.State, d.NextAttempt = ledger.Pending, now.Add(h.backoff(d.Attempts))
 }
 
 // backoff is the wait before redelivery attempt n+1: the base doubled per
@@ -307,7 +308,7 @@ func callerOf(r *http.Request) string {
 // writeCompleted answers a client that is not the payment's payer: the
 // payment is complete, and whether the app has it; never the app's answer,
 // which may be the goods themselves.
-func writeCompleted(w http.ResponseWriter, rec *record, replay, delivered bool) error {
+func writeCompleted(w http.ResponseWriter, rec *ledger.Record, replay, delivered bool) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

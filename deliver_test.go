@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
@@ -194,9 +195,9 @@ func TestAppRefusalIsAnsweredByTheGuard(t *testing.T) {
 		assert.Contains(t, out.Message, "complete at Pi")
 		assert.NotContains(t, w.Body.String(), "app's own answer")
 	}
-	rec, err := h.store.load(t.Context(), id)
+	rec, err := h.store.Load(t.Context(), id)
 	require.NoError(t, err)
-	assert.Equal(t, deliveryPending, rec.Delivery.State)
+	assert.Equal(t, ledger.Pending, rec.Delivery.State)
 	assert.Zero(t, rec.Delivery.Attempts, "client attempts are not background attempts")
 
 	refused := logs.FilterMessageSnippet("did not accept").All()
@@ -226,18 +227,18 @@ func TestClientAttemptsNeverExhaust(t *testing.T) {
 		w := post(h, app, DefaultCompletePath, completeBody(id, txid))
 		require.Equal(t, http.StatusBadGateway, w.Code, w.Body.String())
 	}
-	rec, err := h.store.load(t.Context(), id)
+	rec, err := h.store.Load(t.Context(), id)
 	require.NoError(t, err)
-	assert.Equal(t, deliveryPending, rec.Delivery.State)
+	assert.Equal(t, ledger.Pending, rec.Delivery.State)
 	assert.Zero(t, rec.Delivery.Attempts)
 	assert.False(t, rec.Delivery.NextAttempt.IsZero())
 
 	// A background attempt counts.
 	h.applyAttempt(rec, false, "HTTP 503", true)
-	assert.Equal(t, deliveryExhausted, rec.Delivery.State)
+	assert.Equal(t, ledger.Exhausted, rec.Delivery.State)
 	// And a client's failure on an exhausted record changes nothing.
 	h.applyAttempt(rec, false, "HTTP 503", false)
-	assert.Equal(t, deliveryExhausted, rec.Delivery.State)
+	assert.Equal(t, ledger.Exhausted, rec.Delivery.State)
 	assert.Equal(t, 1, rec.Delivery.Attempts)
 }
 
@@ -246,7 +247,7 @@ func TestClientAttemptsNeverExhaust(t *testing.T) {
 func TestClientAttemptNeverPostponesRedelivery(t *testing.T) {
 	h := &Handler{RedeliverBackoff: caddyDuration(time.Second), RedeliverAttempts: 5}
 	soon := time.Now().Add(100 * time.Millisecond)
-	rec := &record{Delivery: delivery{State: deliveryPending, Attempts: 3, NextAttempt: soon}}
+	rec := &ledger.Record{Delivery: ledger.Delivery{State: ledger.Pending, Attempts: 3, NextAttempt: soon}}
 	h.applyAttempt(rec, false, "x", false)
 	assert.Equal(t, soon, rec.Delivery.NextAttempt)
 	late := time.Now().Add(time.Hour)
@@ -397,7 +398,7 @@ func TestRedeliverToHasNoPath(t *testing.T) {
 
 // owedRecord completes a payment at the fake Pi (as another instance
 // would have) and writes the owed record a completion leaves behind.
-func owedRecord(t *testing.T, h *Handler, pi *pitest.Server) *record {
+func owedRecord(t *testing.T, h *Handler, pi *pitest.Server) *ledger.Record {
 	t.Helper()
 	p := pi.CreatePayment(pitest.NewPayment{Amount: "1"})
 	c, err := piclient.New(piclient.Options{BaseURL: pi.URL, APIKey: pitest.DefaultAPIKey})
@@ -409,10 +410,10 @@ func owedRecord(t *testing.T, h *Handler, pi *pitest.Server) *record {
 	done, err := c.Complete(t.Context(), p.Identifier, txid)
 	require.NoError(t, err)
 	body := []byte(completeBody(p.Identifier, txid))
-	rec := &record{PaymentID: p.Identifier, Phase: phaseComplete, TxID: txid, Payment: done,
-		Request:  &storedRequest{Method: http.MethodPost, Path: DefaultCompletePath, Header: http.Header{"Content-Type": {"application/json"}}, Body: body},
-		Delivery: delivery{State: deliveryPending}}
-	require.NoError(t, h.store.save(t.Context(), rec))
+	rec := &ledger.Record{PaymentID: p.Identifier, Phase: phaseComplete, TxID: txid, Payment: done,
+		Request:  &ledger.Request{Method: http.MethodPost, Path: DefaultCompletePath, Header: http.Header{"Content-Type": {"application/json"}}, Body: body},
+		Delivery: ledger.Delivery{State: ledger.Pending}}
+	require.NoError(t, h.store.Save(t.Context(), rec))
 	return rec
 }
 
@@ -428,9 +429,9 @@ func TestOwedGaugeRightFromTheStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go h.redeliverLoop(ctx)
-	assert.Eventually(t, func() bool { return owedGauge(t, h, deliveryPending) == 2 },
+	assert.Eventually(t, func() bool { return owedGauge(t, h, ledger.Pending) == 2 },
 		time.Second, 10*time.Millisecond)
-	assert.Zero(t, owedGauge(t, h, deliveryExhausted))
+	assert.Zero(t, owedGauge(t, h, ledger.Exhausted))
 }
 
 // 12.2: the worker skips a payment whose lock is busy, runs several
@@ -527,9 +528,9 @@ func TestRequestPathDeliveryIsBounded(t *testing.T) {
 	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.Equal(t, http.StatusBadGateway, w.Code)
 	assert.Contains(t, w.Body.String(), "upstream_unavailable")
-	rec, err := h.store.load(t.Context(), id)
+	rec, err := h.store.Load(t.Context(), id)
 	require.NoError(t, err)
-	assert.Equal(t, deliveryPending, rec.Delivery.State)
+	assert.Equal(t, ledger.Pending, rec.Delivery.State)
 }
 
 // owedGauge reads the owed-deliveries gauge for state.
@@ -598,8 +599,8 @@ func TestOwedGaugePerApp(t *testing.T) {
 	a, b := handler("app-one-api-key"), handler("app-two-api-key")
 	require.NotEqual(t, a.app, b.app)
 	rec := completedRecord(t)
-	rec.Delivery.State = deliveryExhausted
-	require.NoError(t, a.store.save(t.Context(), rec))
+	rec.Delivery.State = ledger.Exhausted
+	require.NoError(t, a.store.Save(t.Context(), rec))
 
 	redeliverPass(a)
 	redeliverPass(b) // b owes nothing: a's series stays
@@ -622,4 +623,13 @@ func TestOwedGaugePerApp(t *testing.T) {
 		a.app + "/exhausted": 1, a.app + "/pending": 0,
 		b.app + "/exhausted": 0, b.app + "/pending": 0,
 	}, got)
+}
+
+// A password in redeliver_to is never echoed in the configuration error.
+func TestRedeliverURLErrorsDoNotEchoPasswords(t *testing.T) {
+	for _, bad := range []string{"http://user:s3cret@app:3000", "ftp://user:s3cret@app/", "http://user:s3cret@app:3000/path"} {
+		_, err := parseRedeliverURL(bad)
+		require.Error(t, err, bad)
+		assert.NotContains(t, err.Error(), "s3cret", bad)
+	}
 }

@@ -265,7 +265,7 @@ func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclien
 // as far as the guard knows one: false while it knows no approver.
 func (h *Handler) stranger(ctx context.Context, st *step, r *http.Request) bool {
 	who := h.stepApprover(ctx, st)
-	return who != nil && !who.carriedBy(h.stepCredentials(st, r))
+	return who != nil && !carriedBy(who, h.stepCredentials(st, r))
 }
 
 func viewAnswer(v view, st *step) (*piclient.Payment, *guardError) {

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
@@ -109,11 +110,11 @@ func setCookies(h http.Header) []*http.Cookie {
 // Otherwise the payer's retry would be refused as a stranger's, its
 // completion's answer withheld, and a vanished client never reconciled.
 // The reconciler settles a payment that was not approved after all.
-func (h *Handler) approvalUnknown(ge *guardError, p *piclient.Payment, who *approver, again bool) *guardError {
+func (h *Handler) approvalUnknown(ge *guardError, p *piclient.Payment, who *ledger.Approver, again bool) *guardError {
 	if ge.Retryable && !again {
 		// The client gets the guard's error, not the app's answer: it
 		// keeps the cookies it had.
-		who = who.requestOnly()
+		who = who.RequestOnly()
 		h.approvals.putApprover(p.Identifier, who)
 		h.watch(p, who)
 	}
@@ -126,7 +127,7 @@ func (h *Handler) approvalUnknown(ge *guardError, p *piclient.Payment, who *appr
 // approver is renewed: the new credential counts, and the one this request
 // proved counts too (the answer may not reach the browser); the watch
 // entry keeps its times.
-func (h *Handler) remember(ctx context.Context, p *piclient.Payment, who *approver, again bool) {
+func (h *Handler) remember(ctx context.Context, p *piclient.Payment, who *ledger.Approver, again bool) {
 	if !again {
 		h.approvals.put(p, who)
 		h.watch(p, who)
@@ -137,14 +138,14 @@ func (h *Handler) remember(ctx context.Context, p *piclient.Payment, who *approv
 		return
 	}
 	h.approvals.setApprover(p, who)
-	var e *watchEntry
-	if e = h.watched.queued(p.Identifier); e == nil {
-		e, _ = h.loadWatch(ctx, p.Identifier)
+	var e *ledger.WatchEntry
+	if e = h.watched.Queued(p.Identifier); e == nil {
+		e, _ = h.store.LoadWatch(ctx, p.Identifier)
 	}
 	if e != nil {
 		renewed := *e
 		renewed.By = who
-		h.afterWatchChange(h.watched.put(&renewed))
+		h.afterWatchChange(h.watched.Put(&renewed))
 	}
 }
 
@@ -155,12 +156,12 @@ func (h *Handler) approverAgain(ctx context.Context, st *step, p *piclient.Payme
 	if st.uid != "" && p.UserUID == st.uid {
 		return true
 	}
-	return h.stepApprover(ctx, st).carriedBy(h.stepCredentials(st, r))
+	return carriedBy(h.stepApprover(ctx, st), h.stepCredentials(st, r))
 }
 
 // serveComplete handles onReadyForServerCompletion.
-func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *exchange) error {
-	if rec.completed() {
+func (h *Handler) serveComplete(ctx context.Context, st *step, rec *ledger.Record, x *exchange) error {
+	if rec.Completed() {
 		if ge := h.ours(rec.Payment, st); ge != nil {
 			return ge
 		}
@@ -189,8 +190,8 @@ func (h *Handler) serveComplete(ctx context.Context, st *step, rec *record, x *e
 // paying. The app gets a notice so it can release the order. (Pi's reference
 // backend never cancels on this route; without a transaction it has nothing
 // to complete either, and the user stays blocked.)
-func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *record, x *exchange) error {
-	if rec.completed() {
+func (h *Handler) serveIncomplete(ctx context.Context, st *step, rec *ledger.Record, x *exchange) error {
+	if rec.Completed() {
 		if ge := h.ours(rec.Payment, st); ge != nil {
 			return ge
 		}
@@ -337,10 +338,10 @@ func appUnreachable(err error, msg string) *guardError {
 // anyone else records the canonical request, the reference frontend's
 // completion in the shape the payer's approve was posted in, on the complete
 // route, so that no stranger decides what the app receives.
-func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x *exchange) *storedRequest {
+func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *ledger.Record, x *exchange) *ledger.Request {
 	who := h.approverOf(ctx, st.id)
 	if who == nil {
-		who = &approver{}
+		who = &ledger.Approver{}
 		if st.uid != "" && rec.Payment.UserUID == st.uid {
 			who.Payer = h.stepCredentials(st, x.r)
 		}
@@ -361,16 +362,16 @@ func (h *Handler) storedCompletion(ctx context.Context, st *step, rec *record, x
 // record is kept in memory (owed, listed and redelivered like a written one,
 // written as soon as storage accepts it) and the payment is delivered all
 // the same: Pi has completed it, and the app is its best chance to hear of it.
-func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *record, p *piclient.Payment, x *exchange) *record {
+func (h *Handler) recordCompletion(ctx context.Context, st *step, rec *ledger.Record, p *piclient.Payment, x *exchange) *ledger.Record {
 	if rec == nil {
-		rec = &record{PaymentID: st.id}
+		rec = &ledger.Record{PaymentID: st.id}
 	}
-	rec.markCompleted(p, st.txid)
+	rec.MarkCompleted(p, st.txid)
 	rec.Request = h.storedCompletion(ctx, st, rec, x)
-	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().Add(h.deliveryGrace())}
+	rec.Delivery = ledger.Delivery{State: ledger.Pending, NextAttempt: time.Now().Add(h.deliveryGrace())}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.store.save(sctx, rec); err != nil {
+	if err := h.store.Save(sctx, rec); err != nil {
 		h.logger.Error("could not write the record of a completed payment; it is kept in memory, delivered now and written when storage accepts it",
 			zap.String("payment_id", st.id), zap.Error(err))
 		// Still watched: should the process die before the record is

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
@@ -52,7 +53,7 @@ type step struct {
 	// approver as the guard knew it when the request came.
 	creds      []string
 	credsKnown bool
-	who        *approver
+	who        *ledger.Approver
 	whoKnown   bool
 	// then is work that must run under the payment's locks but need not
 	// delay the client's answer (recording that the app has the payment):
@@ -300,7 +301,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if ge := h.facts.refuse(st); ge != nil {
 		return ge // learnt while this request waited
 	}
-	rec, err := h.store.load(ctx, st.id)
+	rec, err := h.store.Load(ctx, st.id)
 	if err != nil {
 		return storageFailure(err, st.id)
 	}
@@ -340,8 +341,8 @@ func (h *Handler) refuseEarly(ctx context.Context, st *step, r *http.Request) *g
 // completedHere reports whether the guard holds a record of payment id
 // completed (read without its lock: a completed record never goes back).
 func (h *Handler) completedHere(ctx context.Context, id string) bool {
-	rec, err := h.store.load(ctx, id)
-	return err == nil && rec.completed()
+	rec, err := h.store.Load(ctx, id)
+	return err == nil && rec.Completed()
 }
 
 // readCallback checks the method, reads the body (bounded, restored on r)
@@ -577,7 +578,7 @@ var errStorageBusy = errors.New("the payment's storage lock was not free in time
 func (h *Handler) lockShared(ctx context.Context, id string) (func(), error) {
 	lctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(min(lockWait, time.Duration(h.Timeout)/2), cancel)
-	unlock, err := h.store.lock(lctx, id)
+	unlock, err := h.store.Lock(lctx, id)
 	fired := !timer.Stop()
 	switch {
 	case err == nil && !fired:
@@ -601,7 +602,7 @@ func (h *Handler) lockShared(ctx context.Context, id string) (func(), error) {
 // returns: such a module may keep its lock only while the request's
 // context lives.
 func (h *Handler) release(st *step, unlock func()) {
-	if st.then == nil || h.store.files == nil {
+	if st.then == nil || !h.store.DetachedLocks() {
 		if st.then != nil {
 			st.then()
 		}

@@ -1,7 +1,6 @@
 package piguard
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -160,24 +159,4 @@ func FuzzHeaderStripping(f *testing.F) {
 		}
 		assert.Empty(t, next.req.Header.Get(verify.HeaderVerified))
 	})
-}
-
-func TestKeyedMutexHonoursContext(t *testing.T) {
-	k := newKeyedMutex()
-	ctx := t.Context()
-	unlock, err := k.Lock(ctx, "a")
-	require.NoError(t, err)
-	other, err := k.Lock(ctx, "b")
-	require.NoError(t, err, "other keys are independent")
-	other()
-
-	short, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err = k.Lock(short, "a")
-	require.Error(t, err, "a held key times out with the context")
-	unlock()
-	again, err := k.Lock(ctx, "a")
-	require.NoError(t, err)
-	again()
-	assert.Empty(t, k.entries, "entries are released")
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/horizon"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
@@ -196,7 +197,7 @@ type Handler struct {
 	users           *users
 	signer          *verify.Signer
 	jwks            []byte
-	locks           *keyedMutex
+	locks           *ledger.KeyedMutex
 	approvals       *approvals
 	facts           *facts
 	lookups         *lookups
@@ -204,9 +205,9 @@ type Handler struct {
 	piLimit         *piLimit
 	routes          map[string]string   // routeKey(path) → phase
 	nearRoutes      map[string]struct{} // looseKey of each route path
-	watched         *watchList
+	watched         *ledger.WatchList
 	checks          *checkTimes // when each watched payment's next check is due
-	store           *store
+	store           *ledger.Ledger
 	app             string // the app's id: the first 8 hex digits of SHA-256 of the API key (its storage prefix, its metrics label)
 	redeliverURL    *url.URL
 	redeliverClient *http.Client
@@ -311,7 +312,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 			return errors.New("pi_guard: jwks_path is set but no EdDSA key is configured: the JWK Set publishes EdDSA public keys only (HS256 secrets are never published)")
 		}
 	}
-	h.locks = newKeyedMutex()
+	h.locks = ledger.NewKeyedMutex()
 	h.approvals = newApprovals()
 	h.facts = newFacts()
 	h.lookups = newLookups(h.LookupRate, h.LookupRatePerClient)
@@ -325,7 +326,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	for _, p := range []string{h.ApprovePath, h.CompletePath, h.IncompletePath, h.CancelPath} {
 		h.nearRoutes[looseKey(p)] = struct{}{}
 	}
-	h.watched = newWatchList()
+	h.watched = ledger.NewWatchList()
 	h.checks = &checkTimes{}
 	h.background = new(sync.WaitGroup)
 	if h.HorizonURL != "" {
@@ -339,8 +340,8 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
 	h.app = shortHash(apiKey)
-	h.store = newStore(storage, "pi_guard/"+h.app)
-	h.store.expirySpan = expirySpan(h.retention())
+	h.store = ledger.New(storage, "pi_guard/"+h.app)
+	h.store.SetRetention(h.retention())
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
 			return fmt.Errorf("pi_guard: %w", err)
@@ -434,8 +435,8 @@ func (h *Handler) Cleanup() error {
 	if h.pi != nil {
 		h.pi.CloseIdleConnections()
 	}
-	if h.store != nil && h.store.expiry != nil {
-		h.store.expiry.close()
+	if h.store != nil {
+		h.store.Close()
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"go.uber.org/zap"
 )
 
@@ -29,33 +30,10 @@ type PayerBinding struct {
 	Name string `json:"name,omitempty"`
 }
 
-// approver is what the guard remembers of the request that approved a
-// payment: digests of its credentials (see Handler.credentials), the host
-// it was sent to and whether it posted a form, so that a completion by
-// someone else is recorded and delivered in the shape the app takes.
-type approver struct {
-	Payer []string `json:"payer,omitempty"`
-	// Before, when the app's answer to the approve set new cookies, is the
-	// approving request's own credential: the browser keeps sending it when
-	// that answer never reached it (a dropped connection). Either counts.
-	Before []string `json:"before,omitempty"`
-	Host   string   `json:"host,omitempty"`
-	Form   bool     `json:"form,omitempty"`
-}
-
-// carriedBy reports whether a request presenting these digests is the
-// approver's.
-func (a *approver) carriedBy(presented []string) bool {
+// carriedBy reports whether a request presenting these digests is a's,
+// the approver's.
+func carriedBy(a *ledger.Approver, presented []string) bool {
 	return a != nil && (carriesAll(a.Payer, presented) || carriesAll(a.Before, presented))
-}
-
-// requestOnly is the approver as the approving request alone tells it:
-// when the app's answer (and its cookies) never reached the client.
-func (a *approver) requestOnly() *approver {
-	if len(a.Before) == 0 {
-		return a
-	}
-	return &approver{Payer: a.Before, Host: a.Host, Form: a.Form}
 }
 
 const (
@@ -216,7 +194,7 @@ func (h *Handler) stepCredentials(st *step, r *http.Request) []string {
 
 // stepApprover is approverOf the step's payment, looked up once per request
 // (it may read storage). Decisions under the payment's lock look again.
-func (h *Handler) stepApprover(ctx context.Context, st *step) *approver {
+func (h *Handler) stepApprover(ctx context.Context, st *step) *ledger.Approver {
 	if !st.whoKnown {
 		st.who, st.whoKnown = h.approverOf(ctx, st.id), true
 	}
@@ -225,26 +203,26 @@ func (h *Handler) stepApprover(ctx context.Context, st *step) *approver {
 
 // approverOf returns what the guard remembers of payment id's approver: in
 // this process, or from the watch list (written by any instance), or nil.
-func (h *Handler) approverOf(ctx context.Context, id string) *approver {
+func (h *Handler) approverOf(ctx context.Context, id string) *ledger.Approver {
 	if a := h.approvals.approverOf(id); a != nil {
 		return a
 	}
-	if e := h.watched.queued(id); e != nil {
-		return e.approver()
+	if e := h.watched.Queued(id); e != nil {
+		return e.By
 	}
 	if h.store == nil {
 		return nil
 	}
-	if e, err := h.loadWatch(ctx, id); err == nil && e != nil {
-		return e.approver()
+	if e, err := h.store.LoadWatch(ctx, id); err == nil && e != nil {
+		return e.By
 	}
 	return nil
 }
 
 // newApprover is what is remembered of an approving request, whose answer
 // (the app's) set the cookies set.
-func (h *Handler) newApprover(r *http.Request, uid string, set []*http.Cookie) *approver {
-	a := &approver{Payer: h.credentialsWith(r, uid, set), Host: r.Host, Form: postsForm(r)}
+func (h *Handler) newApprover(r *http.Request, uid string, set []*http.Cookie) *ledger.Approver {
+	a := &ledger.Approver{Payer: h.credentialsWith(r, uid, set), Host: r.Host, Form: postsForm(r)}
 	if len(set) > 0 {
 		if before := h.credentials(r, uid); !slices.Equal(before, a.Payer) {
 			a.Before = before
@@ -257,7 +235,7 @@ func (h *Handler) newApprover(r *http.Request, uid string, set []*http.Cookie) *
 // completion within the second before the approval's watch entry reached
 // the storage, on another instance) its payer, once the guard knows it,
 // and keeps it. The payment's locks are held.
-func (h *Handler) fillPayer(ctx context.Context, rec *record) {
+func (h *Handler) fillPayer(ctx context.Context, rec *ledger.Record) {
 	if len(rec.Payer) > 0 || rec.Caller != "" {
 		return
 	}
@@ -268,7 +246,7 @@ func (h *Handler) fillPayer(ctx context.Context, rec *record) {
 	rec.Payer, rec.PayerBefore = who.Payer, who.Before
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.store.save(sctx, rec); err != nil {
+	if err := h.store.Save(sctx, rec); err != nil {
 		h.logger.Warn("could not write the delivery record", zap.String("payment_id", rec.PaymentID), zap.Error(err))
 	}
 }
@@ -282,11 +260,11 @@ func postsForm(r *http.Request) bool {
 // isPayer reports whether the request comes from rec's payer: the
 // payment's owner signed in with bind_user, or a request carrying a
 // credential of its approver.
-func (h *Handler) isPayer(st *step, rec *record, r *http.Request) bool {
+func (h *Handler) isPayer(st *step, rec *ledger.Record, r *http.Request) bool {
 	if st.uid != "" && rec.Payment != nil && rec.Payment.UserUID == st.uid {
 		return true
 	}
-	if (&approver{Payer: rec.Payer, Before: rec.PayerBefore}).carriedBy(h.stepCredentials(st, r)) {
+	if carriedBy(&ledger.Approver{Payer: rec.Payer, Before: rec.PayerBefore}, h.stepCredentials(st, r)) {
 		return true
 	}
 	// Records written before payers were remembered hold the completing

@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
@@ -123,7 +122,7 @@ func (h *Handler) reconcileLoop(ctx context.Context) {
 // that holds the reconciler's storage lock, checks the watched payments
 // that are due.
 func (h *Handler) reconcileOnce(ctx context.Context) {
-	ids, err := h.watchedIDs(ctx)
+	ids, err := h.store.Watched(ctx)
 	if err != nil {
 		h.logger.Debug("could not list the watched payments", zap.Error(err))
 		return
@@ -132,7 +131,7 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 	if len(ids) == 0 {
 		return
 	}
-	unlock, ok := h.tryReconcilerLock(ctx)
+	unlock, ok := h.store.TryLockReconciler(ctx)
 	if !ok {
 		return // another instance reconciles
 	}
@@ -145,10 +144,10 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 		if !h.checks.due(id) {
 			continue // its entry was read before, and its check is not due
 		}
-		e, err := h.loadWatch(ctx, id)
-		if errors.Is(err, errCorruptWatch) {
+		e, err := h.store.LoadWatch(ctx, id)
+		if errors.Is(err, ledger.ErrCorruptWatch) {
 			h.logger.Warn("removing a corrupt watch entry", zap.String("payment_id", id))
-			_ = h.deleteWatch(ctx, id)
+			_ = h.store.DeleteWatch(ctx, id)
 			continue
 		}
 		if err != nil || e == nil {
@@ -206,30 +205,9 @@ func (c *checkTimes) forgetAllBut(ids []string) {
 	}
 }
 
-// tryReconcilerLock takes the cluster-wide reconciler lock if it is free.
-func (h *Handler) tryReconcilerLock(ctx context.Context) (func(), bool) {
-	name := path.Join(h.store.prefix, "reconciler")
-	if h.store.files != nil {
-		unlock, err := h.store.files.tryLock(name)
-		return unlock, err == nil && unlock != nil
-	}
-	release := func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = h.store.s.Unlock(uctx, name)
-	}
-	if tl, ok := h.store.s.(certmagic.TryLocker); ok {
-		if got, err := tl.TryLock(ctx, name); err != nil || !got {
-			return nil, false
-		}
-		return release, true
-	}
-	return h.store.storageLockWithin(ctx, name, time.Second)
-}
-
 // reconcile checks one watched payment under its locks: the record first
 // (a client may have completed it), then Pi.
-func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
+func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
 	id := e.PaymentID
 	// The lock's context lives until unlock: a storage module may keep its
 	// lock fresh only while it does.
@@ -241,18 +219,18 @@ func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 		return
 	}
 	defer unlock()
-	rec, err := h.store.load(ctx, id)
+	rec, err := h.store.Load(ctx, id)
 	if err != nil {
 		h.postpone(ctx, e, "storage_unavailable", err)
 		return
 	}
-	if rec.completed() && rec.unsaved {
+	if rec.Completed() && rec.Unsaved {
 		// Completed, but its record is only in memory: keep watching it
 		// until the record is on disk, or a crash would lose it.
 		h.postpone(ctx, e, "record_unsaved", nil)
 		return
 	}
-	if rec.completed() {
+	if rec.Completed() {
 		h.fillPayer(ctx, rec) // completed before this approval's entry was written
 		h.settle(ctx, e, reconciledByClient, zap.DebugLevel, "watched payment was completed by its client")
 		return
@@ -324,7 +302,7 @@ func (h *Handler) reconcile(ctx context.Context, e *watchEntry) {
 // but whose client never came back, and queues its delivery to the app.
 // Without redeliver_to the app could never hear of it, so the guard only
 // reports it and leaves it incomplete at Pi for the SDK's incomplete flow.
-func (h *Handler) completeVanished(ctx, pctx context.Context, st *step, e *watchEntry, rec *record, p *piclient.Payment, givenUp bool) {
+func (h *Handler) completeVanished(ctx, pctx context.Context, st *step, e *ledger.WatchEntry, rec *ledger.Record, p *piclient.Payment, givenUp bool) {
 	if h.redeliverURL == nil {
 		if givenUp {
 			h.settle(ctx, e, reconciledUndeliverable, zap.ErrorLevel,
@@ -361,20 +339,20 @@ func (h *Handler) completeVanished(ctx, pctx context.Context, st *step, e *watch
 // request its client would have sent, due now: the redelivery worker then
 // delivers it to the app with the verified header, and a client that
 // comes back later gets the normal replay.
-func (h *Handler) queueDelivery(ctx context.Context, e *watchEntry, rec *record, p *piclient.Payment, outcome string) {
+func (h *Handler) queueDelivery(ctx context.Context, e *ledger.WatchEntry, rec *ledger.Record, p *piclient.Payment, outcome string) {
 	if rec == nil {
-		rec = &record{PaymentID: e.PaymentID}
+		rec = &ledger.Record{PaymentID: e.PaymentID}
 	}
-	rec.markCompleted(p, p.TxID())
+	rec.MarkCompleted(p, p.TxID())
 	// The payer, when it comes back, gets the app's answer as a replay.
 	rec.Request = canonicalCompletion(h.CompletePath, e.PaymentID, p.TxID(), e.By)
 	if e.By != nil {
 		rec.Payer, rec.PayerBefore = e.By.Payer, e.By.Before
 	}
-	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
+	rec.Delivery = ledger.Delivery{State: ledger.Pending, NextAttempt: time.Now().UTC()}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.store.save(sctx, rec); err != nil {
+	if err := h.store.Save(sctx, rec); err != nil {
 		// Still watched: the next check finds it completed at Pi and records it.
 		h.logger.Error("payment completed at Pi by the reconciler but not recorded; retrying", zap.String("phase", phaseReconcile),
 			zap.String("payment_id", e.PaymentID), zap.String("txid", p.TxID()), zap.Error(err))
@@ -392,7 +370,7 @@ func (h *Handler) queueDelivery(ctx context.Context, e *watchEntry, rec *record,
 // watched payment is cancelled (phase cancel) or given up (phase
 // reconcile), then forgets it. A notice the app does not accept is sent
 // again at the next check, at most redeliver_attempts times.
-func (h *Handler) notifyAndSettle(ctx context.Context, e *watchEntry, phase string, p *piclient.Payment, outcome string) {
+func (h *Handler) notifyAndSettle(ctx context.Context, e *ledger.WatchEntry, phase string, p *piclient.Payment, outcome string) {
 	msg := map[string]string{
 		reconciledCancelled:        "watched payment was cancelled; the app was told",
 		reconciledCancelledByGuard: "watched payment had no transaction long after the wallet's timeout; cancelled at Pi and the app was told",
@@ -451,7 +429,7 @@ func (h *Handler) sendNotice(ctx context.Context, phase string, p *piclient.Paym
 
 // postpone keeps a payment watched and schedules its next check with
 // backoff, never later than the moment it is given up.
-func (h *Handler) postpone(ctx context.Context, e *watchEntry, seen string, why error) {
+func (h *Handler) postpone(ctx context.Context, e *ledger.WatchEntry, seen string, why error) {
 	e.Checks++
 	e.LastSeen, e.LastError = seen, ""
 	if why != nil {
@@ -471,7 +449,7 @@ func (h *Handler) postpone(ctx context.Context, e *watchEntry, seen string, why 
 		zap.Time("next_check", e.NextCheck), zap.NamedError("cause", why))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.saveWatch(sctx, e); err != nil {
+	if err := h.store.SaveWatch(sctx, e); err != nil {
 		h.logger.Warn("could not update the watch list of approved payments", zap.String("payment_id", e.PaymentID), zap.Error(err))
 	}
 }
@@ -490,20 +468,20 @@ func (h *Handler) reconcileBackoff(n int) time.Duration {
 }
 
 // settle forgets a watched payment with a final outcome: counted, logged.
-func (h *Handler) settle(ctx context.Context, e *watchEntry, outcome string, level zapcore.Level, msg string, fields ...zap.Field) {
+func (h *Handler) settle(ctx context.Context, e *ledger.WatchEntry, outcome string, level zapcore.Level, msg string, fields ...zap.Field) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.deleteWatch(sctx, e.PaymentID); err != nil {
+	if err := h.store.DeleteWatch(sctx, e.PaymentID); err != nil {
 		h.logger.Warn("could not remove a payment from the watch list; it will be checked again", zap.String("payment_id", e.PaymentID), zap.Error(err))
 	}
-	h.watched.wrote(e.PaymentID, false)
+	h.watched.Wrote(e.PaymentID, false)
 	h.metrics.reconciled.WithLabelValues(outcome).Inc()
 	h.logReconcile(level, msg, e, outcome, fields...)
 }
 
 // logReconcile writes one reconciler log line: phase "reconcile", the
 // payment, what was found or done, and how long ago it was approved.
-func (h *Handler) logReconcile(level zapcore.Level, msg string, e *watchEntry, outcome string, fields ...zap.Field) {
+func (h *Handler) logReconcile(level zapcore.Level, msg string, e *ledger.WatchEntry, outcome string, fields ...zap.Field) {
 	if ce := h.logger.Check(level, msg); ce != nil {
 		ce.Write(append([]zap.Field{
 			zap.String("phase", phaseReconcile), zap.String("payment_id", e.PaymentID), zap.String("outcome", outcome),

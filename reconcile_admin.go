@@ -54,16 +54,16 @@ func serveWatched(w http.ResponseWriter, r *http.Request) error {
 	var firstErr error
 	live.Range(func(k, _ any) bool {
 		h := k.(*Handler)
-		if seen[h.store.prefix] {
+		if seen[h.store.Prefix()] {
 			return true
 		}
-		seen[h.store.prefix] = true
-		ids, err := h.watchedIDs(r.Context())
+		seen[h.store.Prefix()] = true
+		ids, err := h.store.Watched(r.Context())
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
 		for _, id := range ids {
-			e, err := h.loadWatch(r.Context(), id)
+			e, err := h.store.LoadWatch(r.Context(), id)
 			if err != nil || e == nil {
 				continue
 			}

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
@@ -94,8 +95,8 @@ func (w *reconcileWorld) passUntilSettled(id string) {
 	}
 }
 
-func (w *reconcileWorld) entry(id string) *watchEntry {
-	e, err := w.h.loadWatch(context.Background(), id)
+func (w *reconcileWorld) entry(id string) *ledger.WatchEntry {
+	e, err := w.h.store.LoadWatch(context.Background(), id)
 	require.NoError(w.t, err)
 	return e
 }
@@ -143,10 +144,10 @@ func TestReconcileCompletesVanishedPayment(t *testing.T) {
 	assert.Nil(t, w.entry(id), "no longer watched")
 	assert.Equal(t, 1.0, w.outcome(reconciledCompleted))
 
-	rec, err := w.h.store.load(context.Background(), id)
+	rec, err := w.h.store.Load(context.Background(), id)
 	require.NoError(t, err)
-	require.True(t, rec.completed())
-	assert.Equal(t, deliveryPending, rec.Delivery.State)
+	require.True(t, rec.Completed())
+	assert.Equal(t, ledger.Pending, rec.Delivery.State)
 	assert.False(t, rec.Delivery.NextAttempt.After(time.Now()), "due now")
 	assert.Equal(t, http.MethodPost, rec.Request.Method)
 	assert.Equal(t, DefaultCompletePath, rec.Request.Path)
@@ -184,7 +185,7 @@ func TestReconcileForgetsCompletedPayments(t *testing.T) {
 	require.NoError(t, err)
 	status, _ = call(w.h, next, DefaultCompletePath, map[string]string{"paymentId": p.Identifier, "txid": txid})
 	require.Equal(t, http.StatusOK, status)
-	batch, _ := w.h.watched.take()
+	batch, _ := w.h.watched.Take()
 	assert.Empty(t, batch, "approved and completed within one batch: nothing to write")
 
 	// Approved, written, then completed: the entry is deleted.
@@ -199,7 +200,7 @@ func TestReconcileForgetsCompletedPayments(t *testing.T) {
 
 	// A stale entry (written by another instance after the completion).
 	now := time.Now().UTC()
-	require.NoError(t, w.h.saveWatch(context.Background(), &watchEntry{PaymentID: id, Approved: now, NextCheck: now}))
+	require.NoError(t, w.h.store.SaveWatch(context.Background(), &ledger.WatchEntry{PaymentID: id, Approved: now, NextCheck: now}))
 	gets := w.pi.Calls(pitest.EndpointGet)
 	w.pass()
 	assert.Nil(t, w.entry(id))
@@ -331,7 +332,7 @@ func TestReconcileCrossChecksBeforeCompleting(t *testing.T) {
 	w.pass()
 	assert.Nil(t, w.entry(id))
 	assert.Equal(t, 2.0, w.outcome(reconciledRefused))
-	rec, err := w.h.store.load(context.Background(), id)
+	rec, err := w.h.store.Load(context.Background(), id)
 	require.NoError(t, err)
 	assert.Nil(t, rec, "nothing queued for delivery")
 }
@@ -404,12 +405,12 @@ func TestReconcileOneInstanceAtATimeAndAfterRestart(t *testing.T) {
 
 	b, _, _ := w.start(storage, nil)
 	c, _, _ := w.start(storage, nil)
-	unlock, ok := b.tryReconcilerLock(context.Background())
+	unlock, ok := b.store.TryLockReconciler(context.Background())
 	require.True(t, ok)
 	time.Sleep(5 * time.Millisecond)
 	c.reconcileOnce(context.Background())
 	assert.Zero(t, w.pi.Calls(pitest.EndpointComplete), "c waits while b holds the reconciler lock")
-	_, again := c.tryReconcilerLock(context.Background())
+	_, again := c.store.TryLockReconciler(context.Background())
 	assert.False(t, again)
 	unlock()
 	c.reconcileOnce(context.Background())
@@ -501,11 +502,11 @@ func TestWatchedIDsListingRace(t *testing.T) {
 	w := newReconcileWorld(t, nil)
 	fsys := testStorage(t).(*certmagic.FileStorage)
 	w.h, w.reg, w.logs = w.start(listRacer{fsys}, nil)
-	ids, err := w.h.watchedIDs(context.Background())
+	ids, err := w.h.store.Watched(context.Background())
 	assert.NoError(t, err, "never watched anything: the directory does not exist")
 	assert.Empty(t, ids)
 	w.approve()
-	_, err = w.h.watchedIDs(context.Background())
+	_, err = w.h.store.Watched(context.Background())
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
 
@@ -561,15 +562,15 @@ func TestCompletionKeptInMemoryStaysWatched(t *testing.T) {
 
 	// The process dies; the disk has room again; a new instance starts.
 	storage.fail(nil)
-	w.h.store.unsaved.drop(id) // what a crash loses
+	w.h.store.ForgetUnsaved(id) // what a crash loses
 	restarted, _, _ := w.start(storage, nil)
 	time.Sleep(5 * time.Millisecond)
 	restarted.reconcileOnce(context.Background())
 	redeliverPass(restarted)
-	rec, err := restarted.store.load(context.Background(), id)
+	rec, err := restarted.store.Load(context.Background(), id)
 	require.NoError(t, err)
 	require.NotNil(t, rec, "recorded after the restart")
-	assert.True(t, rec.completed())
+	assert.True(t, rec.Completed())
 	assert.Equal(t, 1, pi.CallsFor(pitest.EndpointComplete, id), "never completed twice")
 }
 

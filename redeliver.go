@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
 
@@ -61,39 +62,37 @@ type redeliverer struct {
 // lock is busy (a request or a delivery is at it) is left for a later pass.
 func (w *redeliverer) pass(ctx context.Context) {
 	h := w.h
-	if n, err := h.store.recoverJournal(ctx); err != nil {
+	if n, err := h.store.Recover(ctx); err != nil {
 		h.logger.Warn("could not replay the journal of an instance that stopped; retrying next pass", zap.Error(err))
 	} else if n > 0 {
 		h.logger.Warn("restored the records of completed payments that a stopped instance had journalled but not yet written durably; they are owed and will be delivered again",
 			zap.Int("records", n))
 	}
-	if h.store.w != nil && !h.store.journalOffLogged.Load() {
-		if err := h.store.w.journal.failure(); err != nil && !h.store.journalOffLogged.Swap(true) {
-			h.logger.Warn("the journal of new payment records failed and is off until Caddy restarts: each completion's record is now synced on its own, "+
-				"as durable but slower; check the disk under Caddy's storage", zap.Error(err))
-		}
+	if err := h.store.JournalFailure(); err != nil {
+		h.logger.Warn("the journal of new payment records failed and is off until Caddy restarts: each completion's record is now synced on its own, "+
+			"as durable but slower; check the disk under Caddy's storage", zap.Error(err))
 	}
 	h.persistUnsaved(ctx)
-	ids, err := h.store.owed(ctx)
+	ids, err := h.store.Owed(ctx)
 	if err != nil {
 		h.logger.Warn("could not list owed deliveries", zap.Error(err))
 	}
-	counts := map[string]float64{deliveryPending: 0, deliveryExhausted: 0}
+	counts := map[string]float64{ledger.Pending: 0, ledger.Exhausted: 0}
 	now := time.Now()
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			return
 		}
-		rec, lerr := h.store.load(ctx, id)
+		rec, lerr := h.store.Load(ctx, id)
 		if lerr != nil || rec == nil {
 			continue
 		}
-		if !rec.owed() {
+		if !rec.Owed() {
 			h.clearSettled(ctx, id)
 			continue
 		}
 		counts[rec.Delivery.State]++
-		if h.redeliverURL != nil && rec.Delivery.State == deliveryPending && !now.Before(rec.Delivery.NextAttempt) {
+		if h.redeliverURL != nil && rec.Delivery.State == ledger.Pending && !now.Before(rec.Delivery.NextAttempt) {
 			w.start(ctx, id)
 		}
 	}
@@ -135,13 +134,13 @@ func (h *Handler) clearSettled(ctx context.Context, id string) {
 		return
 	}
 	defer unlockLocal()
-	unlock, ok := h.store.tryLock(ctx, id, 100*time.Millisecond)
+	unlock, ok := h.store.TryLock(ctx, id, 100*time.Millisecond)
 	if !ok {
 		return
 	}
 	defer unlock()
-	if rec, err := h.store.load(ctx, id); err == nil && rec != nil && !rec.owed() && !rec.unsaved {
-		if err := h.store.clearOwed(ctx, id); err != nil {
+	if rec, err := h.store.Load(ctx, id); err == nil && rec != nil && !rec.Owed() && !rec.Unsaved {
+		if err := h.store.ClearOwed(ctx, id); err != nil {
 			h.logger.Warn("could not remove the owed copy of a delivered payment", zap.String("payment_id", id), zap.Error(err))
 		}
 	}
@@ -150,7 +149,7 @@ func (h *Handler) clearSettled(ctx context.Context, id string) {
 // persistUnsaved tries again to write the records this process keeps in
 // memory because their write failed.
 func (h *Handler) persistUnsaved(ctx context.Context) {
-	for id := range h.store.unsaved.states() {
+	for id := range h.store.Unsaved() {
 		if ctx.Err() != nil {
 			return
 		}
@@ -160,16 +159,16 @@ func (h *Handler) persistUnsaved(ctx context.Context) {
 		}
 		func() {
 			defer unlockLocal()
-			unlock, ok := h.store.tryLock(ctx, id, 100*time.Millisecond)
+			unlock, ok := h.store.TryLock(ctx, id, 100*time.Millisecond)
 			if !ok {
 				return
 			}
 			defer unlock()
-			rec, err := h.store.load(ctx, id)
-			if err != nil || rec == nil || !rec.unsaved {
+			rec, err := h.store.Load(ctx, id)
+			if err != nil || rec == nil || !rec.Unsaved {
 				return
 			}
-			if err := h.store.save(ctx, rec); err == nil {
+			if err := h.store.Save(ctx, rec); err == nil {
 				h.unwatch(id) // durable now: the reconciler need not keep it
 				h.logger.Info("wrote the record of a completed payment that storage had refused before",
 					zap.String("payment_id", id), zap.String("state", rec.Delivery.State))
@@ -181,23 +180,23 @@ func (h *Handler) persistUnsaved(ctx context.Context) {
 // redeliver sends one owed delivery if it is still due and no other
 // instance holds it. The caller holds the payment's in-process lock.
 func (h *Handler) redeliver(ctx context.Context, id string) {
-	rec, err := h.store.load(ctx, id)
+	rec, err := h.store.Load(ctx, id)
 	if err != nil || rec == nil {
 		return
 	}
-	if !rec.unsaved {
+	if !rec.Unsaved {
 		// A record only this process knows needs no cross-instance lock:
 		// another instance can at most deliver the payment once more.
-		unlock, ok := h.store.tryLock(ctx, id, time.Second)
+		unlock, ok := h.store.TryLock(ctx, id, time.Second)
 		if !ok {
 			return // another instance is working on it
 		}
 		defer unlock()
-		if rec, err = h.store.load(ctx, id); err != nil || rec == nil {
+		if rec, err = h.store.Load(ctx, id); err != nil || rec == nil {
 			return
 		}
 	}
-	if !rec.completed() || rec.Delivery.State != deliveryPending || time.Now().Before(rec.Delivery.NextAttempt) {
+	if !rec.Completed() || rec.Delivery.State != ledger.Pending || time.Now().Before(rec.Delivery.NextAttempt) {
 		return
 	}
 	status, sendErr := h.send(ctx, rec)
@@ -217,7 +216,7 @@ func (h *Handler) redeliver(ctx context.Context, id string) {
 	h.recordDelivery(ctx, rec, accepted, why, true)
 	if accepted {
 		h.logger.Info("payment redelivered", zap.String("payment_id", id), zap.Int("failed_attempts", rec.Delivery.Attempts))
-	} else if rec.Delivery.State != deliveryExhausted {
+	} else if rec.Delivery.State != ledger.Exhausted {
 		h.logRefusedDelivery(rec, why, "redelivery")
 	}
 }
@@ -226,8 +225,8 @@ func (h *Handler) redeliver(ctx context.Context, id string) {
 // header bound to it, and returns the app's status. It takes at most
 // timeout. Only the kept headers are sent: never cookies, authorization or
 // X-Forwarded-*, and never a query string.
-func (h *Handler) send(ctx context.Context, rec *record) (int, error) {
-	sr := rec.request(h.CompletePath)
+func (h *Handler) send(ctx context.Context, rec *ledger.Record) (int, error) {
+	sr := deliverable(rec, h.CompletePath)
 	phase := h.phaseOf(sr.Path)
 	if phase == "" {
 		phase = phaseComplete
@@ -244,7 +243,7 @@ func (h *Handler) send(ctx context.Context, rec *record) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	req.Header = sr.keptHeader()
+	req.Header = keptHeader(sr)
 	req.Host = sr.Host
 	req.Header.Set(h.Header, token)
 	resp, err := h.redeliverClient.Do(req)

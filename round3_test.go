@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 )
@@ -173,9 +174,9 @@ func TestStorageLockWaitHasItsOwnAnswer(t *testing.T) {
 }
 
 func TestStoresAreKeyedByStorageAndApp(t *testing.T) {
-	a := &Handler{store: newStore(&certmagic.FileStorage{Path: "/srv/a"}, "pi_guard/k1")}
-	b := &Handler{store: newStore(&certmagic.FileStorage{Path: "/srv/b"}, "pi_guard/k1")}
-	c := &Handler{store: newStore(&certmagic.FileStorage{Path: "/srv/a"}, "pi_guard/k1")}
+	a := &Handler{store: ledger.New(&certmagic.FileStorage{Path: "/srv/a"}, "pi_guard/k1")}
+	b := &Handler{store: ledger.New(&certmagic.FileStorage{Path: "/srv/b"}, "pi_guard/k1")}
+	c := &Handler{store: ledger.New(&certmagic.FileStorage{Path: "/srv/a"}, "pi_guard/k1")}
 	for _, h := range []*Handler{a, b, c} {
 		live.Store(h, struct{}{})
 		defer live.Delete(h)
@@ -252,7 +253,7 @@ func TestApprovalWithLostAnswerKeepsItsPayer(t *testing.T) {
 	require.Equal(t, http.StatusBadGateway, w.Code, w.Body.String())
 	got, _ := pi.Payment(p.Identifier)
 	require.True(t, got.Status.DeveloperApproved, "Pi approved it; the guard could not tell")
-	assert.NotNil(t, h.watched.queued(p.Identifier), "watched all the same")
+	assert.NotNil(t, h.watched.Queued(p.Identifier), "watched all the same")
 
 	approved.Store(false) // Pi answers again
 	w = post(h, app, DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`, "Cookie", "")
@@ -348,7 +349,7 @@ func TestUnknownPayerIsStillDeliveredWithoutAWorker(t *testing.T) {
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	assert.Len(t, app.requests(), 2, "a due retry delivers it")
 	assert.Eventually(t, func() bool { // the mark is written after the answer
-		rec, err := h.store.load(t.Context(), p.Identifier)
-		return err == nil && rec.Delivery.State == deliveryDelivered
+		rec, err := h.store.Load(t.Context(), p.Identifier)
+		return err == nil && rec.Delivery.State == ledger.Delivered
 	}, 2*time.Second, 10*time.Millisecond)
 }

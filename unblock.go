@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
@@ -89,10 +90,10 @@ func serveUnblock(w http.ResponseWriter, r *http.Request) error {
 func unblockerOf(ctx context.Context, id string) (*Handler, error) {
 	all := stores()
 	for _, h := range all {
-		if rec, err := h.store.load(ctx, id); err == nil && rec != nil {
+		if rec, err := h.store.Load(ctx, id); err == nil && rec != nil {
 			return h, nil
 		}
-		if e, err := h.loadWatch(ctx, id); err == nil && e != nil {
+		if e, err := h.store.LoadWatch(ctx, id); err == nil && e != nil {
 			return h, nil
 		}
 	}
@@ -123,7 +124,7 @@ func (h *Handler) unblock(ctx context.Context, id string) (*unblockResult, error
 		}
 		return nil, err
 	}
-	if res.Delivery != nil && res.Delivery.State == deliveryPending && h.redeliverURL != nil {
+	if res.Delivery != nil && res.Delivery.State == ledger.Pending && h.redeliverURL != nil {
 		// Send it now, as a retry does, unless a request or the worker
 		// holds the payment (then the worker sends it: it is due now).
 		// Its own time: a failed send counts as an attempt.
@@ -133,7 +134,7 @@ func (h *Handler) unblock(ctx context.Context, id string) (*unblockResult, error
 			h.redeliver(dctx, id)
 			unlock()
 		}
-		if rec, err := h.store.load(dctx, id); err == nil && rec != nil {
+		if rec, err := h.store.Load(dctx, id); err == nil && rec != nil {
 			row := rowOf(rec)
 			res.Delivery = &row
 		}
@@ -151,16 +152,16 @@ func (h *Handler) settleAtPi(ctx context.Context, id string) (*unblockResult, er
 		return nil, ge
 	}
 	defer unlock()
-	rec, err := h.store.load(ctx, id)
+	rec, err := h.store.Load(ctx, id)
 	if err != nil {
 		return nil, storageFailure(err, id)
 	}
 	res := &unblockResult{PaymentID: id}
-	if rec.completed() {
+	if rec.Completed() {
 		// Pi completed it and the guard knows: nothing blocks the user.
 		row := rowOf(rec)
 		res.Result, res.TxID, res.Amount, res.Delivery = unblockAlreadyCompleted, rec.TxID, row.Amount, &row
-		res.AppTold = rec.Delivery.State == deliveryDelivered
+		res.AppTold = rec.Delivery.State == ledger.Delivered
 		return res, nil
 	}
 	st := &step{phase: phaseUnblock, id: id, start: time.Now(), limit: h.piLimit, learn: h.learn}
@@ -212,7 +213,7 @@ func (h *Handler) settleAtPi(ctx context.Context, id string) (*unblockResult, er
 // unblockPaid completes at Pi a payment with a verified transaction (or
 // finds it completed) after the complete route's checks, and records its
 // delivery to the app, due now.
-func (h *Handler) unblockPaid(ctx context.Context, st *step, rec *record, p *piclient.Payment, res *unblockResult) (*unblockResult, error) {
+func (h *Handler) unblockPaid(ctx context.Context, st *step, rec *ledger.Record, p *piclient.Payment, res *unblockResult) (*unblockResult, error) {
 	st.txid = p.TxID()
 	h.approvals.take(st.id) // this completion uses the fresh read
 	done := p
@@ -235,21 +236,21 @@ func (h *Handler) unblockPaid(ctx context.Context, st *step, rec *record, p *pic
 		}
 	}
 	if rec == nil {
-		rec = &record{PaymentID: st.id}
+		rec = &ledger.Record{PaymentID: st.id}
 	}
-	rec.markCompleted(done, st.txid)
+	rec.MarkCompleted(done, st.txid)
 	// Its payer, when it comes back, gets the app's answer as a replay.
 	who := h.approverOf(ctx, st.id)
 	rec.Request = canonicalCompletion(h.CompletePath, st.id, st.txid, who)
 	if who != nil {
 		rec.Payer, rec.PayerBefore = who.Payer, who.Before
 	}
-	rec.Delivery = delivery{State: deliveryPending, NextAttempt: time.Now().UTC()}
+	rec.Delivery = ledger.Delivery{State: ledger.Pending, NextAttempt: time.Now().UTC()}
 	// Pi has completed it: the record is written even if the operator's
 	// request is gone.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(h.Timeout))
 	defer cancel()
-	if err := h.store.save(sctx, rec); err != nil {
+	if err := h.store.Save(sctx, rec); err != nil {
 		h.logger.Error("could not write the record of a payment an operator unblocked; it is kept in memory and written when storage accepts it",
 			zap.String("payment_id", st.id), zap.Error(err))
 	} else {
@@ -285,12 +286,12 @@ func (h *Handler) describeUnblock(res *unblockResult) {
 		res.Message = fmt.Sprintf("payment %s %s; its user can pay again", id, verb)
 		d := res.Delivery
 		switch {
-		case d != nil && d.State == deliveryDelivered:
+		case d != nil && d.State == ledger.Delivered:
 			res.AppTold = true
 			res.Message += "; the app accepted it"
 		case h.redeliverURL == nil:
 			res.Message += fmt.Sprintf("; not delivered (no redeliver_to): deliver it by hand, then `caddy pi-guard resolve %s --note ...`", id)
-		case d != nil && d.State == deliveryExhausted:
+		case d != nil && d.State == ledger.Exhausted:
 			res.Message += fmt.Sprintf("; the app never accepted it (%s) and redelivery is exhausted: fix the app, then `caddy pi-guard retry %s`", orDash(d.LastError), id)
 		case d != nil:
 			res.Message += fmt.Sprintf("; the app has not accepted it yet (%s): the redelivery worker goes on, `caddy pi-guard deliveries` follows it", orDash(d.LastError))

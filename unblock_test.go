@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 	"github.com/caddy-pi-guard/caddy-pi-guard/verify"
 )
@@ -119,7 +120,7 @@ func TestUnblockWithoutRedeliverTo(t *testing.T) {
 	assert.True(t, p.Status.DeveloperCompleted)
 
 	out.Reset()
-	require.NoError(t, cmdDeliveries(&out, addr, deliveryPending, false))
+	require.NoError(t, cmdDeliveries(&out, addr, ledger.Pending, false))
 	assert.Contains(t, out.String(), id, "listed as owed")
 }
 
@@ -147,10 +148,10 @@ func TestUnblockExhaustedDeliverySaysRetry(t *testing.T) {
 	_, err = w.h.pi.Complete(context.Background(), id, txid)
 	require.NoError(t, err)
 	p, _ := w.pi.Payment(id)
-	rec := &record{PaymentID: id}
-	rec.markCompleted(&p, txid)
-	rec.Delivery = delivery{State: deliveryExhausted, Attempts: 10, LastError: "the app answered HTTP 500"}
-	require.NoError(t, w.h.store.save(context.Background(), rec))
+	rec := &ledger.Record{PaymentID: id}
+	rec.MarkCompleted(&p, txid)
+	rec.Delivery = ledger.Delivery{State: ledger.Exhausted, Attempts: 10, LastError: "the app answered HTTP 500"}
+	require.NoError(t, w.h.store.Save(context.Background(), rec))
 
 	var out bytes.Buffer
 	err = cmdUnblock(&out, addr, id)

@@ -38,7 +38,7 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 	storage := fs.String("storage", "", "the site's storage root (file_system root): records are counted in <root>/pi_guard/*/payments and owed")
 	retention := fs.Duration("retention", 0, "the site's pi_guard retention, to tell how many records it allows (0: no such verdict)")
 	sweep := fs.Duration("sweep-interval", time.Minute, "the pause between two retention sweeps (a minute in retention.go): a record may outlive retention by that much")
-	span := fs.Duration("expiry-span", -1, "the span of the site's expiry files (expiry.go): a record may outlive retention by that much more (default: as pi_guard derives it from -retention; 0 for storage without the expiry log)")
+	span := fs.Duration("expiry-span", -1, "the span of the site's expiry files (internal/ledger/expiry.go): a record may outlive retention by that much more (default: as pi_guard derives it from -retention; 0 for storage without the expiry log)")
 	warm := fs.Int("warmup-flows", 0, "the RSS verdict starts from the first row with at least this many flows (default: the first row)")
 	maxErrors := fs.Int("max-errors", 1000, "stop after this many failed flows")
 	if err := fs.Parse(args); err != nil {
@@ -459,7 +459,7 @@ func millionVerdict(rows []millionRow, series []point, retention, slack time.Dur
 }
 
 // expirySpan is the span of pi_guard's expiry files for a retention, as
-// expiry.go derives it: a quarter of it, between a minute and an hour, in
+// internal/ledger/expiry.go derives it: a quarter of it, between a minute and an hour, in
 // whole seconds.
 func expirySpan(retention time.Duration) time.Duration {
 	return min(max(retention/4, time.Minute), time.Hour).Truncate(time.Second)

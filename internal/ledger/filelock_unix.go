@@ -1,6 +1,6 @@
 //go:build unix
 
-package piguard
+package ledger
 
 import (
 	"context"

@@ -1,14 +1,14 @@
-package piguard
+package ledger
 
 import (
 	"context"
 	"sync"
 )
 
-// keyedMutex serialises work per payment id inside one process, so that
+// KeyedMutex serialises work per payment id inside one process, so that
 // concurrent duplicate callbacks for one payment share one Pi conversation
 // instead of racing each other.
-type keyedMutex struct {
+type KeyedMutex struct {
 	mu      sync.Mutex
 	entries map[string]*lockEntry
 }
@@ -18,13 +18,13 @@ type lockEntry struct {
 	refs int
 }
 
-func newKeyedMutex() *keyedMutex {
-	return &keyedMutex{entries: make(map[string]*lockEntry)}
+func NewKeyedMutex() *KeyedMutex {
+	return &KeyedMutex{entries: make(map[string]*lockEntry)}
 }
 
 // Lock waits until key is free or ctx is done. On success it returns the
 // function that unlocks it.
-func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
+func (k *KeyedMutex) Lock(ctx context.Context, key string) (func(), error) {
 	e := k.enter(key)
 	select {
 	case e.ch <- struct{}{}:
@@ -37,7 +37,7 @@ func (k *keyedMutex) Lock(ctx context.Context, key string) (func(), error) {
 
 // TryLock takes key if it is free, without waiting. It reports whether it
 // did; on success it returns the function that unlocks it.
-func (k *keyedMutex) TryLock(key string) (func(), bool) {
+func (k *KeyedMutex) TryLock(key string) (func(), bool) {
 	e := k.enter(key)
 	select {
 	case e.ch <- struct{}{}:
@@ -49,7 +49,7 @@ func (k *keyedMutex) TryLock(key string) (func(), bool) {
 }
 
 // enter returns key's entry, counting one more user of it.
-func (k *keyedMutex) enter(key string) *lockEntry {
+func (k *KeyedMutex) enter(key string) *lockEntry {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	e := k.entries[key]
@@ -62,14 +62,14 @@ func (k *keyedMutex) enter(key string) *lockEntry {
 }
 
 // unlocker is the unlock function of a held entry.
-func (k *keyedMutex) unlocker(key string, e *lockEntry) func() {
+func (k *KeyedMutex) unlocker(key string, e *lockEntry) func() {
 	return func() {
 		<-e.ch
 		k.release(key, e)
 	}
 }
 
-func (k *keyedMutex) release(key string, e *lockEntry) {
+func (k *KeyedMutex) release(key string, e *lockEntry) {
 	k.mu.Lock()
 	e.refs--
 	if e.refs == 0 {

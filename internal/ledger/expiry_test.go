@@ -1,4 +1,4 @@
-package piguard
+package ledger
 
 import (
 	"context"
@@ -22,16 +22,16 @@ import (
 // finds an expired record the log never listed.
 func TestExpiryLogRemovesDueRecords(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fsys, "pi_guard/test")
+	st := New(fsys, "pi_guard/test")
 	require.NotNil(t, st.expiry, "file storage keeps an expiry log")
 	st.expirySpan = time.Minute
 	ctx := context.Background()
 	longAgo := time.Now().Add(-40 * 24 * time.Hour)
 	age := func(key string) { require.NoError(t, os.Chtimes(fsys.Filename(key), longAgo, longAgo)) }
-	save := func(id, state string) *record {
+	save := func(id, state string) *Record {
 		rec := completedRecord(t)
 		rec.PaymentID, rec.Delivery.State = id, state
-		require.NoError(t, st.save(ctx, rec))
+		require.NoError(t, st.Save(ctx, rec))
 		return rec
 	}
 
@@ -41,20 +41,20 @@ func TestExpiryLogRemovesDueRecords(t *testing.T) {
 	var expiredIDs []string
 	for i := range expired {
 		id := fmt.Sprintf("expiryPayment%015d", i)
-		save(id, deliveryDelivered)
-		age(st.recordKey(id))
+		save(id, Delivered)
+		age(st.RecordKey(id))
 		expiredIDs = append(expiredIDs, id)
 	}
 	rewritten := "expiryRewritten0000000000000"
-	save(rewritten, deliveryDelivered) // listed 40 days ago, written again today
+	save(rewritten, Delivered) // listed 40 days ago, written again today
 	both := "expiryBoth000000000000000000"
-	rec := save(both, deliveryPending)
-	owedCopy, err := os.ReadFile(fsys.Filename(st.owedKey(both)))
+	rec := save(both, Pending)
+	owedCopy, err := os.ReadFile(fsys.Filename(st.OwedKey(both)))
 	require.NoError(t, err)
-	rec.Delivery.State = deliveryDelivered
-	require.NoError(t, st.save(ctx, rec))
-	require.NoError(t, os.WriteFile(fsys.Filename(st.owedKey(both)), owedCopy, 0o600)) // a crash between the two writes
-	age(st.recordKey(both))
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec))
+	require.NoError(t, os.WriteFile(fsys.Filename(st.OwedKey(both)), owedCopy, 0o600)) // a crash between the two writes
+	age(st.RecordKey(both))
 	st.expiry.close()
 
 	// Lines no writer of this log makes: skipped.
@@ -73,25 +73,25 @@ func TestExpiryLogRemovesDueRecords(t *testing.T) {
 	// Delivered today: listed in a file not yet due.
 	st.expiry.now = time.Now
 	fresh := "expiryFresh00000000000000000"
-	save(fresh, deliveryDelivered)
+	save(fresh, Delivered)
 	// Expired, but never listed (a crash lost its line).
 	unlisted := expiredCopies(t, st, fsys, fresh, 1)[0]
 
-	sw := newSweeper(st, DefaultRetention)
-	defer sw.close()
+	sw := NewSweeper(st, DefaultRetention)
+	defer sw.Close()
 	assert.Equal(t, DefaultRetention, sw.walkPeriod, "with the log, the walk is a backstop: one per retention")
 	sw.minPass = 0 // no walk: only the log removes records
 	cutoff := time.Now().Add(-DefaultRetention)
-	removed, err := sw.pass(ctx, cutoff)
+	removed, err := sw.Pass(ctx, cutoff)
 	require.NoError(t, err)
 	assert.Equal(t, expired, removed, "every expired listed record, in one pass")
 	assert.Equal(t, expired+2, sw.lastListed)
 	assert.Zero(t, sw.lastPass, "without walking payments/")
 	for _, id := range expiredIDs {
-		assert.NoFileExists(t, fsys.Filename(st.recordKey(id)))
+		assert.NoFileExists(t, fsys.Filename(st.RecordKey(id)))
 	}
 	for _, id := range []string{rewritten, both, fresh, unlisted} {
-		assert.FileExists(t, fsys.Filename(st.recordKey(id)), id)
+		assert.FileExists(t, fsys.Filename(st.RecordKey(id)), id)
 	}
 	assert.FileExists(t, outside)
 	assert.NoFileExists(t, due[0], "a swept file goes")
@@ -99,18 +99,18 @@ func TestExpiryLogRemovesDueRecords(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, left, 1, "the file not yet due stays")
 
-	removed, err = sw.pass(ctx, cutoff)
+	removed, err = sw.Pass(ctx, cutoff)
 	require.NoError(t, err)
 	assert.Zero(t, removed)
 	assert.Zero(t, sw.lastListed)
 
 	// The walk, the backstop, removes the record the log missed.
 	sw.minPass = retentionMinPass
-	removed, err = sw.pass(ctx, cutoff)
+	removed, err = sw.Pass(ctx, cutoff)
 	require.NoError(t, err)
 	assert.Equal(t, 1, removed)
-	assert.NoFileExists(t, fsys.Filename(st.recordKey(unlisted)))
-	assert.FileExists(t, fsys.Filename(st.recordKey(both)), "never a record whose owed copy remains")
+	assert.NoFileExists(t, fsys.Filename(st.RecordKey(unlisted)))
+	assert.FileExists(t, fsys.Filename(st.RecordKey(both)), "never a record whose owed copy remains")
 }
 
 // Each writer appends to its own file per span, named for the span, so
@@ -165,9 +165,9 @@ func TestExpiryLogFiles(t *testing.T) {
 // same file instead of adding one per reload.
 func TestExpiryLogSharedByStores(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	a, b := newStore(fsys, "pi_guard/test"), newStore(fsys, "pi_guard/test")
+	a, b := New(fsys, "pi_guard/test"), New(fsys, "pi_guard/test")
 	assert.Same(t, a.expiry, b.expiry)
-	assert.NotSame(t, a.expiry, newStore(fsys, "pi_guard/other").expiry)
+	assert.NotSame(t, a.expiry, New(fsys, "pi_guard/other").expiry)
 }
 
 func TestExpiryFileEnd(t *testing.T) {
@@ -196,7 +196,7 @@ func TestExpirySpan(t *testing.T) {
 // for a retention that is not a multiple of 4 seconds.
 func TestExpiryFileEndsAfterItsRecords(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fsys, "pi_guard/test")
+	st := New(fsys, "pi_guard/test")
 	st.expirySpan = expirySpan(4*time.Minute + 2*time.Second)
 	dir := fsys.Filename(st.expiryDir())
 	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
@@ -215,18 +215,18 @@ func TestExpiryFileEndsAfterItsRecords(t *testing.T) {
 	}
 }
 
-// The handler's log follows its retention, and other storage modules keep
+// The ledger's log follows its retention, and other storage modules keep
 // no log (their sweep walks at retention/4).
 func TestExpiryLogFollowsRetention(t *testing.T) {
-	h := &Handler{APIKey: "k", SigningKey: benchSigningKey, Retention: 2 * 60 * 1e9}
-	require.NoError(t, h.provision(testStorage(t)))
-	require.NotNil(t, h.store.expiry)
-	assert.Equal(t, time.Minute, h.store.expirySpan)
-	require.NoError(t, h.Cleanup())
+	fsys := New(testStorage(t), "pi_guard/test")
+	fsys.SetRetention(2 * time.Minute)
+	require.NotNil(t, fsys.expiry)
+	assert.Equal(t, time.Minute, fsys.expirySpan)
+	fsys.Close()
 
-	st := newStore(wrappedStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "pi_guard/test")
+	st := New(wrappedStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "pi_guard/test")
 	assert.Nil(t, st.expiry)
-	assert.Equal(t, DefaultRetention/4, newSweeper(st, DefaultRetention).walkPeriod)
+	assert.Equal(t, DefaultRetention/4, NewSweeper(st, DefaultRetention).walkPeriod)
 }
 
 // One expiry file the sweep cannot read (here a directory with a due
@@ -235,7 +235,7 @@ func TestExpiryLogFollowsRetention(t *testing.T) {
 // the walk, the backstop for what the log misses, still runs.
 func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fsys, "pi_guard/test")
+	st := New(fsys, "pi_guard/test")
 	st.expirySpan = time.Minute
 	ctx := context.Background()
 	longAgo := time.Now().Add(-40 * 24 * time.Hour)
@@ -243,9 +243,9 @@ func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 	// A listed record, delivered 40 days ago.
 	st.expiry.now = func() time.Time { return longAgo }
 	rec := completedRecord(t)
-	rec.PaymentID, rec.Delivery.State = "expiryListed0000000000000000", deliveryDelivered
-	require.NoError(t, st.save(ctx, rec))
-	require.NoError(t, os.Chtimes(fsys.Filename(st.recordKey(rec.PaymentID)), longAgo, longAgo))
+	rec.PaymentID, rec.Delivery.State = "expiryListed0000000000000000", Delivered
+	require.NoError(t, st.Save(ctx, rec))
+	require.NoError(t, os.Chtimes(fsys.Filename(st.RecordKey(rec.PaymentID)), longAgo, longAgo))
 	st.expiry.close()
 	// An expired record the log never listed: the walk's.
 	unlisted := expiredCopies(t, st, fsys, rec.PaymentID, 1)[0]
@@ -253,13 +253,13 @@ func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 	bad := filepath.Join(fsys.Filename(st.expiryDir()), "0-60.broken.log")
 	require.NoError(t, os.Mkdir(bad, 0o700))
 
-	sw := newSweeper(st, DefaultRetention)
-	defer sw.close()
-	removed, err := sw.pass(ctx, time.Now().Add(-DefaultRetention))
+	sw := NewSweeper(st, DefaultRetention)
+	defer sw.Close()
+	removed, err := sw.Pass(ctx, time.Now().Add(-DefaultRetention))
 	assert.Error(t, err, "the unreadable file is reported")
 	assert.Equal(t, 2, removed, "the listed record and the walk's")
-	assert.NoFileExists(t, fsys.Filename(st.recordKey(rec.PaymentID)), "the other due files are swept")
-	assert.NoFileExists(t, fsys.Filename(st.recordKey(unlisted)), "the walk still runs")
+	assert.NoFileExists(t, fsys.Filename(st.RecordKey(rec.PaymentID)), "the other due files are swept")
+	assert.NoFileExists(t, fsys.Filename(st.RecordKey(unlisted)), "the walk still runs")
 }
 
 // An expiry log that cannot be written (here its directory's name is taken
@@ -270,31 +270,31 @@ func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 // does the same from the same failure, never from an old one.
 func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fsys, "pi_guard/test")
-	sw := newSweeper(st, DefaultRetention)
-	defer sw.close()
+	st := New(fsys, "pi_guard/test")
+	sw := NewSweeper(st, DefaultRetention)
+	defer sw.Close()
 	now := time.Now()
-	require.NoError(t, sw.expiryFailed(now))
+	require.NoError(t, sw.ExpiryFailed(now))
 	require.Equal(t, DefaultRetention, sw.walkPeriod)
 
 	dir := fsys.Filename(st.expiryDir())
 	require.NoError(t, os.MkdirAll(filepath.Dir(dir), 0o700))
 	require.NoError(t, os.WriteFile(dir, nil, 0o600))
 	rec := completedRecord(t)
-	rec.Delivery.State = deliveryDelivered
-	require.NoError(t, st.save(context.Background(), rec), "the record is saved all the same")
-	assert.FileExists(t, fsys.Filename(st.recordKey(rec.PaymentID)))
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(context.Background(), rec), "the record is saved all the same")
+	assert.FileExists(t, fsys.Filename(st.RecordKey(rec.PaymentID)))
 
-	err := sw.expiryFailed(now)
+	err := sw.ExpiryFailed(now)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "expiry log")
 	assert.Equal(t, DefaultRetention/4, sw.walkPeriod)
-	assert.NoError(t, sw.expiryFailed(now.Add(time.Minute)), "said once")
+	assert.NoError(t, sw.ExpiryFailed(now.Add(time.Minute)), "said once")
 	assert.Equal(t, DefaultRetention/4, sw.walkPeriod)
 
-	reloaded := newSweeper(newStore(fsys, "pi_guard/test"), DefaultRetention)
-	defer reloaded.close()
-	assert.Error(t, reloaded.expiryFailed(now.Add(time.Hour)), "the failure is recent for the new config too")
+	reloaded := NewSweeper(New(fsys, "pi_guard/test"), DefaultRetention)
+	defer reloaded.Close()
+	assert.Error(t, reloaded.ExpiryFailed(now.Add(time.Hour)), "the failure is recent for the new config too")
 	assert.Equal(t, DefaultRetention/4, reloaded.walkPeriod)
 
 	// The disk is fine again; once the records of the failing time have
@@ -302,13 +302,13 @@ func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
 	require.NoError(t, os.Remove(dir))
 	require.NoError(t, st.expiry.add(rec.PaymentID, st.expirySpan))
 	later := now.Add(DefaultRetention + time.Hour + 2*time.Minute)
-	for _, s := range []*sweeper{sw, reloaded} {
-		assert.NoError(t, s.expiryFailed(later))
+	for _, s := range []*Sweeper{sw, reloaded} {
+		assert.NoError(t, s.ExpiryFailed(later))
 		assert.Equal(t, DefaultRetention, s.walkPeriod)
 	}
-	fresh := newSweeper(newStore(fsys, "pi_guard/test"), DefaultRetention)
-	defer fresh.close()
-	assert.NoError(t, fresh.expiryFailed(later), "an old failure is not said again after a reload")
+	fresh := NewSweeper(New(fsys, "pi_guard/test"), DefaultRetention)
+	defer fresh.Close()
+	assert.NoError(t, fresh.ExpiryFailed(later), "an old failure is not said again after a reload")
 	assert.Equal(t, DefaultRetention, fresh.walkPeriod)
 }
 

@@ -1,6 +1,6 @@
 //go:build linux
 
-package piguard
+package ledger
 
 import (
 	"context"
@@ -15,9 +15,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
@@ -25,22 +22,22 @@ import (
 
 // journalStore is a store over file storage in dir with a journal of its
 // own (a fresh process's), not the process-wide one.
-func journalStore(t *testing.T, dir string) *store {
+func journalStore(t *testing.T, dir string) *Ledger {
 	t.Helper()
-	st := newStore(&certmagic.FileStorage{Path: dir}, "pi_guard/test")
+	st := New(&certmagic.FileStorage{Path: dir}, "pi_guard/test")
 	require.NotNil(t, st.w)
 	st.w.journal = newJournal(st.w.fs.Filename(path.Join(st.prefix, "journal")))
 	return st
 }
 
-func journalled(i int) *record {
+func journalled(i int) *Record {
 	id := fmt.Sprintf("pay%04d", i)
-	return &record{PaymentID: id, Phase: phaseComplete, TxID: "tx",
+	return &Record{PaymentID: id, Phase: PhaseComplete, TxID: "tx",
 		Payment:  &piclient.Payment{Identifier: id},
-		Delivery: delivery{State: deliveryPending}}
+		Delivery: Delivery{State: Pending}}
 }
 
-func segments(t *testing.T, st *store) []string {
+func segments(t *testing.T, st *Ledger) []string {
 	t.Helper()
 	entries, err := os.ReadDir(st.w.journal.dir)
 	if os.IsNotExist(err) {
@@ -63,7 +60,7 @@ func TestJournalRestoresRecordsLostWithTheirProcess(t *testing.T) {
 	const n = 64
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { assert.NoError(t, st.save(t.Context(), journalled(i))) })
+		wg.Go(func() { assert.NoError(t, st.Save(t.Context(), journalled(i))) })
 	}
 	wg.Wait()
 	syncs := st.w.journal.syncs.Load()
@@ -73,11 +70,11 @@ func TestJournalRestoresRecordsLostWithTheirProcess(t *testing.T) {
 
 	// One record was delivered before the crash: it must not come back owed.
 	delivered := journalled(0)
-	delivered.Delivery = delivery{State: deliveryDelivered}
-	require.NoError(t, st.save(t.Context(), delivered))
+	delivered.Delivery = Delivery{State: Delivered}
+	require.NoError(t, st.Save(t.Context(), delivered))
 	want := map[string][]byte{}
 	for i := 1; i < n; i++ {
-		name := st.w.fs.Filename(st.owedKey(journalled(i).PaymentID))
+		name := st.w.fs.Filename(st.OwedKey(journalled(i).PaymentID))
 		data, err := os.ReadFile(name)
 		require.NoError(t, err)
 		want[journalled(i).PaymentID] = data
@@ -93,15 +90,15 @@ func TestJournalRestoresRecordsLostWithTheirProcess(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, n-1, restored)
 	for id, data := range want {
-		got, err := os.ReadFile(next.w.fs.Filename(next.owedKey(id)))
+		got, err := os.ReadFile(next.w.fs.Filename(next.OwedKey(id)))
 		require.NoError(t, err, id)
 		assert.JSONEq(t, string(data), string(got), id)
 	}
-	rec, err := next.load(t.Context(), journalled(0).PaymentID)
+	rec, err := next.Load(t.Context(), journalled(0).PaymentID)
 	require.NoError(t, err)
-	assert.Equal(t, deliveryDelivered, rec.Delivery.State, "a delivered record stays delivered")
+	assert.Equal(t, Delivered, rec.Delivery.State, "a delivered record stays delivered")
 	assert.Empty(t, segments(t, next), "the replayed segment is removed")
-	ids, err := next.owed(t.Context())
+	ids, err := next.Owed(t.Context())
 	require.NoError(t, err)
 	assert.Len(t, ids, n-1)
 }
@@ -111,8 +108,8 @@ func TestJournalRestoresRecordsLostWithTheirProcess(t *testing.T) {
 func TestJournalLeavesLiveSegmentsAndTornTails(t *testing.T) {
 	dir := t.TempDir()
 	live := journalStore(t, dir)
-	require.NoError(t, live.save(t.Context(), journalled(1)))
-	require.NoError(t, os.Remove(live.w.fs.Filename(live.owedKey(journalled(1).PaymentID))))
+	require.NoError(t, live.Save(t.Context(), journalled(1)))
+	require.NoError(t, os.Remove(live.w.fs.Filename(live.OwedKey(journalled(1).PaymentID))))
 
 	other := journalStore(t, dir)
 	restored, err := other.recoverJournal(t.Context())
@@ -129,10 +126,10 @@ func TestJournalLeavesLiveSegmentsAndTornTails(t *testing.T) {
 	restored, err = other.recoverJournal(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, 1, restored)
-	rec, err := other.load(t.Context(), journalled(1).PaymentID)
+	rec, err := other.Load(t.Context(), journalled(1).PaymentID)
 	require.NoError(t, err)
 	require.NotNil(t, rec)
-	rec, err = other.load(t.Context(), "pay0002")
+	rec, err = other.Load(t.Context(), "pay0002")
 	require.NoError(t, err)
 	assert.Nil(t, rec, "the torn line was never acknowledged")
 }
@@ -142,18 +139,18 @@ func TestJournalLeavesLiveSegmentsAndTornTails(t *testing.T) {
 func TestJournalRetiresSegments(t *testing.T) {
 	st := journalStore(t, t.TempDir())
 	for i := range 10 {
-		require.NoError(t, st.save(context.Background(), journalled(i)))
+		require.NoError(t, st.Save(context.Background(), journalled(i)))
 	}
 	require.Len(t, segments(t, st), 1)
 	st.w.journal.flushAll()
 	assert.Empty(t, segments(t, st))
 	for i := range 10 {
-		rec, err := st.load(t.Context(), journalled(i).PaymentID)
+		rec, err := st.Load(t.Context(), journalled(i).PaymentID)
 		require.NoError(t, err)
 		require.NotNil(t, rec)
 	}
 	// The next completion opens a new segment.
-	require.NoError(t, st.save(t.Context(), journalled(10)))
+	require.NoError(t, st.Save(t.Context(), journalled(10)))
 	assert.Len(t, segments(t, st), 1)
 }
 
@@ -168,15 +165,15 @@ func TestJournalKeepsSegmentsWhenSyncfsFails(t *testing.T) {
 	st := journalStore(t, dir)
 	st.w.journal.syncfs = func(*os.File) error { return failing }
 	for i := range 5 {
-		require.NoError(t, st.save(t.Context(), journalled(i)))
+		require.NoError(t, st.Save(t.Context(), journalled(i)))
 	}
 	delivered := journalled(0)
-	delivered.Delivery = delivery{State: deliveryDelivered}
-	require.NoError(t, st.save(t.Context(), delivered))
+	delivered.Delivery = Delivery{State: Delivered}
+	require.NoError(t, st.Save(t.Context(), delivered))
 	st.w.journal.flushAll()
 	require.ErrorIs(t, st.w.journal.failed, failing)
 	require.Len(t, segments(t, st), 1, "not retired: the records may not be on disk")
-	require.NoError(t, st.save(t.Context(), journalled(5)))
+	require.NoError(t, st.Save(t.Context(), journalled(5)))
 	st.w.journal.flushAll()
 	assert.Len(t, segments(t, st), 1, "the journal is off: no new segment")
 	assert.EqualValues(t, 1, st.w.syncs.Load(), "a later record is synced in place")
@@ -191,10 +188,10 @@ func TestJournalKeepsSegmentsWhenSyncfsFails(t *testing.T) {
 	assert.EqualValues(t, 4, next.w.syncs.Load(), "each still-owed record of the segment was written again and synced; the delivered one was left alone")
 	assert.Empty(t, segments(t, next))
 	for i := 1; i <= 5; i++ {
-		rec, err := next.load(t.Context(), journalled(i).PaymentID)
+		rec, err := next.Load(t.Context(), journalled(i).PaymentID)
 		require.NoError(t, err)
 		require.NotNil(t, rec)
-		assert.True(t, rec.owed())
+		assert.True(t, rec.Owed())
 	}
 }
 
@@ -202,7 +199,7 @@ func TestJournalKeepsSegmentsWhenSyncfsFails(t *testing.T) {
 // never take a live segment for a dead one's.
 func TestJournalSegmentLockedBeforeItIsVisible(t *testing.T) {
 	st := journalStore(t, t.TempDir())
-	require.NoError(t, st.save(t.Context(), journalled(1)))
+	require.NoError(t, st.Save(t.Context(), journalled(1)))
 	segs := segments(t, st)
 	require.Len(t, segs, 1)
 	f, err := os.Open(filepath.Join(st.w.journal.dir, segs[0]))
@@ -218,38 +215,35 @@ func TestJournalAckWaitsForFdatasync(t *testing.T) {
 	st := journalStore(t, t.TempDir())
 	st.w.journal.fdatasync = func(*os.File) error { return errors.New("EIO") }
 	rec := journalled(1)
-	require.Error(t, st.save(t.Context(), rec))
-	assert.True(t, rec.unsaved)
-	ids, err := st.owed(t.Context())
+	require.Error(t, st.Save(t.Context(), rec))
+	assert.True(t, rec.Unsaved)
+	ids, err := st.Owed(t.Context())
 	require.NoError(t, err)
 	assert.Contains(t, ids, rec.PaymentID)
 
 	// The journal is off now: no new segment per batch on a failing disk;
 	// records are synced in place instead, the kept one too.
-	require.NoError(t, st.save(t.Context(), journalled(2)))
-	require.NoError(t, st.save(t.Context(), rec))
-	assert.False(t, rec.unsaved)
+	require.NoError(t, st.Save(t.Context(), journalled(2)))
+	require.NoError(t, st.Save(t.Context(), rec))
+	assert.False(t, rec.Unsaved)
 	assert.EqualValues(t, 2, st.w.syncs.Load())
 	assert.Len(t, segments(t, st), 1)
 }
 
 // When the journal fails, completions go on, synced one by one, and the
-// redelivery worker says so once, so that an operator learns why
-// completions got slower.
-func TestJournalFailureIsLoggedOnce(t *testing.T) {
-	h := newTestHandler(t, "http://127.0.0.1:1")
-	core, logs := observer.New(zapcore.WarnLevel)
-	h.logger = zap.New(core)
-	h.store.w.journal = newJournal(h.store.w.fs.Filename(path.Join(h.store.prefix, "journal")))
-	redeliverPass(h)
-	assert.Zero(t, logs.FilterMessageSnippet("journal").Len(), "nothing to say while it works")
+// ledger reports the failure once, so that an operator learns why
+// completions got slower (the redelivery pass logs it).
+func TestJournalFailureIsReportedOnce(t *testing.T) {
+	st := journalStore(t, t.TempDir())
+	require.NoError(t, st.JournalFailure(), "nothing to say while it works")
+	require.NoError(t, st.Save(t.Context(), journalled(0)))
+	require.NoError(t, st.JournalFailure())
 
-	h.store.w.journal.fdatasync = func(*os.File) error { return errors.New("EIO") }
-	require.Error(t, h.store.save(t.Context(), journalled(1)))
-	require.NoError(t, h.store.save(t.Context(), journalled(2)), "synced in place instead")
-	redeliverPass(h)
-	redeliverPass(h)
-	lines := logs.FilterMessageSnippet("journal of new payment records failed").All()
-	require.Len(t, lines, 1)
-	assert.Equal(t, "EIO", lines[0].ContextMap()["error"])
+	st.w.journal.fdatasync = func(*os.File) error { return errors.New("EIO") }
+	require.Error(t, st.Save(t.Context(), journalled(1)))
+	require.NoError(t, st.Save(t.Context(), journalled(2)), "synced in place instead")
+	err := st.JournalFailure()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "EIO")
+	assert.NoError(t, st.JournalFailure(), "reported once")
 }

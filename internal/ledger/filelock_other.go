@@ -1,6 +1,6 @@
 //go:build !unix
 
-package piguard
+package ledger
 
 // newFileLocker returns the lock for file_system storage rooted at
 // storageRoot: lock files where there is no flock(2).

@@ -1,6 +1,6 @@
 //go:build linux
 
-package piguard
+package ledger
 
 import (
 	"bufio"
@@ -405,7 +405,7 @@ func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 // recoverJournal replays the segments of processes that died: every record
 // in them without a readable file is written again, durably, as owed; then
 // the segment is removed. Segments a live process holds are left alone.
-func (st *store) recoverJournal(ctx context.Context) (restored int, err error) {
+func (st *Ledger) recoverJournal(ctx context.Context) (restored int, err error) {
 	if st.w == nil || st.w.journal == nil {
 		return 0, nil
 	}
@@ -430,7 +430,7 @@ func (st *store) recoverJournal(ctx context.Context) (restored int, err error) {
 	return restored, nil
 }
 
-func (st *store) replaySegment(ctx context.Context, name string) (int, error) {
+func (st *Ledger) replaySegment(ctx context.Context, name string) (int, error) {
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil // retired meanwhile
@@ -475,29 +475,29 @@ func (st *store) replaySegment(ctx context.Context, name string) (int, error) {
 // or never written back; the journalled bytes when it has no readable
 // record; nothing when the app already has the payment. It reports whether
 // the record had to come back from the journal.
-func (st *store) restore(ctx context.Context, e journalEntry) (bool, error) {
+func (st *Ledger) restore(ctx context.Context, e journalEntry) (bool, error) {
 	dir, base := path.Split(e.Key)
 	id, ok := strings.CutSuffix(base, ".json")
 	if !ok || path.Clean(dir) != path.Join(st.prefix, "owed") || piclient.ValidatePaymentID(id) != nil {
 		return false, nil // not a record of this store
 	}
-	var rec record
+	var rec Record
 	if json.Unmarshal(e.Record, &rec) != nil || rec.PaymentID != id {
 		return false, nil
 	}
-	unlock, err := st.lock(ctx, id)
+	unlock, err := st.Lock(ctx, id)
 	if err != nil {
 		return false, err
 	}
 	defer unlock()
-	have, err := st.load(ctx, id)
+	have, err := st.Load(ctx, id)
 	if err != nil {
 		return false, err
 	}
 	switch {
 	case have == nil:
 		return true, st.w.storeSynced(ctx, e.Key, e.Record)
-	case have.owed() && !have.unsaved:
+	case have.Owed() && !have.Unsaved:
 		data, err := json.Marshal(have)
 		if err != nil {
 			return false, err

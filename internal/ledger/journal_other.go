@@ -1,6 +1,6 @@
 //go:build !linux
 
-package piguard
+package ledger
 
 import (
 	"context"
@@ -15,7 +15,7 @@ func journalFor(string) *journal { return nil }
 
 func (*journal) append(context.Context, string, []byte) error { return nil }
 
-func (st *store) recoverJournal(context.Context) (int, error) { return 0, nil }
+func (st *Ledger) recoverJournal(context.Context) (int, error) { return 0, nil }
 
 func (*journal) syncCount() int64 { return 0 }
 

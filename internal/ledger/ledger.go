@@ -1,4 +1,4 @@
-package piguard
+package ledger
 
 import (
 	"context"
@@ -6,166 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
-	"net/url"
 	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/certmagic"
-
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
+	"github.com/caddyserver/certmagic"
 )
 
-// Delivery states of a record.
-const (
-	// deliveryPending: Pi completed the payment and the app has not yet
-	// answered a verified request for it with a 2xx.
-	deliveryPending = "pending"
-	// deliveryDelivered: the app answered a verified request with a 2xx.
-	deliveryDelivered = "delivered"
-	// deliveryExhausted: every redelivery attempt failed; an operator must act.
-	deliveryExhausted = "exhausted"
-)
-
-// record is what the guard durably remembers of one payment: what Pi said,
-// the request it forwards as verified, and whether the app has received it.
-// Pi stays the source of truth; the record is what the guard did and owes.
-type record struct {
-	PaymentID string            `json:"payment_id"`
-	Phase     string            `json:"phase"` // "complete": Pi completed the payment
-	TxID      string            `json:"txid,omitempty"`
-	Payment   *piclient.Payment `json:"payment"`
-	Request   *storedRequest    `json:"request,omitempty"`
-	Delivery  delivery          `json:"delivery"`
-	// Payer holds the digests of the approver's credentials (see
-	// PayerBinding): the app's answer to a completion, first delivery or
-	// replay, goes only to a request that carries one of them.
-	Payer []string `json:"payer,omitempty"`
-	// PayerBefore is the approver's credential before the app's answer to
-	// the approve set new cookies (see approver.Before); either counts.
-	PayerBefore []string `json:"payer_before,omitempty"`
-	// Caller, in records written before Payer, is a hash of the completing
-	// request's Cookie and Authorization headers. Never written now.
-	Caller string `json:"caller,omitempty"`
-	// CompletedAt is when the guard saw Pi complete the payment (zero in
-	// records written before it was kept: Created is then the closest).
-	CompletedAt time.Time `json:"completed_at,omitzero"`
-	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
-
-	// unsaved: the last save failed; the record lives in memory only (see
-	// unsavedRecords) until a later save succeeds.
-	unsaved bool
-}
-
-// storedRequest is the verified request as it was forwarded, so it can be
-// sent again, byte for byte, with a fresh header. Verified requests are
-// forwarded without a query string (the token binds method, path and body
-// only), so none is stored.
-type storedRequest struct {
-	Method string      `json:"method"`
-	Path   string      `json:"path"`
-	Host   string      `json:"host,omitempty"`
-	Header http.Header `json:"header,omitempty"`
-	Body   []byte      `json:"body,omitempty"`
-}
-
-// delivery tracks the app's receipt of a completed payment.
-type delivery struct {
-	State       string    `json:"state,omitempty"`
-	Attempts    int       `json:"attempts"`
-	NextAttempt time.Time `json:"next_attempt,omitzero"`
-	LastError   string    `json:"last_error,omitempty"`
-	DeliveredAt time.Time `json:"delivered_at,omitzero"`
-}
-
-// completed reports whether the guard saw Pi complete the payment with txid.
-func (r *record) completed() bool {
-	return r != nil && r.Phase == phaseComplete && r.Payment.IsCompletedWith(r.TxID)
-}
-
-// markCompleted records that Pi completed the payment with p's transaction,
-// now unless an earlier completion was recorded.
-func (rec *record) markCompleted(p *piclient.Payment, txid string) {
-	rec.Phase, rec.TxID, rec.Payment = phaseComplete, txid, p
-	if rec.CompletedAt.IsZero() {
-		rec.CompletedAt = time.Now().UTC()
-	}
-}
-
-// completedAt is when the guard saw Pi complete the payment.
-func (rec *record) completedAt() time.Time {
-	if rec.CompletedAt.IsZero() {
-		return rec.Created
-	}
-	return rec.CompletedAt
-}
-
-// keptHeaders are the request headers stored for redelivery and replays:
-// those an app may need to interpret the body. Cookies and authorization are
-// not kept (the verified header is the app's proof), nor X-Forwarded-*: on
-// the live path reverse_proxy sets those from the connection, and a stored
-// copy would only repeat what a client claimed.
-var keptHeaders = []string{"Content-Type", "Content-Encoding", "Accept", "User-Agent", "X-Request-Id"}
-
-func newStoredRequest(r *http.Request, body []byte) *storedRequest {
-	sr := &storedRequest{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: http.Header{}, Body: body}
-	for _, k := range keptHeaders {
-		if v := r.Header.Values(k); len(v) > 0 {
-			sr.Header[k] = append([]string(nil), v...)
-		}
-	}
-	return sr
-}
-
-// keptHeader returns the stored headers that may be sent again: only
-// keptHeaders, whatever an older record holds.
-func (sr *storedRequest) keptHeader() http.Header {
-	out := http.Header{}
-	for _, k := range keptHeaders {
-		if v := sr.Header.Values(k); len(v) > 0 {
-			out[k] = append([]string(nil), v...)
-		}
-	}
-	return out
-}
-
-// canonicalCompletion is the completion the guard records and delivers when
-// the payer did not post it (a stranger did, or the reconciler completed the
-// payment): the reference frontend's completion body, {"paymentId", "txid"},
-// on the complete route, as JSON or, when the payer's approve was a form,
-// as a form; sent to the host the payer's approve was sent to.
-func canonicalCompletion(completePath, id, txid string, who *approver) *storedRequest {
-	sr := &storedRequest{Method: http.MethodPost, Path: completePath, Header: http.Header{}}
-	if who != nil {
-		sr.Host = who.Host
-	}
-	if who != nil && who.Form {
-		sr.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		sr.Body = []byte(url.Values{"paymentId": {id}, "txid": {txid}}.Encode())
-		return sr
-	}
-	sr.Header.Set("Content-Type", "application/json")
-	sr.Body, _ = json.Marshal(map[string]string{"paymentId": id, "txid": txid})
-	return sr
-}
-
-// request is the request to deliver for rec: the stored one, or, for a
-// record written without one, the reference frontend's completion body on
-// the complete route.
-func (rec *record) request(completePath string) *storedRequest {
-	if rec.Request != nil {
-		return rec.Request
-	}
-	body, _ := json.Marshal(map[string]string{"paymentId": rec.PaymentID, "txid": rec.TxID})
-	return &storedRequest{Method: http.MethodPost, Path: completePath,
-		Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
-}
-
-// store keeps records in Caddy storage, under prefix:
+// Ledger keeps records in Caddy storage, under prefix:
 //
 //	<prefix>/owed/<id>.json      the record while its delivery is pending or exhausted
 //	<prefix>/payments/<id>.json  the record once the app accepted the payment
@@ -174,10 +25,10 @@ func (rec *record) request(completePath string) *storedRequest {
 // A completion is one durable write (to owed/) before anything is
 // forwarded; the worker lists owed/ to find what is due. Once the app has
 // the payment, the record moves to payments/; with file_system storage that
-// write is not synced (see save). A record whose write failed
+// write is not synced (see Save). A record whose write failed
 // (disk full, read-only storage) is kept in memory instead, where load and
 // owed find it, until a later save succeeds (see unsavedRecords).
-type store struct {
+type Ledger struct {
 	s      certmagic.Storage
 	prefix string
 	// files replaces the storage's own lock for file_system storage (see
@@ -202,8 +53,8 @@ type store struct {
 	journalOffLogged atomic.Bool
 }
 
-func newStore(s certmagic.Storage, prefix string) *store {
-	st := &store{s: s, prefix: prefix, unsaved: unsavedFor(s, prefix)}
+func New(s certmagic.Storage, prefix string) *Ledger {
+	st := &Ledger{s: s, prefix: prefix, unsaved: unsavedFor(s, prefix)}
 	fs, ok := s.(*certmagic.FileStorage)
 	if ok {
 		st.w = newFileWriter(fs)
@@ -220,12 +71,89 @@ func newStore(s certmagic.Storage, prefix string) *store {
 	return st
 }
 
-func (st *store) recordKey(id string) string { return path.Join(st.prefix, "payments", id+".json") }
-func (st *store) owedKey(id string) string   { return path.Join(st.prefix, "owed", id+".json") }
-func (st *store) lockName(id string) string  { return path.Join(st.prefix, "locks", id) }
-func (st *store) expiryDir() string          { return path.Join(st.prefix, "expiry") }
+// Prefix is the storage prefix the ledger keeps its files under.
+func (st *Ledger) Prefix() string { return st.prefix }
 
-// load returns the payment's record, or nil when there is none. A record
+// ID names the ledger's storage and prefix: two ledgers with the same ID
+// share their records.
+func (st *Ledger) ID() string { return storageID(st.s) + "\x00" + st.prefix }
+
+// SetRetention sets how long delivered records are kept, which sizes the
+// expiry files this ledger starts (see expirySpan).
+func (st *Ledger) SetRetention(d time.Duration) { st.expirySpan = expirySpan(d) }
+
+// Close releases what the ledger holds open (its expiry file). Records
+// stay, and a ledger for the same storage may be made again.
+func (st *Ledger) Close() {
+	if st.expiry != nil {
+		st.expiry.close()
+	}
+}
+
+// DetachedLocks reports whether a payment's lock outlives the context it
+// was taken with (file_system storage's flock): the caller may then finish
+// work in the background before unlocking. Other storage modules may keep
+// their lock fresh only while that context lives.
+func (st *Ledger) DetachedLocks() bool { return st.files != nil }
+
+// JournalFailure returns, once per ledger, the error that turned the
+// journal off (each completion is then synced on its own); nil when the
+// journal works, is not used, or its failure was already returned.
+func (st *Ledger) JournalFailure() error {
+	if st.w == nil || st.journalOffLogged.Load() {
+		return nil
+	}
+	if err := st.w.journal.failure(); err != nil && !st.journalOffLogged.Swap(true) {
+		return err
+	}
+	return nil
+}
+
+// Recover writes back the records journalled by an instance that stopped
+// before it wrote them durably; it returns how many it restored. The
+// redelivery pass calls it on every pass.
+func (st *Ledger) Recover(ctx context.Context) (int, error) { return st.recoverJournal(ctx) }
+
+// Unsaved maps each record this process keeps in memory, because its write
+// failed, to whether its delivery is owed.
+func (st *Ledger) Unsaved() map[string]bool { return st.unsaved.states() }
+
+// SaveResolved keeps an operator's resolution of a payment (the admin
+// API's resolve) at <prefix>/resolved/<id>.json.
+func (st *Ledger) SaveResolved(ctx context.Context, id string, data []byte) error {
+	return st.s.Store(ctx, path.Join(st.prefix, "resolved", id+".json"), data)
+}
+
+// TryLockReconciler takes the cluster-wide reconciler lock if it is free.
+func (st *Ledger) TryLockReconciler(ctx context.Context) (func(), bool) {
+	name := path.Join(st.prefix, "reconciler")
+	if st.files != nil {
+		unlock, err := st.files.tryLock(name)
+		return unlock, err == nil && unlock != nil
+	}
+	release := func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = st.s.Unlock(uctx, name)
+	}
+	if tl, ok := st.s.(certmagic.TryLocker); ok {
+		if got, err := tl.TryLock(ctx, name); err != nil || !got {
+			return nil, false
+		}
+		return release, true
+	}
+	return st.storageLockWithin(ctx, name, time.Second)
+}
+
+// RecordKey is where a delivered payment's record is kept in storage.
+func (st *Ledger) RecordKey(id string) string { return path.Join(st.prefix, "payments", id+".json") }
+
+// OwedKey is where an owed payment's record is kept in storage.
+func (st *Ledger) OwedKey(id string) string  { return path.Join(st.prefix, "owed", id+".json") }
+func (st *Ledger) lockName(id string) string { return path.Join(st.prefix, "locks", id) }
+func (st *Ledger) expiryDir() string         { return path.Join(st.prefix, "expiry") }
+
+// Load returns the payment's record, or nil when there is none. A record
 // kept in memory is newer than any written one; of the written ones, a
 // settled record wins over an owed one (both exist only if a crash came
 // between writing the first and deleting the second).
@@ -237,16 +165,16 @@ func (st *store) expiryDir() string          { return path.Join(st.prefix, "expi
 // anything is forwarded on it, so one a crash cut short was never acted on
 // (Pi decides again). Other storage modules write whole records: a broken
 // one is an error.
-func (st *store) load(ctx context.Context, id string) (*record, error) {
+func (st *Ledger) Load(ctx context.Context, id string) (*Record, error) {
 	if data, ok := st.unsaved.get(id); ok {
-		var rec record
+		var rec Record
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return nil, fmt.Errorf("record of payment %s is corrupt: %w", id, err)
 		}
-		rec.unsaved = true
+		rec.Unsaved = true
 		return &rec, nil
 	}
-	for _, key := range []string{st.recordKey(id), st.owedKey(id)} {
+	for _, key := range []string{st.RecordKey(id), st.OwedKey(id)} {
 		data, err := st.s.Load(ctx, key)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -254,7 +182,7 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading the record of payment %s: %w", id, err)
 		}
-		var rec record
+		var rec Record
 		if err := json.Unmarshal(data, &rec); err != nil {
 			if st.w != nil {
 				continue // cut short by a crash before its write returned
@@ -266,12 +194,12 @@ func (st *store) load(ctx context.Context, id string) (*record, error) {
 	return nil, nil
 }
 
-// save writes rec where its delivery state puts it: an owed record (pending
+// Save writes rec where its delivery state puts it: an owed record (pending
 // or exhausted) in one write to owed/; a delivered one to payments/, then
 // its owed copy is removed. When the write fails, the record is kept in
-// memory (rec.unsaved), still listed, loaded and redelivered, and the error
+// memory (rec.Unsaved), still listed, loaded and redelivered, and the error
 // says so; the redelivery worker tries to write it again on every pass.
-func (st *store) save(ctx context.Context, rec *record) error {
+func (st *Ledger) Save(ctx context.Context, rec *Record) error {
 	now := time.Now().UTC()
 	if rec.Created.IsZero() {
 		rec.Created = now
@@ -282,12 +210,12 @@ func (st *store) save(ctx context.Context, rec *record) error {
 		return err
 	}
 	if err := st.write(ctx, rec, data); err != nil {
-		st.unsaved.keep(rec.PaymentID, data, rec.owed())
-		rec.unsaved = true
+		st.unsaved.keep(rec.PaymentID, data, rec.Owed())
+		rec.Unsaved = true
 		return fmt.Errorf("%w (kept in memory until storage accepts it)", err)
 	}
 	st.unsaved.drop(rec.PaymentID)
-	rec.unsaved = false
+	rec.Unsaved = false
 	return nil
 }
 
@@ -297,17 +225,17 @@ func (st *store) save(ctx context.Context, rec *record) error {
 // losing that to a crash costs at most an idempotent redelivery (the owed
 // record is still there) or a fresh read from Pi (it is not), never a
 // payment.
-func (st *store) write(ctx context.Context, rec *record, data []byte) error {
-	if rec.owed() {
-		if err := st.put(ctx, st.owedKey(rec.PaymentID), data, true); err != nil {
+func (st *Ledger) write(ctx context.Context, rec *Record, data []byte) error {
+	if rec.Owed() {
+		if err := st.put(ctx, st.OwedKey(rec.PaymentID), data, true); err != nil {
 			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 		}
 		return nil
 	}
-	if err := st.put(ctx, st.recordKey(rec.PaymentID), data, false); err != nil {
+	if err := st.put(ctx, st.RecordKey(rec.PaymentID), data, false); err != nil {
 		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 	}
-	if err := st.clearOwed(ctx, rec.PaymentID); err != nil {
+	if err := st.ClearOwed(ctx, rec.PaymentID); err != nil {
 		return err
 	}
 	if st.expiry != nil {
@@ -320,7 +248,7 @@ func (st *store) write(ctx context.Context, rec *record, data []byte) error {
 // put stores data under key: through the file writer for file_system
 // storage (synced when durable), else through the storage module, whose
 // Store is trusted to be durable.
-func (st *store) put(ctx context.Context, key string, data []byte, durable bool) error {
+func (st *Ledger) put(ctx context.Context, key string, data []byte, durable bool) error {
 	switch {
 	case st.w == nil:
 		return st.s.Store(ctx, key, data)
@@ -331,24 +259,19 @@ func (st *store) put(ctx context.Context, key string, data []byte, durable bool)
 	}
 }
 
-// clearOwed deletes the owed copy of a payment whose settled record is
+// ClearOwed deletes the owed copy of a payment whose settled record is
 // written.
-func (st *store) clearOwed(ctx context.Context, id string) error {
-	if err := st.s.Delete(ctx, st.owedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
+	if err := st.s.Delete(ctx, st.OwedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("clearing the owed record of payment %s: %w", id, err)
 	}
 	return nil
 }
 
-// owed reports whether the record's delivery is pending or exhausted.
-func (rec *record) owed() bool {
-	return rec.Delivery.State == deliveryPending || rec.Delivery.State == deliveryExhausted
-}
-
-// owed lists the ids of payments whose delivery is pending or exhausted,
+// Owed lists the ids of payments whose delivery is pending or exhausted,
 // written or kept in memory. On a listing error it still returns the ones
 // in memory.
-func (st *store) owed(ctx context.Context) ([]string, error) {
+func (st *Ledger) Owed(ctx context.Context) ([]string, error) {
 	dir := path.Join(st.prefix, "owed")
 	var keys []string
 	var err error
@@ -382,10 +305,10 @@ func (st *store) owed(ctx context.Context) ([]string, error) {
 	return ids, err
 }
 
-// lock takes the cross-instance lock of a payment. Storage locks are coarse
+// Lock takes the cross-instance lock of a payment. Storage locks are coarse
 // and may mis-synchronise; the guard's correctness never rests on them alone
 // (it re-reads Pi before acting and treats "already done" as success).
-func (st *store) lock(ctx context.Context, id string) (func(), error) {
+func (st *Ledger) Lock(ctx context.Context, id string) (func(), error) {
 	name := st.lockName(id)
 	if st.files != nil {
 		unlock, err := st.files.lock(ctx, name)
@@ -405,9 +328,9 @@ func (st *store) lock(ctx context.Context, id string) (func(), error) {
 	}, nil
 }
 
-// tryLock takes the lock if it is free, without waiting, where the storage
+// TryLock takes the lock if it is free, without waiting, where the storage
 // supports that; otherwise it waits at most wait.
-func (st *store) tryLock(ctx context.Context, id string, wait time.Duration) (func(), bool) {
+func (st *Ledger) TryLock(ctx context.Context, id string, wait time.Duration) (func(), bool) {
 	name := st.lockName(id)
 	if st.files != nil {
 		unlock, err := st.files.tryLock(name)
@@ -428,7 +351,7 @@ func (st *store) tryLock(ctx context.Context, id string, wait time.Duration) (fu
 // storage module may keep its lock fresh only while that context lives):
 // the wait is bounded by ending that context only while the lock is not
 // held yet.
-func (st *store) storageLockWithin(ctx context.Context, name string, wait time.Duration) (func(), bool) {
+func (st *Ledger) storageLockWithin(ctx context.Context, name string, wait time.Duration) (func(), bool) {
 	lctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(wait, cancel)
 	err := st.s.Lock(lctx, name)
@@ -507,3 +430,16 @@ func (u *unsavedRecords) states() map[string]bool {
 	}
 	return out
 }
+
+// storageID names a storage: by what it says of itself (FileStorage names
+// its path), else by its address.
+func storageID(s certmagic.Storage) string {
+	if str, ok := s.(fmt.Stringer); ok {
+		return fmt.Sprintf("%T:%s", s, str.String())
+	}
+	return fmt.Sprintf("%T:%p", s, s)
+}
+
+// ForgetUnsaved drops this process's in-memory copy of id's record, as a
+// crash would: tests of what survives a crash use it.
+func (st *Ledger) ForgetUnsaved(id string) { st.unsaved.drop(id) }

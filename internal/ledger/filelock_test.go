@@ -1,4 +1,4 @@
-package piguard
+package ledger
 
 import (
 	"context"

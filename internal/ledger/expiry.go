@@ -1,4 +1,4 @@
-package piguard
+package ledger
 
 import (
 	"bufio"
@@ -164,7 +164,7 @@ func expiryFileEnd(name string) (time.Time, bool) {
 // sweeping one file). A file that cannot be read or removed is reported and
 // left for the next pass; it stops neither the other files nor, in
 // passFiles, the walk.
-func (sw *sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
+func (sw *Sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
 	dir := sw.st.w.fs.Filename(sw.st.expiryDir())
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -205,7 +205,7 @@ func (sw *sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[s
 const expiryWorkers = 8
 
 // sweepExpiryFile removes the expired records listed in one expiry file.
-func (sw *sweeper) sweepExpiryFile(ctx context.Context, name string, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
+func (sw *Sweeper) sweepExpiryFile(ctx context.Context, name string, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, nil // swept by another instance meanwhile
@@ -220,7 +220,7 @@ func (sw *sweeper) sweepExpiryFile(ctx context.Context, name string, cutoff time
 	for range expiryWorkers {
 		wg.Go(func() {
 			for id := range ids {
-				full := sw.st.w.fs.Filename(sw.st.recordKey(id))
+				full := sw.st.w.fs.Filename(sw.st.RecordKey(id))
 				if info, err := os.Lstat(full); err == nil && sw.removeExpired(id, full, info, cutoff, owed) {
 					gone.Add(1)
 				}
@@ -268,7 +268,7 @@ func readExpiryLines(ctx context.Context, r io.Reader, ids chan<- string) (int, 
 // found with info, if it was last written before cutoff and is not owed
 // (owed: the snapshot of owedNow, or nil to look up its owed copy), and
 // reports whether it did.
-func (sw *sweeper) removeExpired(id, full string, info fs.FileInfo, cutoff time.Time, owed map[string]bool) bool {
+func (sw *Sweeper) removeExpired(id, full string, info fs.FileInfo, cutoff time.Time, owed map[string]bool) bool {
 	if !info.ModTime().Before(cutoff) {
 		return false
 	}
@@ -276,7 +276,7 @@ func (sw *sweeper) removeExpired(id, full string, info fs.FileInfo, cutoff time.
 		if owed[id] {
 			return false // still owed: leave it to the delivery
 		}
-	} else if _, err := os.Stat(sw.st.w.fs.Filename(sw.st.owedKey(id))); !errors.Is(err, fs.ErrNotExist) {
+	} else if _, err := os.Stat(sw.st.w.fs.Filename(sw.st.OwedKey(id))); !errors.Is(err, fs.ErrNotExist) {
 		return false // still owed (or unknown): leave it to the delivery
 	}
 	return os.Remove(full) == nil

@@ -1,4 +1,4 @@
-package piguard
+package ledger
 
 import (
 	"context"
@@ -74,26 +74,26 @@ func TestFileWriterRecreatesDirectory(t *testing.T) {
 // listed as owed.
 func TestStoreFileStorageWritePath(t *testing.T) {
 	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fs, "pi_guard/test")
+	st := New(fs, "pi_guard/test")
 	require.NotNil(t, st.w)
 	ctx := context.Background()
 	rec := completedRecord(t)
-	require.NoError(t, st.save(ctx, rec))
+	require.NoError(t, st.Save(ctx, rec))
 	durableSyncs := func() int64 { return st.w.syncs.Load() + st.w.journal.syncCount() }
 	assert.Equal(t, int64(1), durableSyncs(), "the owed record is synced (its directory, or the journal)")
 
-	require.NoError(t, os.WriteFile(fs.Filename(st.owedKey(benchID))+".7-deadbeef.tmp", []byte("{"), 0o600))
-	ids, err := st.owed(ctx)
+	require.NoError(t, os.WriteFile(fs.Filename(st.OwedKey(benchID))+".7-deadbeef.tmp", []byte("{"), 0o600))
+	ids, err := st.Owed(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{rec.PaymentID}, ids)
 
-	rec.Delivery.State = deliveryDelivered
-	require.NoError(t, st.save(ctx, rec))
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec))
 	assert.Equal(t, int64(1), durableSyncs(), "the delivered record is written without a sync")
-	got, err := st.load(ctx, rec.PaymentID)
+	got, err := st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
-	assert.Equal(t, deliveryDelivered, got.Delivery.State)
-	_, err = os.Stat(fs.Filename(st.owedKey(rec.PaymentID)))
+	assert.Equal(t, Delivered, got.Delivery.State)
+	_, err = os.Stat(fs.Filename(st.OwedKey(rec.PaymentID)))
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
@@ -102,34 +102,34 @@ func TestStoreFileStorageWritePath(t *testing.T) {
 // broken owed record (always synced) stays an error.
 func TestStoreLoadAfterCrash(t *testing.T) {
 	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := newStore(fs, "pi_guard/test")
+	st := New(fs, "pi_guard/test")
 	ctx := context.Background()
 	rec := completedRecord(t)
-	require.NoError(t, st.save(ctx, rec)) // owed, pending
+	require.NoError(t, st.Save(ctx, rec)) // owed, pending
 
-	require.NoError(t, os.MkdirAll(filepath.Dir(fs.Filename(st.recordKey(rec.PaymentID))), 0o700))
-	require.NoError(t, os.WriteFile(fs.Filename(st.recordKey(rec.PaymentID)), nil, 0o600))
-	got, err := st.load(ctx, rec.PaymentID)
+	require.NoError(t, os.MkdirAll(filepath.Dir(fs.Filename(st.RecordKey(rec.PaymentID))), 0o700))
+	require.NoError(t, os.WriteFile(fs.Filename(st.RecordKey(rec.PaymentID)), nil, 0o600))
+	got, err := st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	require.NotNil(t, got)
-	assert.Equal(t, deliveryPending, got.Delivery.State, "the owed record is still owed")
+	assert.Equal(t, Pending, got.Delivery.State, "the owed record is still owed")
 
-	require.NoError(t, os.Remove(fs.Filename(st.owedKey(rec.PaymentID))))
-	got, err = st.load(ctx, rec.PaymentID)
+	require.NoError(t, os.Remove(fs.Filename(st.OwedKey(rec.PaymentID))))
+	got, err = st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.Nil(t, got, "no record: the guard asks Pi again")
 
 	// A new owed record is created in place; a crash during its write (which
 	// then never returned, so nothing was forwarded on it) leaves it cut
 	// short: Pi decides again.
-	require.NoError(t, os.WriteFile(fs.Filename(st.owedKey(rec.PaymentID)), []byte(`{"payment_id":`), 0o600))
-	got, err = st.load(ctx, rec.PaymentID)
+	require.NoError(t, os.WriteFile(fs.Filename(st.OwedKey(rec.PaymentID)), []byte(`{"payment_id":`), 0o600))
+	got, err = st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.Nil(t, got)
 
 	// Other storage modules write whole records: a broken one is an error.
-	other := newStore(wrappedStorage{fs}, "pi_guard/test")
-	_, err = other.load(ctx, rec.PaymentID)
+	other := New(wrappedStorage{fs}, "pi_guard/test")
+	_, err = other.Load(ctx, rec.PaymentID)
 	assert.Error(t, err, "a broken record in another storage module is never ignored")
 }
 
