@@ -88,6 +88,8 @@ fuzz:
 	done
 
 ## bench: benchmarks (payment flows against a Node/Express baseline, passthrough, Go micro-benchmarks) into docs/benchmarks.md; needs Node.js; not part of make test
+## (BENCH_BEFORE=<git revision>: also the guard's own cost per payment of that revision's build against this one;
+## with BENCH_ONLY_BEFORE_AFTER=1 only that, in a few minutes, into out/bench-before-after.md; see scripts/bench.sh)
 .PHONY: bench
 bench:
 	./scripts/bench.sh

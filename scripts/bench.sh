@@ -29,14 +29,32 @@
 #   6. only with BENCH_MILLION=N: N whole payment flows at 64 in flight and
 #      0 ms against a fourth site with a short retention and its own storage,
 #      with Caddy's RSS and Go heap, the site's records on disk and the fake
-#      Pi's RSS every BENCH_MILLION_EVERY flows (piguard-bench million).
+#      Pi's RSS every BENCH_MILLION_EVERY flows (piguard-bench million);
+#   7. only with BENCH_BEFORE=<revision>: the guard's own cost per payment
+#      (Caddy's CPU per flow less the Go floor's and less twice Caddy's CPU
+#      per request with reverse_proxy alone, from 2b and 5) of the build at
+#      that revision against the build under test (issue 22). Caddy is built
+#      from that revision too, and both builds run in Caddy processes of
+#      their own, each with one guard site identical to the first one above
+#      (same options, upstream and fake Pi, their own storage on the same
+#      file system as Caddy's), both started afresh; payment flows at 16 and
+#      64 in flight and 0 ms run against them in BENCH_BEFORE_ROUNDS rounds,
+#      before and after taking turns to go first (piguard-bench payments,
+#      then piguard-bench beforeafter for the table).
 # Prints every table and writes them, with the machine they ran on, to
 # docs/benchmarks.md. All processes it starts are stopped on exit.
 #
+# Before and after, and only that, in a few minutes (the Go floor at 0 ms,
+# the passthrough and the rounds; no Node baseline, tmpfs run, 50 ms runs,
+# micro-benchmarks or million run), into out/bench-before-after.md:
+#   BENCH_BEFORE=main BENCH_ONLY_BEFORE_AFTER=1 make bench
+#
 # Environment (all optional):
 #   BENCH_PORT_BASE   base of the loopback ports (default 18400: 18401-18407
-#                     and 18409 are used, and 18408 with BENCH_MILLION)
-#   BENCH_OUT         the report to write (default docs/benchmarks.md)
+#                     and 18409 are used, 18408 with BENCH_MILLION and
+#                     18410-18413 with BENCH_BEFORE)
+#   BENCH_OUT         the report to write (default docs/benchmarks.md, and
+#                     out/bench-before-after.md with BENCH_ONLY_BEFORE_AFTER)
 #   BENCH_STORAGE     directory for Caddy's storage (default: in a fresh
 #                     temporary directory); its file system decides the cost
 #                     of the records' fsyncs
@@ -56,6 +74,18 @@
 #                     duration, such as 90s or 5m)
 #   BENCH_MILLION_STORAGE   that site's storage root (default: a directory in
 #                     the temporary directory, on disk)
+#   BENCH_BEFORE=REV  also build Caddy from this git revision (a commit,
+#                     branch or tag, such as main or HEAD~3) and compare the
+#                     guard's own cost per payment of that build ("before")
+#                     with the working tree's ("after"): step 7 above, and its
+#                     table in the report
+#   BENCH_BEFORE_ROUNDS     rounds of that comparison (default 6, 2 with
+#                     BENCH_QUICK); each round runs 16 and 64 flows for the
+#                     payments runs' duration against each build
+#   BENCH_ONLY_BEFORE_AFTER=1  run only what BENCH_BEFORE's table needs (the
+#                     Go floor at 0 ms, the passthrough and the rounds) and
+#                     write a report of just that (needs BENCH_BEFORE;
+#                     BENCH_TMPFS, BENCH_MILLION and BENCH_PROFILE are ignored)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,31 +107,82 @@ if [[ -n "$MILLION" && ! "$MILLION" =~ ^[1-9][0-9]*$ ]]; then
 fi
 MILLION_EVERY="${BENCH_MILLION_EVERY:-$(((${MILLION:-0} + 19) / 20))}"
 MILLION_RETENTION="${BENCH_MILLION_RETENTION:-2m}"
-OUT="${BENCH_OUT:-docs/benchmarks.md}"
 PROFILE_DIR="${BENCH_PROFILE_DIR:-out/bench-profile}"
+BEFORE="${BENCH_BEFORE:-}"
+BEFORE_PORT=$((base + 10))
+BEFORE_ADMIN_PORT=$((base + 11))
+AFTER_PORT=$((base + 12))
+AFTER_ADMIN_PORT=$((base + 13))
+case "${BENCH_ONLY_BEFORE_AFTER:-}" in
+"" | 0) ONLY_BA="" ;;
+1) ONLY_BA=1 ;;
+*)
+	echo "bench: BENCH_ONLY_BEFORE_AFTER is 1 or unset, got '${BENCH_ONLY_BEFORE_AFTER}'" >&2
+	exit 1
+	;;
+esac
+if [[ -n "$ONLY_BA" ]]; then
+	if [[ -z "$BEFORE" ]]; then
+		echo "bench: BENCH_ONLY_BEFORE_AFTER=1 needs BENCH_BEFORE=<git revision> to compare with" >&2
+		exit 1
+	fi
+	for v in BENCH_MILLION BENCH_PROFILE BENCH_TMPFS; do
+		if [[ -n "${!v:-}" ]]; then echo "bench: $v is ignored with BENCH_ONLY_BEFORE_AFTER=1" >&2; fi
+	done
+	MILLION=""
+	OUT="${BENCH_OUT:-out/bench-before-after.md}"
+else
+	OUT="${BENCH_OUT:-docs/benchmarks.md}"
+fi
 
 if [[ "${BENCH_QUICK:-}" == 1 ]]; then
 	PT_FLAGS=(-rounds 2 -round 500ms -warmup 250ms)
 	PAY_FLAGS=(-duration 1s -warmup 250ms)
 	BENCHTIME=100ms
+	BA_ROUNDS="${BENCH_BEFORE_ROUNDS:-2}"
 else
 	PT_FLAGS=(-rounds 20 -round 1s -warmup 1s -conns 32)
 	PAY_FLAGS=(-duration 8s -warmup 1s)
 	BENCHTIME=1s
+	BA_ROUNDS="${BENCH_BEFORE_ROUNDS:-6}"
+fi
+if [[ ! "$BA_ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+	echo "bench: BENCH_BEFORE_ROUNDS must be a number of rounds, got '$BA_ROUNDS'" >&2
+	exit 1
+fi
+
+# The two builds of BENCH_BEFORE's comparison, as the report names them: the
+# revision's short hash (with the name it was given), and the working tree's.
+after_label="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then after_label="$after_label (with uncommitted changes)"; fi
+before_commit="" before_label=""
+if [[ -n "$BEFORE" ]]; then
+	if ! before_commit="$(git rev-parse --verify --quiet "${BEFORE}^{commit}")"; then
+		echo "bench: BENCH_BEFORE=$BEFORE is not a revision of this repository" >&2
+		exit 1
+	fi
+	if ! git cat-file -e "${before_commit}:caddy/main.go" 2>/dev/null; then
+		echo "bench: BENCH_BEFORE=$BEFORE has no ./caddy to build Caddy from" >&2
+		exit 1
+	fi
+	before_label="$(git rev-parse --short "$before_commit")"
+	if [[ "$before_commit" != "$BEFORE"* ]]; then before_label="$before_label ($BEFORE)"; fi
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/piguard-bench.XXXXXX")"
 tmpfs_dir=""
 tmpfs="${BENCH_TMPFS:-/dev/shm}"
-if [[ "$tmpfs" != off && -d "$tmpfs" && -w "$tmpfs" && "$(df -T "$tmpfs" 2>/dev/null | awk 'NR==2 {print $2}')" == tmpfs ]]; then
+if [[ -z "$ONLY_BA" && "$tmpfs" != off && -d "$tmpfs" && -w "$tmpfs" && "$(df -T "$tmpfs" 2>/dev/null | awk 'NR==2 {print $2}')" == tmpfs ]]; then
 	tmpfs_dir="$(mktemp -d "$tmpfs/piguard-bench.XXXXXX")"
 fi
+ba_storage=""
 pids=()
 cleanup() {
 	local status=$?
 	trap - INT TERM EXIT
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [[ -n "$ba_storage" ]]; then rm -rf "$ba_storage"; fi
 	rm -rf "$work"
 	if [[ -n "$tmpfs_dir" ]]; then rm -rf "$tmpfs_dir"; fi
 	exit "$status"
@@ -111,8 +192,10 @@ trap cleanup INT TERM EXIT
 say() { printf '\n== %s\n' "$*" >&2; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ports=("$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$TMPFS_PORT" "$NODE_PORT" "$GOFLOOR_PORT")
+ports=("$GUARD_PORT" "$PLAIN_PORT" "$ADMIN_PORT" "$UP_PORT" "$PI_PORT" "$GOFLOOR_PORT")
+if [[ -z "$ONLY_BA" ]]; then ports+=("$TMPFS_PORT" "$NODE_PORT"); fi
 if [[ -n "$MILLION" ]]; then ports+=("$MILLION_PORT"); fi
+if [[ -n "$BEFORE" ]]; then ports+=("$BEFORE_PORT" "$BEFORE_ADMIN_PORT" "$AFTER_PORT" "$AFTER_ADMIN_PORT"); fi
 for p in "${ports[@]}"; do
 	if ! port_free "$p"; then
 		echo "bench: port 127.0.0.1:$p is in use; set BENCH_PORT_BASE to another base" >&2
@@ -137,10 +220,23 @@ mkdir -p bin
 "$GO" build -o bin/caddy ./caddy
 "$GO" build -o bin/fakepi ./piclient/pitest/cmd/fakepi
 "$GO" build -o bin/piguard-bench ./bench/cmd/piguard-bench
-(cd bench/node-baseline && npm ci --no-audit --no-fund --loglevel=error)
+if [[ -n "$BEFORE" ]]; then
+	# The revision's files, from git (not a worktree: nothing to undo in the
+	# repository if this script is killed), and Caddy built from them.
+	say "building Caddy from $before_label"
+	mkdir -p "$work/before"
+	git archive "$before_commit" | tar -x -C "$work/before"
+	(cd "$work/before" && "$GO" build -o "$work/caddy-before" ./caddy)
+	caddy_module='github.com/caddyserver/caddy/v2'
+	before_caddy="$(cd "$work/before" && "$GO" list -m -f '{{.Version}}' "$caddy_module" 2>/dev/null || true)"
+	after_caddy="$("$GO" list -m -f '{{.Version}}' "$caddy_module" 2>/dev/null || true)"
+fi
+if [[ -z "$ONLY_BA" ]]; then
+	(cd bench/node-baseline && npm ci --no-audit --no-fund --loglevel=error)
 
-say "Go micro-benchmarks (go test -bench, benchtime $BENCHTIME)"
-"$GO" test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count 1 . ./verify | tee "$work/micro.txt"
+	say "Go micro-benchmarks (go test -bench, benchtime $BENCHTIME)"
+	"$GO" test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count 1 . ./verify | tee "$work/micro.txt"
+fi
 
 # --- the servers ---------------------------------------------------------
 storage="${BENCH_STORAGE:-$work/storage}"
@@ -149,27 +245,32 @@ export XDG_DATA_HOME="$work/xdg-data" XDG_CONFIG_HOME="$work/xdg-config"
 PI_GUARD_SIGNING_KEY="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 export PI_GUARD_SIGNING_KEY
 log="$work/caddy.log"
-cat >"$work/Caddyfile" <<EOF
+# global_options <Caddyfile> <admin port> <storage root> <log file>: starts a
+# Caddyfile with its global options.
+global_options() {
+	cat >"$1" <<EOF
 {
-	admin 127.0.0.1:${ADMIN_PORT}
+	admin 127.0.0.1:${2}
 	persist_config off
 	auto_https off
 	storage file_system {
-		root ${storage}
+		root ${3}
 	}
 	log {
-		output file ${log}
+		output file ${4}
 		format json
 		level INFO
 	}
 }
 
 EOF
-# guard_site <comment> <port> [lines for pi_guard]: a site with pi_guard and
-# reverse_proxy in front of the upstream, appended to the Caddyfile.
+}
+# guard_site <Caddyfile> <comment> <port> [lines for pi_guard]: a site with
+# pi_guard and reverse_proxy in front of the upstream, appended to the
+# Caddyfile.
 guard_site() {
-	local comment="$1" port="$2" extra="${3:-}"
-	cat >>"$work/Caddyfile" <<EOF
+	local file="$1" comment="$2" port="$3" extra="${4:-}"
+	cat >>"$file" <<EOF
 
 # ${comment}
 http://127.0.0.1:${port} {
@@ -188,7 +289,8 @@ ${extra}}
 EOF
 }
 
-guard_site "pi_guard + reverse_proxy" "$GUARD_PORT"
+global_options "$work/Caddyfile" "$ADMIN_PORT" "$storage" "$log"
+guard_site "$work/Caddyfile" "pi_guard + reverse_proxy" "$GUARD_PORT"
 cat >>"$work/Caddyfile" <<EOF
 
 # reverse_proxy alone, in front of the same upstream
@@ -197,7 +299,7 @@ http://127.0.0.1:${PLAIN_PORT} {
 }
 EOF
 if [[ -n "$tmpfs_dir" ]]; then
-	guard_site "pi_guard + reverse_proxy with the guard's records on a tmpfs" "$TMPFS_PORT" "		storage file_system {
+	guard_site "$work/Caddyfile" "pi_guard + reverse_proxy with the guard's records on a tmpfs" "$TMPFS_PORT" "		storage file_system {
 			root ${tmpfs_dir}
 		}"
 fi
@@ -206,10 +308,23 @@ million_storage=""
 if [[ -n "$MILLION" ]]; then
 	million_storage="${BENCH_MILLION_STORAGE:-$work/million-storage}"
 	mkdir -p "$million_storage"
-	guard_site "pi_guard + reverse_proxy with a short retention and its own storage, for the million-payment run" "$MILLION_PORT" "		retention ${MILLION_RETENTION}
+	guard_site "$work/Caddyfile" "pi_guard + reverse_proxy with a short retention and its own storage, for the million-payment run" "$MILLION_PORT" "		retention ${MILLION_RETENTION}
 		storage file_system {
 			root ${million_storage}
 		}"
+fi
+
+# BENCH_BEFORE: one Caddy per build, each with the same one guard site as the
+# first above and a storage of its own inside Caddy's (same file system),
+# removed on exit.
+if [[ -n "$BEFORE" ]]; then
+	ba_storage="$(mktemp -d "$storage/piguard-bench-before-after.XXXXXX")"
+	for build in before after; do
+		if [[ "$build" == before ]]; then ba_admin="$BEFORE_ADMIN_PORT" ba_port="$BEFORE_PORT"; else ba_admin="$AFTER_ADMIN_PORT" ba_port="$AFTER_PORT"; fi
+		mkdir -p "$ba_storage/$build"
+		global_options "$work/Caddyfile-$build" "$ba_admin" "$ba_storage/$build" "$work/caddy-$build.log"
+		guard_site "$work/Caddyfile-$build" "pi_guard + reverse_proxy, the $build build" "$ba_port"
+	done
 fi
 
 say "starting the upstream, the fake Pi and Caddy on 127.0.0.1:${base}+"
@@ -221,13 +336,15 @@ pi_pid=$!
 pids+=("$pi_pid")
 wait_for "http://127.0.0.1:${UP_PORT}/" "$up_pid"
 wait_for "http://127.0.0.1:${PI_PORT}/control/calls" "$pi_pid"
-PI_API_URL="http://127.0.0.1:${PI_PORT}/v2" PI_API_KEY=pitest-api-key ADDR="127.0.0.1:${NODE_PORT}" \
-	node bench/node-baseline/server.js >"$work/node.out" 2>&1 &
-node_pid=$!
-pids+=("$node_pid")
-if ! wait_for "http://127.0.0.1:${NODE_PORT}/hello" "$node_pid"; then
-	cat "$work/node.out" >&2
-	exit 1
+if [[ -z "$ONLY_BA" ]]; then
+	PI_API_URL="http://127.0.0.1:${PI_PORT}/v2" PI_API_KEY=pitest-api-key ADDR="127.0.0.1:${NODE_PORT}" \
+		node bench/node-baseline/server.js >"$work/node.out" 2>&1 &
+	node_pid=$!
+	pids+=("$node_pid")
+	if ! wait_for "http://127.0.0.1:${NODE_PORT}/hello" "$node_pid"; then
+		cat "$work/node.out" >&2
+		exit 1
+	fi
 fi
 bin/piguard-bench gobaseline -addr "127.0.0.1:${GOFLOOR_PORT}" -pi-url "http://127.0.0.1:${PI_PORT}/v2" -api-key pitest-api-key \
 	>"$work/gofloor.out" 2>&1 &
@@ -244,22 +361,42 @@ if ! wait_for "http://127.0.0.1:${PLAIN_PORT}/hello" "$caddy_pid" || ! wait_for 
 	cat "$work/caddy.out" >&2
 	exit 1
 fi
+if [[ -n "$BEFORE" ]]; then
+	"$work/caddy-before" run --adapter caddyfile --config "$work/Caddyfile-before" >"$work/caddy-before.out" 2>&1 &
+	before_pid=$!
+	pids+=("$before_pid")
+	bin/caddy run --adapter caddyfile --config "$work/Caddyfile-after" >"$work/caddy-after.out" 2>&1 &
+	after_pid=$!
+	pids+=("$after_pid")
+	for build in before after; do
+		if [[ "$build" == before ]]; then ba_pid="$before_pid" ba_port="$BEFORE_PORT"; else ba_pid="$after_pid" ba_port="$AFTER_PORT"; fi
+		if ! wait_for "http://127.0.0.1:${ba_port}/hello" "$ba_pid"; then
+			cat "$work/caddy-$build.out" >&2
+			exit 1
+		fi
+	done
+fi
 
-# The guard and the Node baseline first, while both are fresh (idle RSS).
-say "payment flows against the fake Pi"
-bin/piguard-bench payments -guard "http://127.0.0.1:${GUARD_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name guard -summary "$work/guard.json" \
-	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
+if [[ -z "$ONLY_BA" ]]; then
+	# The guard and the Node baseline first, while both are fresh (idle RSS).
+	say "payment flows against the fake Pi"
+	bin/piguard-bench payments -guard "http://127.0.0.1:${GUARD_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+		-log "$log" -pid "$caddy_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name guard -summary "$work/guard.json" \
+		-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/payments.md"
 
-say "payment flows against the Node/Express baseline"
-bin/piguard-bench payments -guard "http://127.0.0.1:${NODE_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
-	-pid "$node_pid" -pi-pid "$pi_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
-	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/node.md"
+	say "payment flows against the Node/Express baseline"
+	bin/piguard-bench payments -guard "http://127.0.0.1:${NODE_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+		-pid "$node_pid" -pi-pid "$pi_pid" -name node -summary "$work/node.json" -title "Node/Express baseline" \
+		-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/node.md"
+	floor_runs=(-concurrency 1,16,64 -latency 0,50)
+else
+	floor_runs=(-concurrency 16,64 -latency 0)
+fi
 
 say "payment flows against the Go floor (the Node baseline's job in plain Go)"
 bin/piguard-bench payments -guard "http://127.0.0.1:${GOFLOOR_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
 	-pid "$gofloor_pid" -pi-pid "$pi_pid" -name gofloor -summary "$work/gofloor.json" -title "Go floor (plain Go, no Caddy)" \
-	-concurrency 1,16,64 -latency 0,50 "${PAY_FLAGS[@]}" | tee "$work/gofloor.md"
+	"${floor_runs[@]}" "${PAY_FLAGS[@]}" | tee "$work/gofloor.md"
 
 : >"$work/tmpfs.md"
 tmpfs_summary=()
@@ -271,37 +408,64 @@ if [[ -n "$tmpfs_dir" ]]; then
 	tmpfs_summary=(-tmpfs "$work/tmpfs.json")
 fi
 
-say "records on disk"
-# What the records of the run take on disk: the delivered ones in payments/,
-# the owed ones in owed/ (both should be few: delivery is immediate).
-rec_dir="$(find "$storage" -type d -name payments -path '*pi_guard*' | head -n1)"
-rec_count=0 rec_bytes=0 rec_alloc=0 owed_count=0
-if [[ -n "$rec_dir" ]]; then
-	rec_count="$(find "$rec_dir" -name '*.json' | wc -l)"
-	rec_bytes="$(find "$rec_dir" -name '*.json' -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
-	rec_alloc="$(du -sk "$rec_dir" | cut -f1)"
-	owed_count="$(find "$(dirname "$rec_dir")/owed" -name '*.json' 2>/dev/null | wc -l)"
-fi
-caddy_rss_end="$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$caddy_pid/status")"
-{
-	echo "### Records on disk"
-	echo
-	if [[ "$rec_count" -gt 0 ]]; then
-		echo "After the runs above: ${rec_count} delivered records in payments/ (${owed_count} still owed), $((rec_bytes / rec_count)) bytes of JSON each on average, $(( rec_alloc * 1024 / rec_count )) bytes allocated on disk each (\`du\`: blocks, the directory included). A million delivered payments would take about $(( rec_alloc * 1024 / rec_count * 1000000 / 1048576 )) MiB (extrapolated from these ${rec_count}, not measured); \`retention\` (default 30 days) bounds the set to the payments of that window. Caddy's RSS after the runs: ${caddy_rss_end} MiB."
-	else
-		echo "No delivered records found under $storage."
+if [[ -z "$ONLY_BA" ]]; then
+	say "records on disk"
+	# What the records of the run take on disk: the delivered ones in payments/,
+	# the owed ones in owed/ (both should be few: delivery is immediate); not
+	# those of BENCH_BEFORE's Caddys, whose storage is inside this one.
+	rec_dir="$(find "$storage" ${ba_storage:+-path "$ba_storage" -prune -o} -type d -name payments -path '*pi_guard*' -print | head -n1)"
+	rec_count=0 rec_bytes=0 rec_alloc=0 owed_count=0
+	if [[ -n "$rec_dir" ]]; then
+		rec_count="$(find "$rec_dir" -name '*.json' | wc -l)"
+		rec_bytes="$(find "$rec_dir" -name '*.json' -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
+		rec_alloc="$(du -sk "$rec_dir" | cut -f1)"
+		owed_count="$(find "$(dirname "$rec_dir")/owed" -name '*.json' 2>/dev/null | wc -l)"
 	fi
-	echo
-} >"$work/records.md"
-cat "$work/records.md"
+	caddy_rss_end="$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$caddy_pid/status")"
+	{
+		echo "### Records on disk"
+		echo
+		if [[ "$rec_count" -gt 0 ]]; then
+			echo "After the runs above: ${rec_count} delivered records in payments/ (${owed_count} still owed), $((rec_bytes / rec_count)) bytes of JSON each on average, $(( rec_alloc * 1024 / rec_count )) bytes allocated on disk each (\`du\`: blocks, the directory included). A million delivered payments would take about $(( rec_alloc * 1024 / rec_count * 1000000 / 1048576 )) MiB (extrapolated from these ${rec_count}, not measured); \`retention\` (default 30 days) bounds the set to the payments of that window. Caddy's RSS after the runs: ${caddy_rss_end} MiB."
+		else
+			echo "No delivered records found under $storage."
+		fi
+		echo
+	} >"$work/records.md"
+	cat "$work/records.md"
 
-say "the guard against the Node baseline and the Go floor"
-bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" -gofloor "$work/gofloor.json" "${tmpfs_summary[@]}" \
-	-sync-dir "$storage" | tee "$work/compare.md"
+	say "the guard against the Node baseline and the Go floor"
+	bin/piguard-bench compare -guard "$work/guard.json" -node "$work/node.json" -gofloor "$work/gofloor.json" "${tmpfs_summary[@]}" \
+		-sync-dir "$storage" | tee "$work/compare.md"
+fi
 
 say "passthrough: pi_guard + reverse_proxy vs reverse_proxy alone"
 bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "http://127.0.0.1:${PLAIN_PORT}" -pid "$caddy_pid" \
-	"${PT_FLAGS[@]}" | tee "$work/passthrough.md"
+	-summary "$work/passthrough.json" "${PT_FLAGS[@]}" | tee "$work/passthrough.md"
+
+: >"$work/beforeafter.md"
+if [[ -n "$BEFORE" ]]; then
+	# Rounds of the same payments run against each build, alternating which
+	# goes first (before, after; after, before; ...), so that the machine's
+	# drift falls on both alike; then the table, with the Go floor's CPU per
+	# flow and the proxying's CPU per request of the runs above taken off.
+	round_args=()
+	for i in $(seq 1 "$BA_ROUNDS"); do
+		if ((i % 2 == 1)); then order=(before after); else order=(after before); fi
+		for build in "${order[@]}"; do
+			if [[ "$build" == before ]]; then ba_pid="$before_pid" ba_port="$BEFORE_PORT" rev="$before_label"; else ba_pid="$after_pid" ba_port="$AFTER_PORT" rev="$after_label"; fi
+			say "before and after, round $i of $BA_ROUNDS: payment flows at 0 ms against the $build build ($rev)"
+			bin/piguard-bench payments -guard "http://127.0.0.1:${ba_port}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+				-pid "$ba_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name "$build" -summary "$work/ba-$build-$i.json" \
+				-title "$build build ($rev), round $i" -concurrency 16,64 -latency 0 "${PAY_FLAGS[@]}" >"$work/ba-$build-$i.md"
+		done
+		round_args+=(-round "$work/ba-${order[0]}-$i.json,$work/ba-${order[1]}-$i.json")
+	done
+	say "the guard's own cost per payment, before and after"
+	bin/piguard-bench beforeafter "${round_args[@]}" -gofloor "$work/gofloor.json" -passthrough "$work/passthrough.json" \
+		-before-rev "$before_label" -after-rev "$after_label" -before-caddy "$before_caddy" -after-caddy "$after_caddy" |
+		tee "$work/beforeafter.md"
+fi
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # profile <site port> <directory>: CPU and allocation profiles of Caddy during
@@ -331,7 +495,7 @@ profile() {
 	echo "bench: profiles and pprof -top in $dir (top.txt)" >&2
 }
 
-if [[ "${BENCH_PROFILE:-}" == 1 ]]; then
+if [[ -z "$ONLY_BA" && "${BENCH_PROFILE:-}" == 1 ]]; then
 	say "profiling Caddy during 64 flows at 0 ms Pi latency (profiles in $PROFILE_DIR)"
 	rm -rf "$PROFILE_DIR"
 	profile "$GUARD_PORT" "$PROFILE_DIR/disk"
@@ -365,13 +529,8 @@ notes=""
 if [[ -f "$OUT" ]] && grep -qxF "$marker" "$OUT"; then
 	notes="$(awk -v m="$marker" 'keep {print} $0 == m {keep = 1}' "$OUT")"
 fi
-{
+machine_section() {
 	cat <<EOF
-# Benchmarks
-
-Written by \`make bench\` (scripts/bench.sh); run it again to refresh this file. Numbers from one
-run on one machine: compare runs on the same machine only.
-
 ## Machine
 
 | | |
@@ -385,6 +544,62 @@ run on one machine: compare runs on the same machine only.
 | Go | $("$GO" env GOVERSION) |
 | Caddy storage | file_system on ${fs:-unknown} (owed records synced, directory included, before forwarding; delivered records and lock files not synced) |
 | Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
+EOF
+}
+# before_after_section: the table of BENCH_BEFORE, when there is one.
+before_after_section() {
+	if [[ -s "$work/beforeafter.md" ]]; then
+		printf '\n%s\n\n' "## Before and after: the guard's own cost per payment"
+		cat "$work/beforeafter.md"
+	fi
+}
+{
+	if [[ -n "$ONLY_BA" ]]; then
+		cat <<EOF
+# Benchmarks: before and after
+
+Written by \`BENCH_BEFORE=<revision> BENCH_ONLY_BEFORE_AFTER=1 make bench\` (scripts/bench.sh): only
+what the guard's own cost per payment of two builds needs (the Go floor, the passthrough and the
+rounds against both builds; \`make bench\` alone writes the whole report, docs/benchmarks.md).
+Numbers from one run on one machine: compare runs on the same machine only.
+
+EOF
+		machine_section
+		cat <<'EOF'
+
+Everything runs on this one machine over loopback: the load generator, the Caddys, the upstream and
+the fake Pi share its CPUs (and any other load on it, see the load average). Each build runs in a
+Caddy process of its own with one guard site; a third Caddy, of the build under test, serves the
+passthrough's two sites. Their logs are JSON in files.
+EOF
+		before_after_section
+		cat <<'EOF'
+
+## The Go floor
+
+`piguard-bench gobaseline` (bench/cmd/piguard-bench/gobaseline.go): the Node baseline's routes,
+Pi calls, answers and status codes in plain Go, without Caddy: a net/http server, a keep-alive
+http.Client, encoding/json, nothing durable, no log line per request. What it spends per flow is
+the least the five HTTP exchanges of a flow (2 requests served, 3 Pi calls) cost in Go.
+
+EOF
+		cat "$work/gofloor.md"
+		cat <<'EOF'
+
+## Passthrough
+
+EOF
+		cat "$work/passthrough.md"
+	else
+		cat <<EOF
+# Benchmarks
+
+Written by \`make bench\` (scripts/bench.sh); run it again to refresh this file. Numbers from one
+run on one machine: compare runs on the same machine only.
+
+EOF
+		machine_section
+		cat <<EOF
 
 Everything runs on this one machine over loopback: the load generator, Caddy, the upstream and
 the fake Pi share its CPUs (and any other load on it, see the load average), so throughput figures
@@ -395,10 +610,11 @@ include the time a request waits for a CPU, not only the work the guard does.
 ## Cost per payment: the guard against a Node/Express backend
 
 EOF
-	cat "$work/compare.md"
-	echo
-	cat "$work/records.md"
-	cat <<'EOF'
+		cat "$work/compare.md"
+		echo
+		cat "$work/records.md"
+		before_after_section
+		cat <<'EOF'
 
 ## Payment flows
 
@@ -407,9 +623,9 @@ platform answering every API call after the added latency (`POST /control/latenc
 latencies include everything; the guard's own log line per request separates its time from Pi's.
 
 EOF
-	cat "$work/payments.md"
-	if [[ -s "$work/tmpfs.md" ]]; then
-		cat <<'EOF'
+		cat "$work/payments.md"
+		if [[ -s "$work/tmpfs.md" ]]; then
+			cat <<'EOF'
 
 ## Payment flows with the records on tmpfs
 
@@ -418,9 +634,9 @@ The same flows at 0 ms against a third site whose pi_guard keeps its records and
 without the cost of syncing files to disk.
 
 EOF
-		cat "$work/tmpfs.md"
-	fi
-	cat <<'EOF'
+			cat "$work/tmpfs.md"
+		fi
+		cat <<'EOF'
 
 ## The Node/Express baseline
 
@@ -429,8 +645,8 @@ bench/node-baseline/server.js: the approve and complete routes of Pi's reference
 with a keep-alive agent. It writes nothing anywhere.
 
 EOF
-	cat "$work/node.md"
-	cat <<'EOF'
+		cat "$work/node.md"
+		cat <<'EOF'
 
 ## The Go floor
 
@@ -440,15 +656,15 @@ http.Client, encoding/json, nothing durable, no log line per request. What it sp
 the least the five HTTP exchanges of a flow (2 requests served, 3 Pi calls) cost in Go.
 
 EOF
-	cat "$work/gofloor.md"
-	cat <<'EOF'
+		cat "$work/gofloor.md"
+		cat <<'EOF'
 
 ## Passthrough
 
 EOF
-	cat "$work/passthrough.md"
-	if [[ -s "$work/million.md" ]]; then
-		cat <<EOF
+		cat "$work/passthrough.md"
+		if [[ -s "$work/million.md" ]]; then
+			cat <<EOF
 
 ## A million payments: memory and records on disk
 
@@ -459,9 +675,9 @@ The fake Pi keeps every payment it ever made in memory (about 2.5 KiB of RSS eac
 grows with the run: that is the fake's cost, not Caddy's.
 
 EOF
-		cat "$work/million.md"
-	fi
-	cat <<'EOF'
+			cat "$work/million.md"
+		fi
+		cat <<'EOF'
 
 ## Micro-benchmarks
 
@@ -472,8 +688,9 @@ whole payment in process against the fake Pi (bench_test.go), and token signing 
 
 ```
 EOF
-	grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$work/micro.txt"
-	echo '```'
+		grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$work/micro.txt"
+		echo '```'
+	fi
 	printf '\n%s\n' "$marker"
 	if [[ -n "$notes" ]]; then printf '%s\n' "$notes"; fi
 } >"$OUT"

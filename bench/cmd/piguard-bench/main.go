@@ -7,6 +7,7 @@
 //	piguard-bench compare     -guard guard.json -node node.json -sync-dir storage/
 //	piguard-bench million     -guard http://127.0.0.1:18408 -fakepi http://127.0.0.1:18405 -flows 1000000 -pid 123 -storage dir/
 //	piguard-bench gobaseline  -addr 127.0.0.1:18409 -pi-url http://127.0.0.1:18405/v2 -api-key KEY
+//	piguard-bench beforeafter -round before-1.json,after-1.json -round after-2.json,before-2.json -gofloor gofloor.json -passthrough passthrough.json
 //
 // upstream is a tiny HTTP server that answers every request 200 with a short
 // body. passthrough compares requests that are not payment routes through a
@@ -27,6 +28,10 @@
 // client, encoding/json, nothing durable): the "Go floor", what a flow's
 // HTTP exchanges cost at least in Go, which payments measures beside the
 // guard and Node, and compare sets the guard's CPU per flow against.
+// beforeafter compares the guard's own cost per payment (Caddy's CPU per
+// flow less the Go floor's and less Caddy's cost of proxying the flow's two
+// requests, from passthrough -summary) of two builds, from payments runs
+// against each that alternated in rounds.
 //
 // Each benchmark prints Markdown tables on standard output.
 package main
@@ -68,6 +73,8 @@ func main() {
 		err = million(ctx, args, os.Stdout)
 	case "gobaseline":
 		err = gobaseline(ctx, args)
+	case "beforeafter":
+		err = beforeAfter(args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
@@ -95,6 +102,7 @@ commands:
   compare      the guard and the Node baseline side by side, from payments -summary files
   million      N payment flows against one guard site: memory and records on disk every K flows
   gobaseline   serve the Node baseline's routes in plain Go (the "Go floor" of make bench)
+  beforeafter  the guard's own cost per payment of two builds, from payments -summary files of alternating rounds
 
 Run "piguard-bench <command> -h" for a command's flags.
 `)

@@ -28,6 +28,7 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 	round := fs.Duration("round", time.Second, "length of one round")
 	warmup := fs.Duration("warmup", time.Second, "warm-up per configuration before the rounds")
 	pid := fs.Int("pid", 0, "Caddy's process id: its CPU time per request (from /proc) is measured per configuration")
+	summaryPath := fs.String("summary", "", "write each configuration's figures as JSON to this file, for the beforeafter command")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,7 +147,51 @@ func passthrough(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(out, "%s: first error: %v\n\n", c.name, c.total.FirstErr)
 		}
 	}
-	return nil
+	if *summaryPath == "" {
+		return nil
+	}
+	conf := func(c *config) passthroughConfig {
+		pc := passthroughConfig{Name: c.name, Requests: c.total.Ops, Errors: c.total.Errors, RequestsPerSec: c.total.Rate()}
+		if *pid != 0 && c.total.Ops > 0 {
+			pc.CPUPerRequest = c.cpu / time.Duration(c.total.Ops)
+		}
+		return pc
+	}
+	return writeJSON(*summaryPath, passthroughSummary{
+		Path: *path, Conns: *conns, Rounds: *rounds, CPUMeasured: *pid != 0,
+		Guard: conf(guard), Plain: conf(plain),
+	})
+}
+
+// passthroughSummary is what the passthrough command writes with -summary
+// and the beforeafter command reads. Durations are in nanoseconds.
+type passthroughSummary struct {
+	Path   string `json:"path"`
+	Conns  int    `json:"conns"`
+	Rounds int    `json:"rounds"`
+	// CPUMeasured tells whether Caddy's CPU time was measured (-pid).
+	CPUMeasured bool              `json:"cpu_measured"`
+	Guard       passthroughConfig `json:"guard"` // pi_guard + reverse_proxy
+	Plain       passthroughConfig `json:"plain"` // reverse_proxy alone
+}
+
+// passthroughConfig is one configuration's figures over all its rounds.
+type passthroughConfig struct {
+	Name           string  `json:"name"`
+	Requests       int     `json:"requests"`
+	Errors         int     `json:"errors"`
+	RequestsPerSec float64 `json:"requests_per_s"`
+	// CPUPerRequest is Caddy's CPU time over the configuration's rounds
+	// divided by its requests; 0 when not measured.
+	CPUPerRequest time.Duration `json:"cpu_per_request"`
+}
+
+func readPassthroughSummary(path string) (*passthroughSummary, error) {
+	var s passthroughSummary
+	if err := readJSON(path, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 // median of a non-empty slice.

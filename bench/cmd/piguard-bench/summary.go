@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"time"
@@ -142,20 +143,36 @@ func writeSummary(path, name string, idleRSS int64, runs []*flowRun) error {
 		}
 		s.Runs = append(s.Runs, sr)
 	}
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, data, 0o644)
+	return writeJSON(path, s)
 }
 
 func readSummary(path string) (*summary, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
+	var s summary
+	if err := readJSON(path, &s); err != nil {
 		return nil, err
 	}
-	var s summary
-	return &s, json.Unmarshal(data, &s)
+	return &s, nil
+}
+
+// writeJSON writes v as indented JSON to path.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// readJSON reads path as JSON into v; the error names the file.
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // run finds the run at one latency and concurrency.

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/bench/loadgen"
+)
+
+// The beforeafter command: the guard's own cost per payment of two builds of
+// Caddy with pi_guard (an earlier revision, "before", and the one under test,
+// "after"), from payments runs against each that alternated in rounds, with
+// the Go floor's CPU per flow and Caddy's CPU per proxied request of the same
+// run of make bench taken off. Issue 22 asks that the guard's own cost be at
+// least halved at 16 and 64 flows in flight.
+
+// The names a round's payments summaries carry (payments -name).
+const (
+	buildBefore = "before"
+	buildAfter  = "after"
+)
+
+// baTargetConcs are the flows in flight of issue 22's target.
+var baTargetConcs = []int{16, 64}
+
+// baRound is one round: a payments run against each build, in the order they
+// ran.
+type baRound struct {
+	first         string // buildBefore or buildAfter
+	before, after *summary
+}
+
+// baSide is one build's figures at one concurrency over the rounds.
+type baSide struct {
+	rounds         int
+	cpu            time.Duration // median CPU per flow over the rounds
+	cpuMin, cpuMax time.Duration
+	rate           float64 // median flows/s over the rounds
+	errors         int     // over all rounds
+}
+
+// baRow is one concurrency's before and after, with what is taken off both.
+type baRow struct {
+	conc          int
+	before, after baSide
+	floor         time.Duration // the Go floor's CPU per flow; 0 when not measured
+	proxy         time.Duration // Caddy's CPU per request with reverse_proxy alone
+}
+
+// known tells whether the row has what the guard's own cost needs: both
+// builds' CPU per flow and the Go floor's.
+func (r baRow) known() bool {
+	return r.before.cpu > 0 && r.after.cpu > 0 && r.floor > 0
+}
+
+// own is the guard's own cost per payment of one build: its CPU per flow less
+// the Go floor's (the 2 requests served and 3 Pi calls, in plain Go) and
+// less Caddy's cost of proxying the flow's 2 requests to the app.
+func (r baRow) own(s baSide) time.Duration { return s.cpu - r.floor - 2*r.proxy }
+
+// ratio is after's own cost over before's; ok is false when before's is not
+// positive (lost in noise), when no ratio means anything.
+func (r baRow) ratio() (ratio float64, ok bool) {
+	b := r.own(r.before)
+	if !r.known() || b <= 0 {
+		return 0, false
+	}
+	return float64(r.own(r.after)) / float64(b), true
+}
+
+// beforeAfter prints the guard's own cost per payment, before and after.
+func beforeAfter(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("beforeafter", flag.ContinueOnError)
+	var roundPaths [][]string
+	fs.Func("round", "one round: the payments -summary files of its two runs, comma-separated, in the order they ran, "+
+		"each made with -name before or -name after (repeat the flag for each round, in order)", func(v string) error {
+		paths := strings.Split(v, ",")
+		if len(paths) != 2 || paths[0] == "" || paths[1] == "" {
+			return fmt.Errorf("want two summary files, comma-separated, got %q", v)
+		}
+		roundPaths = append(roundPaths, paths)
+		return nil
+	})
+	floorPath := fs.String("gofloor", "", "payments -summary of the Go floor (piguard-bench gobaseline) from the same run (required)")
+	ptPath := fs.String("passthrough", "", "passthrough -summary from the same run, measured with -pid (required)")
+	beforeRev := fs.String("before-rev", buildBefore, "the before build's revision, as the report names it")
+	afterRev := fs.String("after-rev", buildAfter, "the after build's revision, as the report names it")
+	beforeCaddy := fs.String("before-caddy", "", "the Caddy version the before build uses (optional: a difference is pointed out)")
+	afterCaddy := fs.String("after-caddy", "", "the Caddy version the after build uses (optional)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if len(roundPaths) == 0 || *floorPath == "" || *ptPath == "" {
+		return errors.New("-round (at least one), -gofloor and -passthrough are required")
+	}
+	var rounds []baRound
+	for i, paths := range roundPaths {
+		r, err := readRound(paths)
+		if err != nil {
+			return fmt.Errorf("round %d: %w", i+1, err)
+		}
+		rounds = append(rounds, r)
+	}
+	floor, err := readSummary(*floorPath)
+	if err != nil {
+		return err
+	}
+	pt, err := readPassthroughSummary(*ptPath)
+	if err != nil {
+		return err
+	}
+	if !pt.CPUMeasured || pt.Plain.CPUPerRequest <= 0 {
+		return fmt.Errorf("%s: Caddy's CPU per request with reverse_proxy alone was not measured (passthrough -pid)", *ptPath)
+	}
+	note := ""
+	if *beforeCaddy != "" && *afterCaddy != "" && *beforeCaddy != *afterCaddy {
+		note = fmt.Sprintf("The two builds use different versions of Caddy (before %s, after %s): the cost of proxying, measured with the after build, "+
+			"may not be the before build's, and part of the difference may be Caddy's.", *beforeCaddy, *afterCaddy)
+	}
+	printBeforeAfter(out, *beforeRev, *afterRev, rounds, baRows(rounds, floor, pt.Plain.CPUPerRequest), note)
+	return nil
+}
+
+// readRound reads one round's two summaries and tells them apart by name.
+func readRound(paths []string) (baRound, error) {
+	var r baRound
+	for _, p := range paths {
+		s, err := readSummary(p)
+		if err != nil {
+			return r, err
+		}
+		switch {
+		case s.Name == buildBefore && r.before == nil:
+			r.before = s
+		case s.Name == buildAfter && r.after == nil:
+			r.after = s
+		default:
+			return r, fmt.Errorf("%s: a round needs one summary named %q and one named %q, this one is named %q", p, buildBefore, buildAfter, s.Name)
+		}
+		if r.first == "" {
+			r.first = s.Name
+		}
+	}
+	return r, nil
+}
+
+// baRows computes one row per concurrency at 0 ms Pi latency, in the order of
+// the first round's before runs. proxy is Caddy's CPU per request with
+// reverse_proxy alone.
+func baRows(rounds []baRound, floor *summary, proxy time.Duration) []baRow {
+	if len(rounds) == 0 {
+		return nil
+	}
+	var rows []baRow
+	for _, first := range rounds[0].before.Runs {
+		if first.LatencyMS != 0 {
+			continue
+		}
+		conc := first.Conc
+		r := baRow{conc: conc, proxy: proxy,
+			before: baSideOf(rounds, conc, func(r baRound) *summary { return r.before }),
+			after:  baSideOf(rounds, conc, func(r baRound) *summary { return r.after }),
+		}
+		if f := floor.run(0, conc); f != nil {
+			r.floor = f.CPUPerFlow
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// baSideOf is one build's median over the rounds that have a run at conc
+// flows in flight and 0 ms.
+func baSideOf(rounds []baRound, conc int, build func(baRound) *summary) baSide {
+	var cpus, rates []float64
+	var s baSide
+	for _, r := range rounds {
+		run := build(r).run(0, conc)
+		if run == nil {
+			continue
+		}
+		s.rounds++
+		s.errors += run.Errors
+		cpus = append(cpus, float64(run.CPUPerFlow))
+		rates = append(rates, run.FlowsPerSec)
+	}
+	if s.rounds == 0 {
+		return s
+	}
+	s.cpu = time.Duration(median(cpus))
+	s.cpuMin, s.cpuMax = time.Duration(slices.Min(cpus)), time.Duration(slices.Max(cpus))
+	s.rate = median(rates)
+	return s
+}
+
+// msRange is a median in ms with its range over the rounds.
+func msRange(s baSide) string {
+	if s.rounds == 0 {
+		return "–"
+	}
+	if s.rounds == 1 {
+		return loadgen.Ms(s.cpu)
+	}
+	return fmt.Sprintf("%s (%s–%s)", loadgen.Ms(s.cpu), loadgen.Ms(s.cpuMin), loadgen.Ms(s.cpuMax))
+}
+
+// signedMs is loadgen.Ms for a difference, which may be negative.
+func signedMs(d time.Duration) string {
+	if d < 0 {
+		return "−" + loadgen.Ms(-d)
+	}
+	return loadgen.Ms(d)
+}
+
+func printBeforeAfter(out io.Writer, beforeRev, afterRev string, rounds []baRound, rows []baRow, note string) {
+	fmt.Fprintf(out, "### Before %s, after %s\n\n", beforeRev, afterRev)
+	fmt.Fprintf(out, "`before`: Caddy built from %s; `after`: Caddy built from %s. Each runs in a Caddy process of its own with one site, "+
+		"pi_guard + reverse_proxy with the same options, the same upstream and the same fake Pi, its records in file storage of its own "+
+		"on the same file system. Payment flows at 0 ms Pi latency, in %d rounds of one payments run against each build, "+
+		"the two taking turns to go first, so that the machine's drift falls on both alike.\n\n", beforeRev, afterRev, len(rounds))
+	fmt.Fprintf(out, "`CPU/flow`: the Caddy process's user + system time (/proc) over a run divided by its flows, in ms; "+
+		"the median over the rounds, their range in parentheses. `flows/s`: the median over the rounds. "+
+		"`Go floor`: the CPU per flow of `piguard-bench gobaseline` in the same run of the script, what the flow's 2 requests served and %d Pi calls cost at least in Go. "+
+		"`2 × proxy`: twice Caddy's CPU per request with reverse_proxy alone in the same run's passthrough (GET without a body), "+
+		"what proxying the flow's 2 requests to the app costs Caddy. "+
+		"`own` = CPU/flow − Go floor − 2 × proxy: the guard's own cost per payment. "+
+		"`after/before`: after's own cost over before's (issue 22 asks for at most 0.5 at 16 and 64 flows).\n\n", piCallsPerFlow)
+	var tab [][]string
+	for _, r := range rows {
+		floor, proxy2, ownB, ownA, ratioS := "–", signedMs(2*r.proxy), "–", "–", "–"
+		if r.floor > 0 {
+			floor = loadgen.Ms(r.floor)
+		}
+		if r.known() {
+			ownB, ownA = signedMs(r.own(r.before)), signedMs(r.own(r.after))
+		}
+		if q, ok := r.ratio(); ok {
+			ratioS = fmt.Sprintf("%.2f", q)
+		}
+		tab = append(tab, []string{
+			fmt.Sprint(r.conc), rate(r.before.rate), rate(r.after.rate), msRange(r.before), msRange(r.after),
+			floor, proxy2, ownB, ownA, ratioS,
+		})
+	}
+	fmt.Fprint(out, loadgen.Table([]string{"flows in flight", "before flows/s", "after flows/s", "before CPU/flow", "after CPU/flow",
+		"Go floor CPU/flow", "2 × proxy CPU/request", "before own", "after own", "after/before own"}, tab))
+	fmt.Fprintln(out)
+	if line := baTargetLine(rows); line != "" {
+		fmt.Fprintf(out, "- %s\n", line)
+	}
+	for _, r := range rows {
+		if r.known() && r.own(r.before) <= 0 {
+			fmt.Fprintf(out, "- %d flows: before's CPU per flow is no more than the Go floor and the proxying: its own cost is lost in the noise of this run, and no ratio is given.\n", r.conc)
+		}
+		if r.floor == 0 {
+			fmt.Fprintf(out, "- %d flows: the Go floor has no run at 0 ms with %d flows in flight: no own cost.\n", r.conc, r.conc)
+		}
+		for _, s := range []struct {
+			name string
+			side baSide
+		}{{buildBefore, r.before}, {buildAfter, r.after}} {
+			if s.side.rounds < len(rounds) {
+				fmt.Fprintf(out, "- %d flows: %s has a run in %d of the %d rounds only.\n", r.conc, s.name, s.side.rounds, len(rounds))
+			}
+			if s.side.errors > 0 {
+				fmt.Fprintf(out, "- %d flows: %s had %d failed flows over its rounds (see the script's output).\n", r.conc, s.name, s.side.errors)
+			}
+		}
+	}
+	if note != "" {
+		fmt.Fprintf(out, "- %s\n", note)
+	}
+
+	fmt.Fprintf(out, "\nPer round (CPU/flow in ms; `after/before CPU` is the whole CPU per flow's ratio, the guard's own cost's and what is taken off it together):\n\n")
+	tab = nil
+	for i, rd := range rounds {
+		order := buildBefore + ", " + buildAfter
+		if rd.first == buildAfter {
+			order = buildAfter + ", " + buildBefore
+		}
+		for _, r := range rows {
+			b, a := rd.before.run(0, r.conc), rd.after.run(0, r.conc)
+			if b == nil || a == nil {
+				continue
+			}
+			tab = append(tab, []string{fmt.Sprint(i + 1), order, fmt.Sprint(r.conc),
+				fmt.Sprintf("%.1f", b.FlowsPerSec), fmt.Sprintf("%.1f", a.FlowsPerSec),
+				loadgen.Ms(b.CPUPerFlow), loadgen.Ms(a.CPUPerFlow), ratio(float64(a.CPUPerFlow), float64(b.CPUPerFlow))})
+		}
+	}
+	fmt.Fprint(out, loadgen.Table([]string{"round", "order", "flows in flight", "before flows/s", "after flows/s",
+		"before CPU/flow", "after CPU/flow", "after/before CPU"}, tab))
+}
+
+// baTargetLine says whether the guard's own cost was at least halved at the
+// flows in flight of issue 22's target; "" when no row has them.
+func baTargetLine(rows []baRow) string {
+	var parts []string
+	met, unknown := true, false
+	for _, r := range rows {
+		if !slices.Contains(baTargetConcs, r.conc) {
+			continue
+		}
+		q, ok := r.ratio()
+		if !ok {
+			unknown = true
+			parts = append(parts, fmt.Sprintf("%d flows –", r.conc))
+			continue
+		}
+		met = met && q <= 0.5
+		parts = append(parts, fmt.Sprintf("%d flows %.2f", r.conc, q))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	verdict := "met"
+	switch {
+	case !met:
+		verdict = "**MISSED**"
+	case unknown:
+		verdict = "cannot tell"
+	}
+	return fmt.Sprintf("The guard's own cost per payment at most half of before's at 16 and 64 flows (issue 22): %s (after/before %s).",
+		verdict, strings.Join(parts, ", "))
+}
