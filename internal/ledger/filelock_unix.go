@@ -26,7 +26,8 @@ func newFileLocker(storageRoot string) pathLocker { return newFlockLocker(storag
 //
 // Compared with one lock file per lock (lockFiles, the fallback where there
 // is no flock), a lock creates and removes no file, so a completion makes
-// no directory change for its lock; and the kernel drops a lock the moment
+// no directory change for its lock, and the stripe file stays open for the
+// next lock on it, so a lock is one flock(2) and no open(2); and the kernel drops a lock the moment
 // its process dies, so a kill -9 leaves nothing stale to expire and no
 // takeover to race. Two payments on one stripe wait for each other; with
 // 1024 stripes that is rare, and short.
@@ -49,18 +50,30 @@ func newFlockLocker(storageRoot string) *flockLocker {
 }
 
 // flockSlots holds, for every lock file of the process, the slot taken by
-// the one lock that holds it.
+// the one lock that holds it, and the file kept open between locks.
 var flockSlots = struct {
 	sync.Mutex
-	m map[string]chan struct{}
-}{m: map[string]chan struct{}{}}
+	m    map[string]*flockSlotT
+	open int // files kept open, at most maxOpenLockFiles
+}{m: map[string]*flockSlotT{}}
 
-func flockSlot(path string) chan struct{} {
+// maxOpenLockFiles bounds the lock files kept open by the process: past
+// it, a lock opens and closes its file as it goes.
+const maxOpenLockFiles = 1100
+
+// flockSlotT is one lock file's slot: whoever holds the slot holds f (when
+// it is open) and may flock it.
+type flockSlotT struct {
+	held chan struct{}
+	f    *os.File // kept open between locks; nil: open it for each lock
+}
+
+func flockSlot(path string) *flockSlotT {
 	flockSlots.Lock()
 	defer flockSlots.Unlock()
 	s, ok := flockSlots.m[path]
 	if !ok {
-		s = make(chan struct{}, 1)
+		s = &flockSlotT{held: make(chan struct{}, 1)}
 		flockSlots.m[path] = s
 	}
 	return s
@@ -80,61 +93,90 @@ func (l *flockLocker) lock(ctx context.Context, name string) (func(), error) {
 	path := l.path(name)
 	slot := flockSlot(path)
 	select {
-	case slot <- struct{}{}:
+	case slot.held <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	f, err := l.open(path)
+	f, err := l.file(slot, path)
 	if err != nil {
-		<-slot
+		<-slot.held
 		return nil, err
 	}
 	// Held by another process: poll, as certmagic's locks do.
-	return release(f, slot, poll(ctx, func() (bool, error) { return flockNB(f) }))
+	return release(slot, f, poll(ctx, func() (bool, error) { return flockNB(f) }))
 }
 
 func (l *flockLocker) tryLock(name string) (func(), error) {
 	path := l.path(name)
 	slot := flockSlot(path)
 	select {
-	case slot <- struct{}{}:
+	case slot.held <- struct{}{}:
 	default:
 		return nil, nil // held in this process
 	}
-	f, err := l.open(path)
+	f, err := l.file(slot, path)
 	if err != nil {
-		<-slot
+		<-slot.held
 		return nil, err
 	}
 	held, err := flockNB(f)
 	if err == nil && !held {
-		f.Close()
-		<-slot
+		unlockFile(slot, f, false)
 		return nil, nil // held by another process
 	}
-	return release(f, slot, err)
+	return release(slot, f, err)
 }
 
-// release returns the unlock of a lock held on f, or, with err, frees f
-// and the slot and returns err.
-func release(f *os.File, slot chan struct{}, err error) (func(), error) {
+// file returns the open lock file of the slot, whose holder the caller is,
+// opening (and creating, the first time) the file at path when it is not
+// open. The file stays open for the next lock, up to maxOpenLockFiles in
+// the process: a lock then costs one flock(2) and no open(2), with the same
+// exclusion (a flock belongs to the open file, and the slot lets one lock
+// of the process use the file at a time).
+func (l *flockLocker) file(slot *flockSlotT, path string) (*os.File, error) {
+	if slot.f != nil {
+		return slot.f, nil
+	}
+	f, err := openMakingDir(path, os.O_RDWR|os.O_CREATE, &l.made)
 	if err != nil {
-		f.Close()
-		<-slot
+		return nil, err
+	}
+	flockSlots.Lock()
+	if flockSlots.open < maxOpenLockFiles {
+		flockSlots.open++
+		slot.f = f
+	}
+	flockSlots.Unlock()
+	return f, nil
+}
+
+// release returns the unlock of a lock held on f, the slot's file, or,
+// with err, frees f and the slot and returns err.
+func release(slot *flockSlotT, f *os.File, err error) (func(), error) {
+	if err != nil {
+		unlockFile(slot, f, false)
 		return nil, err
 	}
 	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.Close() // drops the flock
-			<-slot
-		})
-	}, nil
+	return func() { once.Do(func() { unlockFile(slot, f, true) }) }, nil
 }
 
-// open opens (creating it the first time) the lock file at path.
-func (l *flockLocker) open(path string) (*os.File, error) {
-	return openMakingDir(path, os.O_RDWR|os.O_CREATE, &l.made)
+// unlockFile drops the flock on f (when locked), closes f unless the slot
+// keeps it open, and frees the slot.
+func unlockFile(slot *flockSlotT, f *os.File, locked bool) {
+	if slot.f != f {
+		f.Close() // not kept: closing it drops the lock
+	} else if locked {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
+			// Closing the file drops the lock whatever went wrong.
+			f.Close()
+			slot.f = nil
+			flockSlots.Lock()
+			flockSlots.open--
+			flockSlots.Unlock()
+		}
+	}
+	<-slot.held
 }
 
 // flockNB takes an exclusive flock on f without waiting: false when another

@@ -22,6 +22,24 @@ func TestFlockLockerExcludes(t *testing.T) {
 	assert.Len(t, entries, 1, "one stripe file, kept for the next lock; nothing created per lock")
 }
 
+// A lock opens its stripe file once: the next lock on it reuses the open
+// file, and another process is still excluded (see
+// TestFlockLockerDiesWithItsProcess).
+func TestFlockLockerKeepsItsFileOpen(t *testing.T) {
+	l := newFlockLocker(t.TempDir())
+	name := "pi_guard/x/locks/kept"
+	unlock, err := l.lock(t.Context(), name)
+	require.NoError(t, err)
+	kept := flockSlot(l.path(name)).f
+	require.NotNil(t, kept)
+	unlock()
+	unlock() // twice is once
+	unlock, err = l.lock(t.Context(), name)
+	require.NoError(t, err)
+	assert.Same(t, kept, flockSlot(l.path(name)).f, "no new open(2)")
+	unlock()
+}
+
 func TestFlockLockerHonoursContextAndTry(t *testing.T) {
 	l := newFlockLocker(t.TempDir())
 	unlock, err := l.tryLock("pi_guard/x/locks/busy")
@@ -73,6 +91,11 @@ func TestFlockLockerDiesWithItsProcess(t *testing.T) {
 
 	l := newFlockLocker(root)
 	got, err := l.tryLock("pi_guard/x/locks/pay")
+	require.NoError(t, err)
+	assert.Nil(t, got, "held by the other process")
+	// Again through the file this process keeps open between its locks.
+	require.NotNil(t, flockSlot(l.path("pi_guard/x/locks/pay")).f, "the stripe file is kept open")
+	got, err = l.tryLock("pi_guard/x/locks/pay")
 	require.NoError(t, err)
 	assert.Nil(t, got, "held by the other process")
 
