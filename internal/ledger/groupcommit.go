@@ -52,7 +52,23 @@ type fileWriter struct {
 	// journal, where there is one (Linux), makes new records durable with
 	// one sync per batch (see journal); nil: every record is synced.
 	journal *journal
+
+	// kept holds the owed files storeDurable created and left open, by
+	// path, for moveDelivered; at most maxKeptFiles.
+	keptMu sync.Mutex
+	kept   map[string]keptFile
 }
+
+// keptFile is an owed record's file, open, and the length written to it.
+type keptFile struct {
+	f    *os.File
+	size int
+}
+
+// maxKeptFiles bounds the owed files kept open: about the completions in
+// flight whose delivery is still to come. Past it, files are closed and
+// their delivery writes a new file.
+const maxKeptFiles = 256
 
 // commitJob is one durable write waiting for its batch.
 type commitJob struct {
@@ -63,7 +79,7 @@ type commitJob struct {
 }
 
 func newFileWriter(fs *certmagic.FileStorage) *fileWriter {
-	w := &fileWriter{fs: fs}
+	w := &fileWriter{fs: fs, kept: map[string]keptFile{}}
 	w.batch.commit = w.commit
 	return w
 }
@@ -85,16 +101,109 @@ func (w *fileWriter) storeDurable(ctx context.Context, key string, value []byte)
 	if err != nil {
 		return err
 	}
-	if err := j.f.Close(); err != nil {
-		os.Remove(j.final)
-		return fmt.Errorf("writing %s: %w", j.final, err)
-	}
 	if err := w.journal.append(ctx, key, value); errors.Is(err, errJournalOff) {
+		j.f.Close()
 		return w.storeSynced(ctx, key, value) // turned off meanwhile
 	} else if err != nil {
+		j.f.Close()
 		return err
 	}
+	w.keep(j.final, j.f, len(value))
 	return nil
+}
+
+// keep leaves f, the owed record just written at name, open for its
+// delivery (see moveDelivered), or closes it when enough are open.
+func (w *fileWriter) keep(name string, f *os.File, size int) {
+	w.keptMu.Lock()
+	old, had := w.kept[name]
+	if len(w.kept) < maxKeptFiles || had {
+		w.kept[name] = keptFile{f: f, size: size}
+		f = old.f
+	}
+	w.keptMu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+// take removes and returns the file kept open for name.
+func (w *fileWriter) take(name string) (keptFile, bool) {
+	w.keptMu.Lock()
+	defer w.keptMu.Unlock()
+	kf, ok := w.kept[name]
+	if ok {
+		delete(w.kept, name)
+	}
+	return kf, ok
+}
+
+// forget closes the file kept open for key, if any: something else is
+// written there now, or it is removed.
+func (w *fileWriter) forget(key string) {
+	if kf, ok := w.take(w.fs.Filename(key)); ok {
+		kf.f.Close()
+	}
+}
+
+// moveDelivered writes a delivered record over the owed record's file this
+// process created and still holds open, and renames it to the delivered
+// record's place: a delivery then creates and removes no file. It reports
+// whether it did; when not (no such file, or any step failed before the
+// rename), the caller writes the delivered record anew and removes the
+// owed one, as before. Not synced, like any delivered record: a crash may
+// leave the owed file with either record, whole or torn, in either place;
+// Load reads a torn one as missing and prefers payments/, and ClearOwed
+// moves a delivered record it finds in owed/. The file is only used while
+// it is still the one at the owed path (the payment's lock keeps other
+// writers away; the check costs one stat).
+func (w *fileWriter) moveDelivered(owedKey, recordKey string, value []byte) bool {
+	from := w.fs.Filename(owedKey)
+	kf, ok := w.take(from)
+	if !ok {
+		return false
+	}
+	defer kf.f.Close()
+	held, err := kf.f.Stat()
+	if err != nil {
+		return false
+	}
+	if there, err := os.Stat(from); err != nil || !os.SameFile(held, there) {
+		return false
+	}
+	if _, err := kf.f.WriteAt(value, 0); err != nil {
+		return false
+	}
+	if len(value) < kf.size {
+		if err := kf.f.Truncate(int64(len(value))); err != nil {
+			return false
+		}
+	}
+	return w.rename(from, w.fs.Filename(recordKey)) == nil
+}
+
+// settleInPlace moves a settled record left in the owed file (see
+// moveDelivered) to the delivered record's place, unless a delivered
+// record is there already. It reports whether it moved it.
+func (w *fileWriter) settleInPlace(owedKey, recordKey string) bool {
+	to := w.fs.Filename(recordKey)
+	if _, err := os.Lstat(to); err == nil {
+		return false
+	}
+	return w.rename(w.fs.Filename(owedKey), to) == nil
+}
+
+// rename renames from to to, making to's directory when needed.
+func (w *fileWriter) rename(from, to string) error {
+	made, _ := w.dirs.LoadOrStore(filepath.Dir(to), new(atomic.Bool))
+	err := os.Rename(from, to)
+	if errors.Is(err, fs.ErrNotExist) && !made.(*atomic.Bool).Load() {
+		if err = os.MkdirAll(filepath.Dir(to), 0o700); err == nil {
+			made.(*atomic.Bool).Store(true)
+			err = os.Rename(from, to)
+		}
+	}
+	return err
 }
 
 // storeSynced writes value under key and returns once the file and its

@@ -224,7 +224,10 @@ func (st *Ledger) Save(ctx context.Context, rec *Record) error {
 // concurrent writes share the syncs) and a delivered one without a sync:
 // losing that to a crash costs at most an idempotent redelivery (the owed
 // record is still there) or a fresh read from Pi (it is not), never a
-// payment.
+// payment. With file_system storage a delivered record whose owed file this
+// process wrote and still holds open is written over it and renamed into
+// payments/ (see fileWriter.moveDelivered): one file per payment, created
+// once.
 func (st *Ledger) write(ctx context.Context, rec *Record, data []byte) error {
 	if rec.Owed() {
 		if err := st.put(ctx, st.OwedKey(rec.PaymentID), data, true); err != nil {
@@ -232,11 +235,14 @@ func (st *Ledger) write(ctx context.Context, rec *Record, data []byte) error {
 		}
 		return nil
 	}
-	if err := st.put(ctx, st.RecordKey(rec.PaymentID), data, false); err != nil {
-		return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
-	}
-	if err := st.ClearOwed(ctx, rec.PaymentID); err != nil {
-		return err
+	moved := st.w != nil && st.w.moveDelivered(st.OwedKey(rec.PaymentID), st.RecordKey(rec.PaymentID), data)
+	if !moved {
+		if err := st.put(ctx, st.RecordKey(rec.PaymentID), data, false); err != nil {
+			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
+		}
+		if err := st.ClearOwed(ctx, rec.PaymentID); err != nil {
+			return err
+		}
 	}
 	if st.expiry != nil {
 		// Best effort: the retention sweep's walk finds what the log misses.
@@ -249,6 +255,9 @@ func (st *Ledger) write(ctx context.Context, rec *Record, data []byte) error {
 // storage (synced when durable), else through the storage module, whose
 // Store is trusted to be durable.
 func (st *Ledger) put(ctx context.Context, key string, data []byte, durable bool) error {
+	if st.w != nil {
+		st.w.forget(key) // any file kept open for key is no longer its
+	}
 	switch {
 	case st.w == nil:
 		return st.s.Store(ctx, key, data)
@@ -260,8 +269,16 @@ func (st *Ledger) put(ctx context.Context, key string, data []byte, durable bool
 }
 
 // ClearOwed deletes the owed copy of a payment whose settled record is
-// written.
+// written. With file_system storage a settled record found only in owed/
+// (a crash came between writing it over the owed file and renaming it,
+// see fileWriter.moveDelivered) is moved to payments/ instead.
 func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
+	if st.w != nil {
+		st.w.forget(st.OwedKey(id))
+		if st.w.settleInPlace(st.OwedKey(id), st.RecordKey(id)) {
+			return nil
+		}
+	}
 	if err := st.s.Delete(ctx, st.OwedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("clearing the owed record of payment %s: %w", id, err)
 	}

@@ -1,0 +1,128 @@
+//go:build linux
+
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func inode(t *testing.T, name string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(name)
+	require.NoError(t, err)
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// A delivery writes the delivered record over the owed file the completion
+// created and renames it into payments/: one file per payment, created
+// once, with the delivered record whole in it.
+func TestDeliveryMovesTheOwedFile(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	owed := fs.Filename(st.OwedKey(rec.PaymentID))
+	created := inode(t, owed)
+
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec))
+	delivered := fs.Filename(st.RecordKey(rec.PaymentID))
+	assert.Equal(t, created, inode(t, delivered), "the owed file, moved: no new file")
+	_, err := os.Stat(owed)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	data, err := os.ReadFile(delivered)
+	require.NoError(t, err)
+	var got Record
+	require.NoError(t, json.Unmarshal(data, &got), "whole: %s", data)
+	assert.Equal(t, Delivered, got.Delivery.State)
+	assert.Empty(t, st.w.kept, "nothing left open")
+
+	// A shorter delivered record leaves no tail of the owed one.
+	short := completedRecord(t)
+	require.NoError(t, st.Save(ctx, short))
+	short.Request = nil
+	short.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, short))
+	data, err = os.ReadFile(fs.Filename(st.RecordKey(short.PaymentID)))
+	require.NoError(t, err)
+	var shorter Record
+	require.NoError(t, json.Unmarshal(data, &shorter), "no tail: %s", data)
+	assert.Nil(t, shorter.Request)
+}
+
+// An owed record written again (a failed delivery counts an attempt) is a
+// new file: the one kept open is closed and never written over the new one.
+func TestDeliveryAfterTheOwedRecordWasReplaced(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	rec.Delivery.Attempts = 1
+	require.NoError(t, st.Save(ctx, rec))
+	assert.Empty(t, st.w.kept)
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec))
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Equal(t, Delivered, got.Delivery.State)
+	assert.Equal(t, 1, got.Delivery.Attempts)
+	_, err = os.Stat(fs.Filename(st.OwedKey(rec.PaymentID)))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+
+	// Another process replaced the owed file behind the open one: the
+	// delivery writes a new file and removes the owed one, as before.
+	other := completedRecord(t)
+	require.NoError(t, st.Save(ctx, other))
+	owed := fs.Filename(st.OwedKey(other.PaymentID))
+	pending, err := os.ReadFile(owed)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(owed))
+	require.NoError(t, os.WriteFile(owed, pending, 0o600))
+	replaced := inode(t, owed)
+	other.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, other))
+	got, err = st.Load(ctx, other.PaymentID)
+	require.NoError(t, err)
+	assert.Equal(t, Delivered, got.Delivery.State)
+	assert.NotEqual(t, replaced, inode(t, fs.Filename(st.RecordKey(other.PaymentID))))
+}
+
+// A crash between writing the delivered record over the owed file and the
+// rename leaves a settled record in owed/: it loads as delivered, is listed
+// as owed until the redelivery pass clears it, and clearing moves it to
+// payments/ instead of deleting the only copy.
+func TestSettledRecordLeftInOwed(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	rec.Delivery.State = Delivered
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(fs.Filename(st.OwedKey(rec.PaymentID)), data, 0o600))
+
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Equal(t, Delivered, got.Delivery.State)
+	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
+	got, err = st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got, "moved, not deleted")
+	assert.Equal(t, Delivered, got.Delivery.State)
+	_, err = os.Stat(fs.Filename(st.RecordKey(rec.PaymentID)))
+	assert.NoError(t, err)
+	ids, err := st.Owed(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ids)
+}
