@@ -146,16 +146,29 @@ func (s *Signer) Sign(kind Kind, phase string, p *piclient.Payment, b Binding, u
 
 // signToken serialises c and signs it.
 func signToken(signer *compactSigner, c *Claims) (string, error) {
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("verify: sign: encoding claims: %w", err)
+	st := signer.state()
+	defer signer.release(st)
+	payload, ok := appendClaims(st.payload[:0], c)
+	if ok {
+		st.payload = payload
+	} else {
+		// Something only encoding/json can rule on: it returns the error
+		// (or, should it accept, the bytes).
+		var err error
+		if payload, err = marshalClaims(*c); err != nil {
+			return "", fmt.Errorf("verify: sign: encoding claims: %w", err)
+		}
 	}
-	tok := signer.sign(payload)
-	if len(tok) > MaxTokenBytes {
-		return "", fmt.Errorf("verify: sign: token is %d bytes, longer than MaxTokenBytes (%d); the payment's metadata is too large for a header", len(tok), MaxTokenBytes)
+	if n := signer.tokenLen(len(payload)); n > MaxTokenBytes {
+		return "", fmt.Errorf("verify: sign: token is %d bytes, longer than MaxTokenBytes (%d); the payment's metadata is too large for a header", n, MaxTokenBytes)
 	}
-	return tok, nil
+	return signer.signWith(st, payload), nil
 }
+
+// marshalClaims is json.Marshal(&c), for the claims appendClaims declines.
+// c is a copy so that the caller's, which json.Marshal would make escape,
+// stays on the stack.
+func marshalClaims(c Claims) ([]byte, error) { return json.Marshal(&c) }
 
 // BodyDigest returns the "bsh" of body: its SHA-256, base64url without
 // padding.
