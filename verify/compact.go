@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"slices"
 	"sync"
 )
 
@@ -98,7 +99,7 @@ func (s *compactSigner) sign(payload []byte) string {
 // signWith is sign with st's buffers; payload may be st.payload.
 func (s *compactSigner) signWith(st *signState, payload []byte) string {
 	enc := base64.RawURLEncoding
-	buf := append(st.tok[:0], s.prefix...)
+	buf := append(slices.Grow(st.tok[:0], s.tokenLen(len(payload))), s.prefix...)
 	buf = enc.AppendEncode(buf, payload)
 	var sig []byte
 	if s.key.Algorithm == AlgEdDSA {
