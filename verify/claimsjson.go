@@ -19,8 +19,9 @@ import (
 // metadata that is not valid JSON: the caller then asks json.Marshal, which
 // returns the error (or, should it accept, the bytes).
 //
-// Claims, piclient.Payment, Status and Transaction must not change without
-// this function: TestAppendClaimsKnowsEveryField fails when they do.
+// A field added to Claims, piclient.Payment, Status or Transaction must be
+// added here too: TestAppendClaimsMatchesEncodingJSON fills every field and
+// fails until it is.
 func appendClaims(b []byte, c *Claims) (_ []byte, ok bool) {
 	b = append(b, `{"iss":`...)
 	b = appendJSONString(b, c.Issuer)
