@@ -56,7 +56,8 @@ const (
 	PhaseReconcile = "reconcile"
 )
 
-// Claims is the payload of a token.
+// Claims is the payload of a token. The signer writes it with appendClaims
+// (claimsjson.go), which must follow any change of its fields.
 type Claims struct {
 	// Issuer ("iss") is the guard's name, DefaultIssuer unless configured.
 	Issuer string `json:"iss"`

@@ -33,7 +33,7 @@ type Signer struct {
 	issuer, audience string
 	ttl              int64 // seconds
 	now              func() time.Time
-	rand             io.Reader // crypto/rand.Reader; replaced only by tests
+	rand             io.Reader // nil for crypto/rand; set only by tests
 	verified, notice *compactSigner
 }
 
@@ -68,7 +68,6 @@ func NewSigner(o SignerOptions) (*Signer, error) {
 		audience: orDefault(o.Audience, DefaultAudience),
 		ttl:      int64((o.TTL + time.Second - 1) / time.Second),
 		now:      o.Now,
-		rand:     rand.Reader,
 	}
 	if o.TTL == 0 {
 		s.ttl = int64(DefaultTTL / time.Second)
@@ -116,10 +115,16 @@ func (s *Signer) Sign(kind Kind, phase string, p *piclient.Payment, b Binding, u
 	if b.Method == "" || b.Path == "" {
 		return "", errors.New("verify: sign: binding needs a method and a path")
 	}
+	// jti and bsh, base64url, in one string: one allocation for both.
 	var jti [16]byte
-	if _, err := io.ReadFull(s.rand, jti[:]); err != nil {
+	if err := s.readJTI(&jti); err != nil {
 		return "", fmt.Errorf("verify: sign: random jti: %w", err)
 	}
+	sum := sha256.Sum256(b.Body)
+	var ids [jtiLen + bshLen]byte
+	base64.RawURLEncoding.Encode(ids[:jtiLen], jti[:])
+	base64.RawURLEncoding.Encode(ids[jtiLen:], sum[:])
+	idText := string(ids[:])
 	iat := s.now().Unix()
 	c := Claims{
 		Issuer:     s.issuer,
@@ -127,14 +132,14 @@ func (s *Signer) Sign(kind Kind, phase string, p *piclient.Payment, b Binding, u
 		Audience:   s.audience,
 		IssuedAt:   iat,
 		Expiry:     iat + s.ttl,
-		ID:         base64.RawURLEncoding.EncodeToString(jti[:]),
+		ID:         idText[:jtiLen],
 		Kind:       kind,
 		Phase:      phase,
 		Payment:    *p,
 		AmountText: AmountText(p.Amount),
 		Method:     b.Method,
 		Path:       b.Path,
-		BodySHA256: BodyDigest(b.Body),
+		BodySHA256: idText[jtiLen:],
 		UserUID:    userUID,
 	}
 	signer := s.notice
@@ -144,24 +149,61 @@ func (s *Signer) Sign(kind Kind, phase string, p *piclient.Payment, b Binding, u
 	return signToken(signer, &c)
 }
 
+// Lengths of jti (128 bits) and bsh (SHA-256), base64url without padding.
+const (
+	jtiLen = 22
+	bshLen = 43
+)
+
+// readJTI fills jti with random bytes.
+func (s *Signer) readJTI(jti *[16]byte) error {
+	if s.rand == nil {
+		// Unlike a call through an io.Reader, rand.Read lets jti stay on
+		// the stack.
+		_, err := rand.Read(jti[:])
+		return err
+	}
+	b := make([]byte, len(jti))
+	if _, err := io.ReadFull(s.rand, b); err != nil {
+		return err
+	}
+	copy(jti[:], b)
+	return nil
+}
+
 // signToken serialises c and signs it.
 func signToken(signer *compactSigner, c *Claims) (string, error) {
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("verify: sign: encoding claims: %w", err)
+	st := signer.state()
+	defer signer.release(st)
+	payload, ok := appendClaims(st.payload[:0], c)
+	if ok {
+		st.payload = payload
+	} else {
+		// Something only encoding/json can rule on: it returns the error
+		// (or, should it accept, the bytes).
+		var err error
+		if payload, err = marshalClaims(*c); err != nil {
+			return "", fmt.Errorf("verify: sign: encoding claims: %w", err)
+		}
 	}
-	tok := signer.sign(payload)
-	if len(tok) > MaxTokenBytes {
-		return "", fmt.Errorf("verify: sign: token is %d bytes, longer than MaxTokenBytes (%d); the payment's metadata is too large for a header", len(tok), MaxTokenBytes)
+	if n := signer.tokenLen(len(payload)); n > MaxTokenBytes {
+		return "", fmt.Errorf("verify: sign: token is %d bytes, longer than MaxTokenBytes (%d); the payment's metadata is too large for a header", n, MaxTokenBytes)
 	}
-	return tok, nil
+	return signer.signWith(st, payload), nil
 }
+
+// marshalClaims is json.Marshal(&c), for the claims appendClaims declines.
+// c is a copy so that the caller's, which json.Marshal would make escape,
+// stays on the stack.
+func marshalClaims(c Claims) ([]byte, error) { return json.Marshal(&c) }
 
 // BodyDigest returns the "bsh" of body: its SHA-256, base64url without
 // padding.
 func BodyDigest(body []byte) string {
 	sum := sha256.Sum256(body)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	var d [bshLen]byte
+	base64.RawURLEncoding.Encode(d[:], sum[:])
+	return string(d[:])
 }
 
 func orDefault(s, def string) string {

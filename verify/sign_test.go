@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,4 +158,49 @@ func TestCompactSignerMatchesGoJose(t *testing.T) {
 	}
 	_, err := newCompactSigner(Key{ID: "x", Algorithm: "RS256"}, TypeVerified)
 	assert.Error(t, err)
+}
+
+// Signers reuse their scratch buffers from token to token: tokens signed at
+// once from many goroutines, of many sizes and with a refused oversized one
+// among them, each verify as their own payment, and keep doing so after
+// later tokens reused the buffers they were built in.
+func TestSignConcurrentTokensStayIntact(t *testing.T) {
+	for _, k := range []Key{hsKey(t, "hs1", testSecret), edKey(t, "ed1", testEdSeed)} {
+		s := newTestSigner(t, SignerOptions{Keys: []Key{k}})
+		v := newTestVerifier(t, Options{Keys: []Key{k.Public()}})
+		type signed struct {
+			tok, memo string
+		}
+		results := make(chan signed, 8*50)
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 50 {
+					p := completedPayment()
+					p.Memo = fmt.Sprintf("g%d-i%d %s", g, i, strings.Repeat("<&>", (g*50+i)%300))
+					if i == 25 {
+						huge := completedPayment()
+						huge.Metadata = json.RawMessage(`"` + strings.Repeat("x", 2*MaxTokenBytes) + `"`)
+						_, err := s.Sign(KindVerified, PhaseComplete, huge, binding(), "")
+						assert.ErrorContains(t, err, "MaxTokenBytes")
+					}
+					tok, err := s.Sign(KindVerified, PhaseComplete, p, binding(), "")
+					if !assert.NoError(t, err) {
+						return
+					}
+					results <- signed{tok, p.Memo}
+				}
+			})
+		}
+		wg.Wait()
+		close(results)
+		n := 0
+		for r := range results {
+			c, err := v.VerifyToken(r.tok, KindVerified)
+			require.NoError(t, err)
+			require.Equal(t, r.memo, c.Payment.Memo)
+			n++
+		}
+		assert.Equal(t, 8*50, n)
+	}
 }
