@@ -88,6 +88,27 @@ func (h *Handler) flushWatch(ctx context.Context) {
 			h.logger.Warn("could not update the watch list of approved payments", zap.String("payment_id", id), zap.Error(err))
 			continue
 		}
+		if e != nil && h.completedElsewhere(ctx, id) {
+			continue
+		}
 		h.watched.Wrote(id, e != nil)
 	}
+}
+
+// completedElsewhere removes the watch entry just written for id when the
+// payment already has a completed record: another instance completed it
+// within the second this entry waited, and removed an entry that was not
+// there yet. (Completions save their record before they remove the entry,
+// so one of the two always sees the other.) It reports whether it removed
+// the entry.
+func (h *Handler) completedElsewhere(ctx context.Context, id string) bool {
+	rec, err := h.store.Load(ctx, id)
+	if err != nil || !rec.Completed() || rec.Unsaved {
+		return false
+	}
+	if err := h.store.DeleteWatch(ctx, id); err != nil {
+		return false // the reconciler removes it when it checks it
+	}
+	h.watched.Wrote(id, false)
+	return true
 }

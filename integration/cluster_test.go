@@ -397,4 +397,9 @@ func testClusterFastWalletAcrossInstances(t *testing.T, kind string) {
 		}
 	}
 	c.logStorageCounts()
+	// An approval's watch entry, written in a batch up to a second later,
+	// must not outlive the other instance's completion of its payment.
+	if n := c.staleWatchEntries(); n > 0 {
+		t.Errorf("%d watch entries were left for payments completed on the other instance; want none", n)
+	}
 }
