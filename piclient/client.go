@@ -71,6 +71,7 @@ type Options struct {
 type Client struct {
 	base      string
 	shown     string // base with any password redacted
+	payments  string // base + "/payments/", which a payment id follows
 	cred      *credential
 	http      *http.Client
 	timeout   time.Duration
@@ -87,6 +88,10 @@ type Client struct {
 type credential struct {
 	key    string // never printed
 	header string // "Key <api key>"; never printed
+	// headers are the values of every request's headers, in the order
+	// hdrAuthorization, hdrAccept, hdrUserAgent, hdrContentType; never
+	// printed.
+	headers [4]string
 }
 
 // New returns a Client for opts. It makes no request.
@@ -153,6 +158,8 @@ func New(opts Options) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = "caddy-pi-guard"
 	}
+	c.payments = c.base + "/payments/"
+	c.cred.headers = [4]string{hdrAuthorization: c.cred.header, hdrAccept: "application/json", hdrUserAgent: c.userAgent, hdrContentType: "application/json"}
 	return c, nil
 }
 
@@ -174,7 +181,7 @@ func (c *Client) GetPayment(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "get", Err: err}
 	}
 	var p Payment
-	return c.checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, path: "/payments/" + id, idempotent: true}, &p))
+	return c.checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, url: c.payments + id, idempotent: true}, &p))
 }
 
 // Approve approves a payment: POST /payments/{id}/approve.
@@ -183,7 +190,7 @@ func (c *Client) Approve(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "approve", Err: err}
 	}
 	var p Payment
-	return c.checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, path: "/payments/" + id + "/approve"}, &p))
+	return c.checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, url: c.payments + id + "/approve"}, &p))
 }
 
 // Complete completes a payment with the transaction id the user's wallet
@@ -196,11 +203,12 @@ func (c *Client) Complete(ctx context.Context, id, txid string) (*Payment, error
 	if err := ValidateTxID(txid); err != nil {
 		return nil, &Error{Op: "complete", PaymentID: id, Err: err}
 	}
-	body, _ := json.Marshal(struct {
-		TxID string `json:"txid"`
-	}{NormalizeTxID(txid)})
+	// What json.Marshal writes for struct{TxID string `json:"txid"`}: a
+	// valid txid is hex digits, which JSON needs no escape for.
+	body := make([]byte, 0, len(`{"txid":""}`)+TxIDLength)
+	body = append(append(append(body, `{"txid":"`...), NormalizeTxID(txid)...), `"}`...)
 	var p Payment
-	return c.checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, path: "/payments/" + id + "/complete", body: body}, &p))
+	return c.checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, url: c.payments + id + "/complete", body: body}, &p))
 }
 
 // Cancel cancels a payment: POST /payments/{id}/cancel.
@@ -209,7 +217,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "cancel", Err: err}
 	}
 	var p Payment
-	return c.checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, path: "/payments/" + id + "/cancel"}, &p))
+	return c.checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, url: c.payments + id + "/cancel"}, &p))
 }
 
 // IncompleteServerPayments lists the app's incomplete app-to-user payments:
@@ -218,7 +226,7 @@ func (c *Client) IncompleteServerPayments(ctx context.Context) ([]Payment, error
 	var out struct {
 		Payments *[]Payment `json:"incomplete_server_payments"`
 	}
-	if err := c.do(ctx, call{op: "incomplete", method: http.MethodGet, path: "/payments/incomplete_server_payments", idempotent: true}, &out); err != nil {
+	if err := c.do(ctx, call{op: "incomplete", method: http.MethodGet, url: c.payments + "incomplete_server_payments", idempotent: true}, &out); err != nil {
 		return nil, err
 	}
 	if out.Payments == nil {
@@ -235,7 +243,7 @@ func (c *Client) Me(ctx context.Context, accessToken string) (*User, error) {
 		return nil, &Error{Op: "me", Err: fmt.Errorf("%w: must be 1 to 4096 printable ASCII characters", ErrInvalidToken)}
 	}
 	var u User
-	if err := c.do(ctx, call{op: "me", method: http.MethodGet, path: "/me", idempotent: true, bearer: accessToken}, &u); err != nil {
+	if err := c.do(ctx, call{op: "me", method: http.MethodGet, url: c.base + "/me", idempotent: true, bearer: accessToken}, &u); err != nil {
 		return nil, err
 	}
 	if u.UID == "" {
@@ -258,10 +266,10 @@ func (c *Client) checkPayment(op string, p *Payment, id string, err error) (*Pay
 }
 
 type call struct {
-	op, id, method, path string
-	body                 []byte
-	idempotent           bool
-	bearer               string
+	op, id, method, url string
+	body                []byte
+	idempotent          bool
+	bearer              string
 }
 
 // do runs a call with retries and decodes a 200 answer into out.
@@ -311,6 +319,14 @@ func (c *Client) backoff(attempt int, err error) time.Duration {
 	return d
 }
 
+// The request headers, in the order of credential.headers.
+const (
+	hdrAuthorization = iota
+	hdrAccept
+	hdrUserAgent
+	hdrContentType
+)
+
 // attempt makes one HTTP request. It reports whether a failure may be retried.
 func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -327,19 +343,23 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
 	}
-	req, err := http.NewRequestWithContext(actx, cl.method, c.base+cl.path, body)
+	req, err := http.NewRequestWithContext(actx, cl.method, cl.url, body)
 	if err != nil {
 		return false, &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(err, secret)}
 	}
+	// The header's keys are canonical already, and each request has values
+	// of its own, as Header.Set would give it.
+	vals := make([]string, len(c.cred.headers))
+	copy(vals, c.cred.headers[:])
 	if cl.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+cl.bearer)
-	} else {
-		req.Header.Set("Authorization", c.cred.header)
+		vals[hdrAuthorization] = "Bearer " + cl.bearer
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	h := req.Header
+	h["Authorization"] = vals[hdrAuthorization : hdrAuthorization+1 : hdrAuthorization+1]
+	h["Accept"] = vals[hdrAccept : hdrAccept+1 : hdrAccept+1]
+	h["User-Agent"] = vals[hdrUserAgent : hdrUserAgent+1 : hdrUserAgent+1]
 	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = vals[hdrContentType : hdrContentType+1 : hdrContentType+1]
 	}
 	c.calls.Add(1)
 	start := time.Now()
