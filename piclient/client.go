@@ -327,18 +327,28 @@ const (
 	hdrContentType
 )
 
+// writeTrace notes whether a request was written to a connection.
+type writeTrace struct {
+	trace httptrace.ClientTrace
+	wrote atomic.Bool
+}
+
 // attempt makes one HTTP request. It reports whether a failure may be retried.
 func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var wrote atomic.Bool
 	secret := c.cred.key
 	if cl.bearer != "" {
 		secret = cl.bearer
 	}
-	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteHeaders: func() { wrote.Store(true) },
-	})
+	// A read is retried whether or not it was written; a state-changing
+	// call only when it certainly was not.
+	var wt *writeTrace
+	if !cl.idempotent {
+		wt = new(writeTrace)
+		wt.trace.WroteHeaders = func() { wt.wrote.Store(true) }
+		actx = httptrace.WithClientTrace(actx, &wt.trace)
+	}
 	var body io.Reader
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
@@ -373,7 +383,7 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	}
 	if err != nil {
 		// A request never written certainly did not reach Pi.
-		return cl.idempotent || !wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}
+		return cl.idempotent || !wt.wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
