@@ -335,8 +335,14 @@ type writeTrace struct {
 
 // attempt makes one HTTP request. It reports whether a failure may be retried.
 func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	// Bound the attempt by the timeout, unless the caller's deadline comes
+	// first: context.WithDeadline would then only add a cancel to it.
+	actx := ctx
+	if d := time.Now().Add(c.timeout); !deadlineBefore(ctx, d) {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(ctx, d)
+		defer cancel()
+	}
 	secret := c.cred.key
 	if cl.bearer != "" {
 		secret = cl.bearer
@@ -415,6 +421,12 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: redactErr(fmt.Errorf("malformed answer: %w", err), secret)}
 	}
 	return false, nil
+}
+
+// deadlineBefore reports whether ctx has a deadline before d.
+func deadlineBefore(ctx context.Context, d time.Time) bool {
+	dl, ok := ctx.Deadline()
+	return ok && dl.Before(d)
 }
 
 // scrubURL drops the URL from *url.Error so errors stay short; the key is
