@@ -2,8 +2,12 @@ package piclient_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,4 +117,108 @@ func TestAttemptBoundedByTheSoonerDeadline(t *testing.T) {
 			require.NoError(t, call(c, ctx), name)
 		}
 	})
+}
+
+// What a call returns owns its data: the buffer the answer was read into is
+// used again by the next call.
+func TestAnswersDoNotShareTheReadBuffer(t *testing.T) {
+	const other = "zYxW9876vUtS5432rQpO1098nMlK"
+	flip := func(s string) string {
+		return strings.NewReplacer(testID, other, testTxID, strings.Repeat("f", 64), "deluxe", "DELUXE", "3.14", "9.99",
+			"user-0a1b2c3d", "user-9z8y7x6w", `"order" : 42`, `"order" : 24`).Replace(s)
+	}
+	answers := map[string]string{testID: fullPaymentJSON(testID), other: flip(fullPaymentJSON(testID))}
+	require.Len(t, answers[other], len(answers[testID]), "same length, so that one overwrites the other in place")
+	f := newFakePi(t, func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/payments/"), "/cancel")
+		if strings.HasSuffix(r.URL.Path, "/cancel") {
+			writeJSON(w, http.StatusBadRequest, `{"error":"already_completed","error_message":"done `+id+`","payment":`+answers[id]+`}`)
+			return
+		}
+		writeJSON(w, http.StatusOK, answers[id])
+	})
+	c := newClient(t, f.URL())
+	ctx := context.Background()
+	for range 20 {
+		p, err := c.GetPayment(ctx, testID)
+		require.NoError(t, err)
+		_, cerr := c.Cancel(ctx, testID)
+		require.Error(t, cerr)
+		q, err := c.GetPayment(ctx, other)
+		require.NoError(t, err)
+		_, err = c.Cancel(ctx, other)
+		require.Error(t, err)
+
+		assertFullPayment(t, p)
+		assert.Equal(t, other, q.Identifier)
+		assert.Equal(t, `Order #42 "DELUXE"`, q.Memo)
+		var e *piclient.Error
+		require.ErrorAs(t, cerr, &e)
+		assert.Equal(t, "already_completed", e.Code)
+		assert.Equal(t, "done "+testID, e.Message)
+		assertFullPayment(t, e.Payment)
+	}
+}
+
+// Every answer is read to its end, so the connection is used again: answers
+// with Pi's error body, HTML pages and refusals alike.
+func TestConnectionReusedAfterEveryKindOfAnswer(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/cancel"):
+			writeJSON(w, http.StatusBadRequest, `{"error":"payment_tx_present","error_message":"no"}`)
+		case r.URL.Path == "/me":
+			writeJSON(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
+		case r.URL.Path == "/payments/incomplete_server_payments":
+			w.Header().Set("Retry-After", "0")
+			writeJSON(w, http.StatusTooManyRequests, `{"error":"rate_limited"}`)
+		case strings.HasPrefix(r.URL.Path, "/payments/missing"):
+			writeJSON(w, http.StatusNotFound, `{"error":"payment_not_found"}`)
+		case strings.HasPrefix(r.URL.Path, "/payments/html"):
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, strings.Repeat("<p>bad gateway</p>\n", 200))
+		case strings.HasPrefix(r.URL.Path, "/payments/big"):
+			// Larger than a pooled buffer, written in chunks without a
+			// Content-Length.
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"identifier":"big","memo":"`)
+			w.(http.Flusher).Flush()
+			_, _ = io.WriteString(w, strings.Repeat("m", 100<<10)+`"}`)
+		default:
+			writeJSON(w, http.StatusOK, fullPaymentJSON(testID))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, withRetries(-1))
+	ctx := context.Background()
+	for range 3 {
+		_, err := c.GetPayment(ctx, testID)
+		require.NoError(t, err)
+		_, err = c.Approve(ctx, testID)
+		require.NoError(t, err)
+		_, err = c.Complete(ctx, testID, testTxID)
+		require.NoError(t, err)
+		_, err = c.Cancel(ctx, testID)
+		require.True(t, piclient.IsRejected(err), "%v", err)
+		_, err = c.Me(ctx, testToken)
+		require.True(t, piclient.IsUnauthorized(err), "%v", err)
+		_, err = c.IncompleteServerPayments(ctx)
+		require.Equal(t, http.StatusTooManyRequests, piclient.StatusCode(err), "%v", err)
+		_, err = c.GetPayment(ctx, "missing")
+		require.True(t, piclient.IsNotFound(err), "%v", err)
+		_, err = c.GetPayment(ctx, "html")
+		require.ErrorIs(t, err, piclient.ErrNotAPIError)
+		p, err := c.GetPayment(ctx, "big")
+		require.NoError(t, err)
+		require.Len(t, p.Memo, 100<<10)
+	}
+	assert.EqualValues(t, 1, conns.Load(), "one connection for every call")
 }

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -391,11 +392,23 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 		// A request never written certainly did not reach Pi.
 		return cl.idempotent || !wt.wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}
 	}
+	return c.answer(resp, &cl, out, secret)
+}
+
+// answer reads and closes resp's body and decodes a 200 answer into out. It
+// reports whether a failure may be retried.
+func (c *Client) answer(resp *http.Response, cl *call, out any, secret string) (retryable bool, err error) {
 	defer resp.Body.Close()
-	data, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	buf := answerBufs.Get().(*[]byte)
+	defer putAnswerBuf(buf)
+	data, readErr := readAnswer(resp.Body, resp.ContentLength, buf)
 	if readErr == nil && len(data) > MaxResponseBytes {
 		readErr = fmt.Errorf("answer larger than %d bytes", MaxResponseBytes)
 	}
+	// data goes back to the pool when answer returns: what is kept of it
+	// must be copied. encoding/json copies every string and RawMessage it
+	// decodes, Amount.UnmarshalJSON copies its text, and parseErrorBody
+	// keeps only decoded values.
 	if resp.StatusCode != http.StatusOK {
 		e := &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		switch eb, ok := parseErrorBody(data, secret); {
@@ -427,6 +440,55 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 func deadlineBefore(ctx context.Context, d time.Time) bool {
 	dl, ok := ctx.Deadline()
 	return ok && dl.Before(d)
+}
+
+// answerBufs holds buffers to read answers into. A Pi answer is about a
+// kilobyte; a buffer grown past maxPooledAnswer is left to the garbage
+// collector rather than kept.
+var answerBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledAnswer = 64 << 10
+
+func putAnswerBuf(buf *[]byte) {
+	if cap(*buf) <= maxPooledAnswer {
+		*buf = (*buf)[:0]
+		answerBufs.Put(buf)
+	}
+}
+
+// readAnswer reads body to its end, but no more than MaxResponseBytes+1
+// bytes, into *buf (growing it, and leaving the grown buffer in *buf), as
+// io.ReadAll(io.LimitReader(body, MaxResponseBytes+1)) does. size is the
+// answer's Content-Length, or -1: the buffer is sized for it at once.
+func readAnswer(body io.Reader, size int64, buf *[]byte) ([]byte, error) {
+	b := (*buf)[:0]
+	want := int64(512) // as io.ReadAll starts
+	if size >= 0 {
+		// One byte more than announced, so that the read that finds the
+		// end need not grow the buffer.
+		want = min(size, maxPooledAnswer) + 1
+	}
+	if int64(cap(b)) < want {
+		b = make([]byte, 0, want)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		room := b[len(b):cap(b)]
+		if left := MaxResponseBytes + 1 - len(b); len(room) > left {
+			room = room[:left]
+		}
+		n, err := body.Read(room)
+		b = b[:len(b)+n]
+		if err != nil || len(b) > MaxResponseBytes {
+			*buf = b
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
 }
 
 // scrubURL drops the URL from *url.Error so errors stay short; the key is
