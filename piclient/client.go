@@ -459,7 +459,8 @@ func putAnswerBuf(buf *[]byte) {
 // readAnswer reads body to its end, but no more than MaxResponseBytes+1
 // bytes, into *buf (growing it, and leaving the grown buffer in *buf), as
 // io.ReadAll(io.LimitReader(body, MaxResponseBytes+1)) does. size is the
-// answer's Content-Length, or -1: the buffer is sized for it at once.
+// answer's Content-Length, or -1 when unknown: the buffer is sized for it at
+// once, up to maxPooledAnswer, past which it grows as the answer comes.
 func readAnswer(body io.Reader, size int64, buf *[]byte) ([]byte, error) {
 	b := (*buf)[:0]
 	want := int64(512) // as io.ReadAll starts

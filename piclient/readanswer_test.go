@@ -65,7 +65,9 @@ func TestReadAnswerIsReadAllLimited(t *testing.T) {
 		data := bytes.Repeat([]byte("0123456789abcdef"), n/16+1)[:n]
 		sizes := []int64{-1, 0, int64(n), int64(n) + 1, int64(n) / 2, 1 << 40}
 		checkReadAnswer(t, "whole", func() io.Reader { return bytes.NewReader(data) }, sizes...)
-		checkReadAnswer(t, "one byte", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) }, -1, int64(n))
+		if n <= 4096 { // a million one-byte reads is slow under the race detector
+			checkReadAnswer(t, "one byte", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) }, -1, int64(n))
+		}
 		checkReadAnswer(t, "data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) }, -1, int64(n))
 		checkReadAnswer(t, "chunks", func() io.Reader { return &chunkReader{data: data, n: 700} }, -1, int64(n))
 		checkReadAnswer(t, "error at the end", func() io.Reader { return &chunkReader{data: data, n: 300, err: boom} }, -1, int64(n))
