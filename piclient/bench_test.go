@@ -328,6 +328,7 @@ func BenchmarkClientOnly(b *testing.B) {
 	ctx := context.Background()
 	b.Run("get", func(b *testing.B) {
 		b.ReportAllocs()
+		defer meterCPU(b)()
 		for b.Loop() {
 			if _, err := c.GetPayment(ctx, id); err != nil {
 				b.Fatal(err)
@@ -336,6 +337,7 @@ func BenchmarkClientOnly(b *testing.B) {
 	})
 	b.Run("approve", func(b *testing.B) {
 		b.ReportAllocs()
+		defer meterCPU(b)()
 		for b.Loop() {
 			if _, err := c.Approve(ctx, id); err != nil {
 				b.Fatal(err)
@@ -344,6 +346,7 @@ func BenchmarkClientOnly(b *testing.B) {
 	})
 	b.Run("complete", func(b *testing.B) {
 		b.ReportAllocs()
+		defer meterCPU(b)()
 		for b.Loop() {
 			if _, err := c.Complete(ctx, id, txid); err != nil {
 				b.Fatal(err)
@@ -353,6 +356,7 @@ func BenchmarkClientOnly(b *testing.B) {
 	hc := &http.Client{Transport: rt}
 	plain := func(b *testing.B, method, url string, body func() []byte) {
 		b.ReportAllocs()
+		defer meterCPU(b)()
 		for b.Loop() {
 			var rd io.Reader
 			if body != nil {
