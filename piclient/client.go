@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -71,6 +72,7 @@ type Options struct {
 type Client struct {
 	base      string
 	shown     string // base with any password redacted
+	payments  string // base + "/payments/", which a payment id follows
 	cred      *credential
 	http      *http.Client
 	timeout   time.Duration
@@ -87,6 +89,10 @@ type Client struct {
 type credential struct {
 	key    string // never printed
 	header string // "Key <api key>"; never printed
+	// headers are the values of every request's headers, in the order
+	// hdrAuthorization, hdrAccept, hdrUserAgent, hdrContentType; never
+	// printed.
+	headers [4]string
 }
 
 // New returns a Client for opts. It makes no request.
@@ -153,6 +159,8 @@ func New(opts Options) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = "caddy-pi-guard"
 	}
+	c.payments = c.base + "/payments/"
+	c.cred.headers = [4]string{hdrAuthorization: c.cred.header, hdrAccept: "application/json", hdrUserAgent: c.userAgent, hdrContentType: "application/json"}
 	return c, nil
 }
 
@@ -174,7 +182,7 @@ func (c *Client) GetPayment(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "get", Err: err}
 	}
 	var p Payment
-	return c.checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, path: "/payments/" + id, idempotent: true}, &p))
+	return c.checkPayment("get", &p, id, c.do(ctx, call{op: "get", id: id, method: http.MethodGet, url: c.payments + id, idempotent: true}, &p))
 }
 
 // Approve approves a payment: POST /payments/{id}/approve.
@@ -183,7 +191,7 @@ func (c *Client) Approve(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "approve", Err: err}
 	}
 	var p Payment
-	return c.checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, path: "/payments/" + id + "/approve"}, &p))
+	return c.checkPayment("approve", &p, id, c.do(ctx, call{op: "approve", id: id, method: http.MethodPost, url: c.payments + id + "/approve"}, &p))
 }
 
 // Complete completes a payment with the transaction id the user's wallet
@@ -196,11 +204,12 @@ func (c *Client) Complete(ctx context.Context, id, txid string) (*Payment, error
 	if err := ValidateTxID(txid); err != nil {
 		return nil, &Error{Op: "complete", PaymentID: id, Err: err}
 	}
-	body, _ := json.Marshal(struct {
-		TxID string `json:"txid"`
-	}{NormalizeTxID(txid)})
+	// What json.Marshal writes for struct{TxID string `json:"txid"`}: a
+	// valid txid is hex digits, which JSON needs no escape for.
+	body := make([]byte, 0, len(`{"txid":""}`)+TxIDLength)
+	body = append(append(append(body, `{"txid":"`...), NormalizeTxID(txid)...), `"}`...)
 	var p Payment
-	return c.checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, path: "/payments/" + id + "/complete", body: body}, &p))
+	return c.checkPayment("complete", &p, id, c.do(ctx, call{op: "complete", id: id, method: http.MethodPost, url: c.payments + id + "/complete", body: body}, &p))
 }
 
 // Cancel cancels a payment: POST /payments/{id}/cancel.
@@ -209,7 +218,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (*Payment, error) {
 		return nil, &Error{Op: "cancel", Err: err}
 	}
 	var p Payment
-	return c.checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, path: "/payments/" + id + "/cancel"}, &p))
+	return c.checkPayment("cancel", &p, id, c.do(ctx, call{op: "cancel", id: id, method: http.MethodPost, url: c.payments + id + "/cancel"}, &p))
 }
 
 // IncompleteServerPayments lists the app's incomplete app-to-user payments:
@@ -218,7 +227,7 @@ func (c *Client) IncompleteServerPayments(ctx context.Context) ([]Payment, error
 	var out struct {
 		Payments *[]Payment `json:"incomplete_server_payments"`
 	}
-	if err := c.do(ctx, call{op: "incomplete", method: http.MethodGet, path: "/payments/incomplete_server_payments", idempotent: true}, &out); err != nil {
+	if err := c.do(ctx, call{op: "incomplete", method: http.MethodGet, url: c.payments + "incomplete_server_payments", idempotent: true}, &out); err != nil {
 		return nil, err
 	}
 	if out.Payments == nil {
@@ -235,7 +244,7 @@ func (c *Client) Me(ctx context.Context, accessToken string) (*User, error) {
 		return nil, &Error{Op: "me", Err: fmt.Errorf("%w: must be 1 to 4096 printable ASCII characters", ErrInvalidToken)}
 	}
 	var u User
-	if err := c.do(ctx, call{op: "me", method: http.MethodGet, path: "/me", idempotent: true, bearer: accessToken}, &u); err != nil {
+	if err := c.do(ctx, call{op: "me", method: http.MethodGet, url: c.base + "/me", idempotent: true, bearer: accessToken}, &u); err != nil {
 		return nil, err
 	}
 	if u.UID == "" {
@@ -258,10 +267,10 @@ func (c *Client) checkPayment(op string, p *Payment, id string, err error) (*Pay
 }
 
 type call struct {
-	op, id, method, path string
-	body                 []byte
-	idempotent           bool
-	bearer               string
+	op, id, method, url string
+	body                []byte
+	idempotent          bool
+	bearer              string
 }
 
 // do runs a call with retries and decodes a 200 answer into out.
@@ -311,35 +320,63 @@ func (c *Client) backoff(attempt int, err error) time.Duration {
 	return d
 }
 
+// The request headers, in the order of credential.headers.
+const (
+	hdrAuthorization = iota
+	hdrAccept
+	hdrUserAgent
+	hdrContentType
+)
+
+// writeTrace notes whether a request was written to a connection.
+type writeTrace struct {
+	trace httptrace.ClientTrace
+	wrote atomic.Bool
+}
+
 // attempt makes one HTTP request. It reports whether a failure may be retried.
 func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var wrote atomic.Bool
+	// Bound the attempt by the timeout, unless the caller's deadline comes
+	// first: context.WithDeadline would then only add a cancel to it.
+	actx := ctx
+	if d := time.Now().Add(c.timeout); !deadlineBefore(ctx, d) {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(ctx, d)
+		defer cancel()
+	}
 	secret := c.cred.key
 	if cl.bearer != "" {
 		secret = cl.bearer
 	}
-	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteHeaders: func() { wrote.Store(true) },
-	})
+	// A read is retried whether or not it was written; a state-changing
+	// call only when it certainly was not.
+	var wt *writeTrace
+	if !cl.idempotent {
+		wt = new(writeTrace)
+		wt.trace.WroteHeaders = func() { wt.wrote.Store(true) }
+		actx = httptrace.WithClientTrace(actx, &wt.trace)
+	}
 	var body io.Reader
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
 	}
-	req, err := http.NewRequestWithContext(actx, cl.method, c.base+cl.path, body)
+	req, err := http.NewRequestWithContext(actx, cl.method, cl.url, body)
 	if err != nil {
 		return false, &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(err, secret)}
 	}
+	// The header's keys are canonical already, and each request has values
+	// of its own, as Header.Set would give it.
+	vals := make([]string, len(c.cred.headers))
+	copy(vals, c.cred.headers[:])
 	if cl.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+cl.bearer)
-	} else {
-		req.Header.Set("Authorization", c.cred.header)
+		vals[hdrAuthorization] = "Bearer " + cl.bearer
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	h := req.Header
+	h["Authorization"] = vals[hdrAuthorization : hdrAuthorization+1 : hdrAuthorization+1]
+	h["Accept"] = vals[hdrAccept : hdrAccept+1 : hdrAccept+1]
+	h["User-Agent"] = vals[hdrUserAgent : hdrUserAgent+1 : hdrUserAgent+1]
 	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = vals[hdrContentType : hdrContentType+1 : hdrContentType+1]
 	}
 	c.calls.Add(1)
 	start := time.Now()
@@ -353,13 +390,25 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 	}
 	if err != nil {
 		// A request never written certainly did not reach Pi.
-		return cl.idempotent || !wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}
+		return cl.idempotent || !wt.wrote.Load(), &Error{Op: cl.op, PaymentID: cl.id, Err: redactErr(scrubURL(err), secret)}
 	}
+	return c.answer(resp, &cl, out, secret)
+}
+
+// answer reads and closes resp's body and decodes a 200 answer into out. It
+// reports whether a failure may be retried.
+func (c *Client) answer(resp *http.Response, cl *call, out any, secret string) (retryable bool, err error) {
 	defer resp.Body.Close()
-	data, readErr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	buf := answerBufs.Get().(*[]byte)
+	defer putAnswerBuf(buf)
+	data, readErr := readAnswer(resp.Body, resp.ContentLength, buf)
 	if readErr == nil && len(data) > MaxResponseBytes {
 		readErr = fmt.Errorf("answer larger than %d bytes", MaxResponseBytes)
 	}
+	// data goes back to the pool when answer returns: what is kept of it
+	// must be copied. encoding/json copies every string and RawMessage it
+	// decodes, Amount.UnmarshalJSON copies its text, and parseErrorBody
+	// keeps only decoded values.
 	if resp.StatusCode != http.StatusOK {
 		e := &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		switch eb, ok := parseErrorBody(data, secret); {
@@ -385,6 +434,62 @@ func (c *Client) attempt(ctx context.Context, cl call, out any) (retryable bool,
 		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: redactErr(fmt.Errorf("malformed answer: %w", err), secret)}
 	}
 	return false, nil
+}
+
+// deadlineBefore reports whether ctx has a deadline before d.
+func deadlineBefore(ctx context.Context, d time.Time) bool {
+	dl, ok := ctx.Deadline()
+	return ok && dl.Before(d)
+}
+
+// answerBufs holds buffers to read answers into. A Pi answer is about a
+// kilobyte; a buffer grown past maxPooledAnswer is left to the garbage
+// collector rather than kept.
+var answerBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledAnswer = 64 << 10
+
+func putAnswerBuf(buf *[]byte) {
+	if cap(*buf) <= maxPooledAnswer {
+		*buf = (*buf)[:0]
+		answerBufs.Put(buf)
+	}
+}
+
+// readAnswer reads body to its end, but no more than MaxResponseBytes+1
+// bytes, into *buf (growing it, and leaving the grown buffer in *buf), as
+// io.ReadAll(io.LimitReader(body, MaxResponseBytes+1)) does. size is the
+// answer's Content-Length, or -1 when unknown: the buffer is sized for it at
+// once, up to maxPooledAnswer, past which it grows as the answer comes.
+func readAnswer(body io.Reader, size int64, buf *[]byte) ([]byte, error) {
+	b := (*buf)[:0]
+	want := int64(512) // as io.ReadAll starts
+	if size >= 0 {
+		// One byte more than announced, so that the read that finds the
+		// end need not grow the buffer.
+		want = min(size, maxPooledAnswer) + 1
+	}
+	if int64(cap(b)) < want {
+		b = make([]byte, 0, want)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		room := b[len(b):cap(b)]
+		if left := MaxResponseBytes + 1 - len(b); len(room) > left {
+			room = room[:left]
+		}
+		n, err := body.Read(room)
+		b = b[:len(b)+n]
+		if err != nil || len(b) > MaxResponseBytes {
+			*buf = b
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
 }
 
 // scrubURL drops the URL from *url.Error so errors stay short; the key is
