@@ -99,7 +99,7 @@ func parseCallback(contentType string, body []byte) (callback, error) {
 	if contentType == "" {
 		return callback{}, fmt.Errorf("%w: the request has no Content-Type (send Content-Type: application/json)", errUnsupportedMedia)
 	}
-	mt, params, err := mime.ParseMediaType(contentType)
+	mt, params, err := mediaType(contentType)
 	if err != nil {
 		return callback{}, fmt.Errorf("%w: %q", errUnsupportedMedia, contentType)
 	}
@@ -118,6 +118,17 @@ func parseCallback(contentType string, body []byte) (callback, error) {
 	return callback{}, fmt.Errorf("%w: %q (send application/json or application/x-www-form-urlencoded)", errUnsupportedMedia, mt)
 }
 
+// mediaType is mime.ParseMediaType, without its work (and its map) for the
+// two Content-Types frontends send most, exactly as mime.ParseMediaType
+// would read them: already in lower case, without parameters.
+func mediaType(contentType string) (string, map[string]string, error) {
+	switch contentType {
+	case "application/json", "application/x-www-form-urlencoded":
+		return contentType, nil, nil
+	}
+	return mime.ParseMediaType(contentType)
+}
+
 // callbackFields are the body fields the guard reads at the top level, and
 // paymentFields those it reads inside "payment".
 var (
@@ -130,32 +141,37 @@ var (
 // reads, refusing repeats and other spellings.
 type fieldSet struct {
 	known []string
-	seen  map[string]bool
+	seen  uint8 // bit i: known[i] was read
 }
 
 // check returns the field key names (or "" for a field the guard ignores),
 // or an error when key is a repeat or another spelling of a read field.
 func (f *fieldSet) check(key string) (string, error) {
-	for _, name := range f.known {
+	for i, name := range f.known {
 		if !strings.EqualFold(key, name) {
 			continue
 		}
 		if key != name {
 			return "", fmt.Errorf("field %q is another spelling of %q: send %q once, spelled exactly", key, name, name)
 		}
-		if f.seen[name] {
+		if f.seen&(1<<i) != 0 {
 			return "", fmt.Errorf("field %q appears twice", name)
 		}
-		if f.seen == nil {
-			f.seen = map[string]bool{}
-		}
-		f.seen[name] = true
+		f.seen |= 1 << i
 		return name, nil
 	}
 	return "", nil
 }
 
 func parseJSONCallback(body []byte) (callback, error) {
+	if cb, ok, err := parseFlatJSONCallback(body); ok {
+		return cb, err
+	}
+	return parseFullJSONCallback(body)
+}
+
+// parseFullJSONCallback reads any JSON body (see parseCallback).
+func parseFullJSONCallback(body []byte) (callback, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var cb callback
 	fields := fieldSet{known: callbackFields}
@@ -182,6 +198,96 @@ func parseJSONCallback(body []byte) (callback, error) {
 		return callback{}, errors.New("malformed JSON: data after the object")
 	}
 	return cb, nil
+}
+
+// parseFlatJSONCallback reads the body most frontends post, without
+// encoding/json's tokenizer (a dozen allocations per field): one JSON object
+// whose keys and values are all strings of printable ASCII without escapes,
+// such as {"paymentId": "...", "txid": "..."}. ok is false for any other
+// body, which parseJSONCallback reads in full: then nothing here was
+// decided. For the bodies it reads it decides exactly as the full reader,
+// member by member, with the same checks of each key (fieldSet.check) and
+// the same errors.
+func parseFlatJSONCallback(body []byte) (cb callback, ok bool, err error) {
+	s := string(body) // keys are compared in it; values kept are copied out
+	i := skipJSONSpace(s, 0)
+	if i >= len(s) || s[i] != '{' {
+		return callback{}, false, nil
+	}
+	i = skipJSONSpace(s, i+1)
+	fields := fieldSet{known: callbackFields}
+	if i < len(s) && s[i] == '}' {
+		i++
+	} else {
+		for {
+			key, next, flat := flatJSONString(s, i)
+			if !flat {
+				return callback{}, false, nil
+			}
+			name, err := fields.check(key)
+			if err != nil {
+				return callback{}, true, err
+			}
+			if name == "payment" {
+				return callback{}, false, nil // an object, or refused: the full reader says which
+			}
+			i = skipJSONSpace(s, next)
+			if i >= len(s) || s[i] != ':' {
+				return callback{}, false, nil
+			}
+			value, next, flat := flatJSONString(s, skipJSONSpace(s, i+1))
+			if !flat {
+				return callback{}, false, nil
+			}
+			switch name {
+			case "paymentId":
+				cb.PaymentID = strings.Clone(value) // not the whole body: ids are kept
+			case "txid":
+				cb.TxID = strings.Clone(value)
+			}
+			i = skipJSONSpace(s, next)
+			if i < len(s) && s[i] == ',' {
+				i = skipJSONSpace(s, i+1)
+				continue
+			}
+			if i < len(s) && s[i] == '}' {
+				i++
+				break
+			}
+			return callback{}, false, nil
+		}
+	}
+	if skipJSONSpace(s, i) != len(s) {
+		return callback{}, false, nil
+	}
+	return cb, true, nil
+}
+
+// skipJSONSpace returns the index of the first byte of s at or after i that
+// is not JSON white space.
+func skipJSONSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// flatJSONString reads the JSON string at s[i:] when it holds printable
+// ASCII only, without escapes: its content, and the index after it. flat
+// is false for anything else.
+func flatJSONString(s string, i int) (value string, next int, flat bool) {
+	if i >= len(s) || s[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			return s[i+1 : j], j + 1, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return "", 0, false
+		}
+	}
+	return "", 0, false
 }
 
 // readPosted reads the identifier of the posted payment object ({"payment":

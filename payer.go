@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -253,7 +252,7 @@ func (h *Handler) fillPayer(ctx context.Context, rec *ledger.Record) {
 
 // postsForm reports whether r's body is a urlencoded form.
 func postsForm(r *http.Request) bool {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, _, _ := mediaType(r.Header.Get("Content-Type"))
 	return mt == "application/x-www-form-urlencoded"
 }
 
