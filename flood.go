@@ -58,8 +58,11 @@ const callsPerLookup = 4
 // 429 answer: a client that repeats requests for a payment the guard knows
 // (its own, with made-up txids, say) cannot use up the app's Pi quota
 // either.
-func (l *lookups) call(r *http.Request) *guardError {
-	lim, _ := l.limiter(l.calls, clientOf(r), l.perClient*callsPerLookup)
+func (l *lookups) call(r *http.Request) *guardError { return l.callBy(clientOf(r)) }
+
+// callBy is call for the client clientOf names.
+func (l *lookups) callBy(client string) *guardError {
+	lim, _ := l.limiter(l.calls, client, l.perClient*callsPerLookup)
 	if !lim.Allow() {
 		return tooMany("this client caused too many Pi API calls; retry later", lim.Limit())
 	}
@@ -83,8 +86,10 @@ func newLookups(total, perClient float64) *lookups {
 }
 
 // missed remembers that Pi did not know an id or token r's client sent.
-func (l *lookups) missed(r *http.Request) {
-	client, network := clientAndNetwork(r)
+func (l *lookups) missed(r *http.Request) { l.missedBy(clientAndNetwork(r)) }
+
+// missedBy is missed for the client and network clientAndNetwork names.
+func (l *lookups) missedBy(client, network string) {
 	l.missing.put(client, time.Now())
 	l.missing.put(network, time.Now())
 }
@@ -120,8 +125,10 @@ func (l *lookups) learn(key string) { l.seen.put(key, time.Now()) }
 
 // admit allows one Pi lookup of something not seen before for r's client,
 // or returns the 429 answer.
-func (l *lookups) admit(r *http.Request) *guardError {
-	client, network := clientAndNetwork(r)
+func (l *lookups) admit(r *http.Request) *guardError { return l.admitBy(clientAndNetwork(r)) }
+
+// admitBy is admit for the client and network clientAndNetwork names.
+func (l *lookups) admitBy(client, network string) *guardError {
 	lim, flushed := l.limiter(l.clients, client, l.perClient)
 	if !lim.Allow() {
 		return tooMany("this client sent too many payment ids or tokens the guard had not seen; retry later", lim.Limit())
@@ -187,11 +194,11 @@ func clientOf(r *http.Request) string {
 
 // admitLookup lets st's request make its first Pi call about its payment:
 // at once for an id the guard has seen, within the lookup limits otherwise.
-func (h *Handler) admitLookup(r *http.Request, st *step) *guardError {
+func (h *Handler) admitLookup(st *step) *guardError {
 	if h.lookups == nil || h.lookups.known(st.id) || h.approvals.approverOf(st.id) != nil {
 		return nil
 	}
-	return h.lookups.admit(r)
+	return h.lookups.admitBy(st.clientAndNetwork())
 }
 
 // view is one read of a payment from Pi, shared by every request that
@@ -226,12 +233,10 @@ func (h *Handler) peek(ctx context.Context, st *step, r *http.Request) (*piclien
 	if v, ok := h.views.cache.get(st.id); ok && time.Since(v.at) < viewTTL {
 		return viewAnswer(v, st)
 	}
-	if st.call != nil {
-		// A read that may be this request's own Pi call counts against
-		// its client's bound, like any other.
-		if ge := st.call(); ge != nil {
-			return nil, ge
-		}
+	// A read that may be this request's own Pi call counts against its
+	// client's bound, like any other.
+	if ge := st.allowCall(); ge != nil {
+		return nil, ge
 	}
 	ch := h.views.group.DoChan(st.id, func() (any, error) {
 		// The caller that starts the read may go away; the others wait

@@ -37,17 +37,19 @@ type step struct {
 	outcome              string
 	piCalls              int
 	piTime               time.Duration
-	start, ready         time.Time                                       // ready: the guard's own work is done; forwarding starts
-	upstream             time.Duration                                   // time spent in the app (next handler)
-	limit                *piLimit                                        // bounds the Pi calls in flight
-	learn                func(id string, p *piclient.Payment, err error) // remembers what Pi's answers settle
-	// admit, until the request's first Pi call, bounds the lookups of ids
-	// the guard has not seen (see Handler.LookupRate); missed tells it that
-	// Pi did not know the id.
-	admit  func() *guardError
-	missed func()
-	// call bounds every Pi call the request's client causes.
-	call func() *guardError
+	start, ready         time.Time     // ready: the guard's own work is done; forwarding starts
+	upstream             time.Duration // time spent in the app (next handler)
+	limit                *piLimit      // bounds the Pi calls in flight
+	h                    *Handler      // when set, remembers what Pi's answers settle (Handler.learn)
+	// r is the client's request, for the guard's own work nil: every Pi
+	// call its client causes is bounded (lookups.call), and, until its
+	// first Pi call (while admitPending), so are lookups of ids the guard
+	// has not seen (see Handler.LookupRate), with a "not found" from Pi
+	// remembered against its client (lookups.missed).
+	r             *http.Request
+	admitPending  bool
+	client, netwk string // clientAndNetwork(r), once clientKnown
+	clientKnown   bool
 	// creds and who, once looked up (see Handler.stepCredentials and
 	// Handler.stepApprover): the request's credentials and the payment's
 	// approver as the guard knew it when the request came.
@@ -72,18 +74,15 @@ func (s *step) forward(x *exchange, w http.ResponseWriter) error {
 // pi runs one Pi API call, within the bound on calls in flight, accounts for
 // its latency and remembers what the answer settles.
 func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, error) {
-	lookup := s.admit != nil
+	lookup := s.admitPending
 	if lookup {
-		admit := s.admit
-		s.admit = nil
-		if ge := admit(); ge != nil {
+		s.admitPending = false
+		if ge := s.h.admitLookup(s); ge != nil {
 			return nil, ge
 		}
 	}
-	if s.call != nil {
-		if ge := s.call(); ge != nil {
-			return nil, ge
-		}
+	if ge := s.allowCall(); ge != nil {
+		return nil, ge
 	}
 	release, err := s.limit.acquire()
 	if err != nil {
@@ -94,13 +93,34 @@ func (s *step) pi(call func() (*piclient.Payment, error)) (*piclient.Payment, er
 	p, err := call()
 	s.piTime += time.Since(start)
 	s.piCalls++
-	if s.learn != nil {
-		s.learn(s.id, p, err)
+	if s.h != nil {
+		s.h.learn(s.id, p, err)
 	}
-	if lookup && s.missed != nil && piclient.IsNotFound(err) {
-		s.missed()
+	if lookup && piclient.IsNotFound(err) {
+		client, network := s.clientAndNetwork()
+		s.h.lookups.missedBy(client, network)
 	}
 	return p, err
+}
+
+// allowCall bounds the Pi calls the request's client causes (see
+// lookups.call); nil for the guard's own work.
+func (s *step) allowCall() *guardError {
+	if s.r == nil {
+		return nil
+	}
+	client, _ := s.clientAndNetwork()
+	return s.h.lookups.callBy(client)
+}
+
+// clientAndNetwork is clientAndNetwork of the step's request, worked out
+// once per request.
+func (s *step) clientAndNetwork() (client, network string) {
+	if !s.clientKnown {
+		s.client, s.netwk = clientAndNetwork(s.r)
+		s.clientKnown = true
+	}
+	return s.client, s.netwk
 }
 
 // exchange is the request being guarded and where it goes next.
@@ -143,10 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// A route variant is guarded as its route, and goes on (and is recorded)
 	// as the route itself: the app never sees a variant a stranger picked.
 	r.URL.Path, r.URL.RawPath = h.routePath(phase), ""
-	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, learn: h.learn}
-	st.admit = func() *guardError { return h.admitLookup(r, st) }
-	st.missed = func() { h.lookups.missed(r) }
-	st.call = func() *guardError { return h.lookups.call(r) }
+	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, h: h, r: r, admitPending: true}
 	err := h.serve(w, r, next, st)
 	var ge *guardError
 	if errors.As(err, &ge) {

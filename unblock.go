@@ -164,7 +164,7 @@ func (h *Handler) settleAtPi(ctx context.Context, id string) (*unblockResult, er
 		res.AppTold = rec.Delivery.State == ledger.Delivered
 		return res, nil
 	}
-	st := &step{phase: phaseUnblock, id: id, start: time.Now(), limit: h.piLimit, learn: h.learn}
+	st := &step{phase: phaseUnblock, id: id, start: time.Now(), limit: h.piLimit, h: h}
 	p, ge := h.read(ctx, st)
 	if ge != nil {
 		return nil, ge
