@@ -557,6 +557,12 @@ func sameHeader(a, b string) bool {
 
 // lockLocal takes the payment's in-process lock, waiting at most lockWait.
 func (h *Handler) lockLocal(ctx context.Context, id string) (func(), *guardError) {
+	if ctx.Err() == nil {
+		// A free lock is taken at once, without a timer for the wait.
+		if unlock, ok := h.locks.TryLock(id); ok {
+			return unlock, nil
+		}
+	}
 	wait, stop := h.lockWaitContext(ctx)
 	unlock, err := h.locks.Lock(wait, id)
 	stop()
@@ -593,6 +599,13 @@ var errStorageBusy = errors.New("the payment's storage lock was not free in time
 // the wait is bounded by cancelling that context only while the lock is
 // not held yet.
 func (h *Handler) lockShared(ctx context.Context, id string) (func(), error) {
+	if h.store.DetachedLocks() && ctx.Err() == nil {
+		// file_system storage: its lock does not live on the context, so
+		// a free one is taken at once, without a timer for the wait.
+		if unlock, ok := h.store.TryLock(ctx, id, 0); ok {
+			return unlock, nil
+		}
+	}
 	lctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(min(lockWait, time.Duration(h.Timeout)/2), cancel)
 	unlock, err := h.store.Lock(lctx, id)
