@@ -59,7 +59,7 @@ func (h *Handler) deliver(ctx context.Context, st *step, rec *ledger.Record, x *
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	out.Header.Set(h.Header, token)
-	h.metrics.verified.WithLabelValues(st.phase).Inc()
+	h.metrics.verifiedForward(st.phase)
 
 	rr := caddyhttp.NewResponseRecorder(newHeldWriter(x.w), new(bytes.Buffer), func(status int, _ http.Header) bool { return !answer || !is2xx(status) })
 	err = st.forward(&exchange{w: x.w, r: out, next: x.next, body: sr.Body}, rr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
@@ -682,13 +683,29 @@ func (h *Handler) logStep(st *step, err error) {
 	default:
 		st.outcome = "ok"
 	}
-	h.metrics.requests.WithLabelValues(st.phase, st.outcome).Inc()
+	h.metrics.request(st.phase, st.outcome)
+	var ge *guardError
+	isGE := err != nil && errors.As(err, &ge)
+	level, msg := zapcore.InfoLevel, "payment step"
+	switch {
+	case err == nil:
+	case isGE && ge.Status < 500:
+		level, msg = zapcore.WarnLevel, "payment refused"
+	default:
+		level, msg = zapcore.ErrorLevel, "payment failed"
+	}
+	// The fields are built only for a line the logger writes.
+	ce := h.logger.Check(level, msg)
+	if ce == nil {
+		return
+	}
 	now := time.Now()
 	ready := st.ready
 	if ready.IsZero() {
 		ready = now
 	}
-	fields := []zap.Field{
+	fields := make([]zap.Field, 0, 13)
+	fields = append(fields,
 		zap.String("phase", st.phase),
 		zap.String("payment_id", st.id),
 		zap.String("outcome", st.outcome),
@@ -697,22 +714,19 @@ func (h *Handler) logStep(st *step, err error) {
 		zap.Duration("duration", ready.Sub(st.start)),
 		zap.Duration("upstream", st.upstream),
 		zap.Duration("total", now.Sub(st.start)),
-	}
+	)
 	if st.txid != "" {
 		fields = append(fields, zap.String("txid", st.txid))
 	}
 	if st.uid != "" {
 		fields = append(fields, zap.String("user_uid", st.uid))
 	}
-	var ge *guardError
 	switch {
 	case err == nil:
-		h.logger.Info("payment step", fields...)
-	case errors.As(err, &ge) && ge.Status < 500:
-		h.logger.Warn("payment refused", append(fields, zap.String("error", ge.Code), zap.String("message", ge.Message), zap.NamedError("cause", ge.cause))...)
-	case errors.As(err, &ge):
-		h.logger.Error("payment failed", append(fields, zap.String("error", ge.Code), zap.String("message", ge.Message), zap.NamedError("cause", ge.cause))...)
+	case isGE:
+		fields = append(fields, zap.String("error", ge.Code), zap.String("message", ge.Message), zap.NamedError("cause", ge.cause))
 	default:
-		h.logger.Error("payment failed", append(fields, zap.String("error", "internal"), zap.Error(err))...)
+		fields = append(fields, zap.String("error", "internal"), zap.Error(err))
 	}
+	ce.Write(fields...)
 }

@@ -3,6 +3,7 @@ package piguard
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,53 @@ type metrics struct {
 	blockchainFails *prometheus.CounterVec // reason: mismatch, unavailable
 	reconciled      *prometheus.CounterVec // outcome
 	watched         *prometheus.GaugeVec   // app
+
+	// children caches the collectors of label values seen, which every
+	// request would otherwise look up by hashing and checking its labels.
+	children sync.Map // childKey → prometheus.Counter or piChild
+}
+
+// childKey names one child collector: the vector's, and its labels.
+type childKey struct {
+	vec    uint8
+	a, b   string
+	status int
+}
+
+const (
+	vecRequests = iota
+	vecVerified
+	vecPi
+)
+
+// piChild are the collectors of one Pi endpoint and status.
+type piChild struct {
+	calls   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// request counts one guarded request (requests_total).
+func (m *metrics) request(phase, outcome string) {
+	k := childKey{vec: vecRequests, a: phase, b: outcome}
+	if c, ok := m.children.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.requests.WithLabelValues(phase, outcome)
+	m.children.Store(k, c)
+	c.Inc()
+}
+
+// verifiedForward counts one verified forward (verified_forwards_total).
+func (m *metrics) verifiedForward(phase string) {
+	k := childKey{vec: vecVerified, a: phase}
+	if c, ok := m.children.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.verified.WithLabelValues(phase)
+	m.children.Store(k, c)
+	c.Inc()
 }
 
 const metricsNamespace, metricsSubsystem = "caddy", "pi_guard"
@@ -93,8 +141,15 @@ func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error)
 
 // observePi is piclient's Observe hook.
 func (m *metrics) observePi(op string, status int, took time.Duration) {
-	m.piCalls.WithLabelValues(op, strconv.Itoa(status)).Inc()
-	m.piLatency.WithLabelValues(op).Observe(took.Seconds())
+	k := childKey{vec: vecPi, a: op, status: status}
+	v, ok := m.children.Load(k)
+	if !ok {
+		v = piChild{calls: m.piCalls.WithLabelValues(op, strconv.Itoa(status)), latency: m.piLatency.WithLabelValues(op)}
+		m.children.Store(k, v)
+	}
+	c := v.(piChild)
+	c.calls.Inc()
+	c.latency.Observe(took.Seconds())
 }
 
 // registerReconcile creates and registers the reconciler's collectors.
