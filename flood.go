@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -157,9 +158,11 @@ func tooMany(msg string, per rate.Limit) *guardError {
 // the IPv6 /48 (what one holder usually has whole).
 func clientAndNetwork(r *http.Request) (client, network string) {
 	client = clientOf(r)
-	if p, err := netip.ParsePrefix(client); err == nil {
-		wide, _ := p.Addr().Prefix(48)
-		return client, wide.String()
+	if strings.Contains(client, "/") { // else ParsePrefix fails, allocating its error
+		if p, err := netip.ParsePrefix(client); err == nil {
+			wide, _ := p.Addr().Prefix(48)
+			return client, wide.String()
+		}
 	}
 	if a, err := netip.ParseAddr(client); err == nil {
 		wide, _ := a.Prefix(24)

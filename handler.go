@@ -166,8 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	r.URL.Path, r.URL.RawPath = h.routePath(phase), ""
 	st := &step{phase: phase, start: time.Now(), limit: h.piLimit, h: h, r: r, admitPending: true}
 	err := h.serve(w, r, next, st)
-	var ge *guardError
-	if errors.As(err, &ge) {
+	if ge, ok := asGuardError(err); ok {
 		st.outcome = ge.Code
 		h.logStep(st, ge)
 		h.allowOrigin(w, r) // the guard's own answer: readable by a cors_origins frontend
@@ -684,8 +683,7 @@ func (h *Handler) logStep(st *step, err error) {
 		st.outcome = "ok"
 	}
 	h.metrics.request(st.phase, st.outcome)
-	var ge *guardError
-	isGE := err != nil && errors.As(err, &ge)
+	ge, isGE := asGuardError(err)
 	level, msg := zapcore.InfoLevel, "payment step"
 	switch {
 	case err == nil:

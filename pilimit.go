@@ -11,8 +11,9 @@ import (
 // calls that Pi may rate-limit for the app as a whole. Per payment, the
 // payment's lock already allows one conversation at a time.
 type piLimit struct {
-	slots chan struct{}
-	wait  time.Duration
+	slots   chan struct{}
+	wait    time.Duration
+	release func() // frees one slot (made once: a method value per call allocates)
 }
 
 // errPiBusy is returned when no slot for a Pi call came free in time.
@@ -24,7 +25,9 @@ const DefaultMaxPiCalls = 128
 const piLimitWait = 2 * time.Second
 
 func newPiLimit(n int) *piLimit {
-	return &piLimit{slots: make(chan struct{}, n), wait: piLimitWait}
+	l := &piLimit{slots: make(chan struct{}, n), wait: piLimitWait}
+	l.release = func() { <-l.slots }
+	return l
 }
 
 // acquire takes a slot, waiting at most l.wait, and returns its release.
@@ -46,5 +49,3 @@ func (l *piLimit) acquire() (func(), error) {
 		return nil, errPiBusy
 	}
 }
-
-func (l *piLimit) release() { <-l.slots }

@@ -37,6 +37,20 @@ func (e *guardError) Error() string {
 
 func (e *guardError) Unwrap() error { return e.cause }
 
+// asGuardError is errors.As for a *guardError, without allocating its
+// target when err is one itself (as nearly always).
+func asGuardError(err error) (*guardError, bool) {
+	if ge, ok := err.(*guardError); ok && ge != nil {
+		return ge, true
+	}
+	if err == nil {
+		return nil, false
+	}
+	var ge *guardError
+	ok := errors.As(err, &ge)
+	return ge, ok
+}
+
 func refuse(status int, code, format string, args ...any) *guardError {
 	return &guardError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
@@ -59,8 +73,7 @@ func writeError(w http.ResponseWriter, e *guardError) {
 // JSON error body counts as Pi saying no: an HTML page with a 4xx or 5xx
 // (Pi's front servers, a proxy) is "Pi unavailable", retryable.
 func piFailure(err error, id string) *guardError {
-	var ge *guardError
-	if errors.As(err, &ge) {
+	if ge, ok := asGuardError(err); ok {
 		return ge
 	}
 	var e *guardError
