@@ -211,6 +211,36 @@ func BenchmarkServeHTTPPaymentFlow(b *testing.B) {
 	}
 }
 
+// BenchmarkServeHTTPPaymentFlowNoSession is BenchmarkServeHTTPPaymentFlow
+// with a client that sends no cookie (as piguard-bench's load generator):
+// the guard cannot tell its completion from a stranger's, so it reads Pi's
+// view of the payment before locking, records the canonical completion and
+// answers with its own JSON instead of the app's.
+func BenchmarkServeHTTPPaymentFlowNoSession(b *testing.B) {
+	s := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
+	b.Cleanup(s.Close)
+	h := benchHandler(b, s.URL)
+	b.Cleanup(func() { _ = h.Cleanup() })
+	post := func(path, body string) {
+		r := httptest.NewRequest(http.MethodPost, "http://app.example"+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		if err := h.ServeHTTP(w, r, okNext{}); err != nil || w.Code != http.StatusOK {
+			b.Fatalf("%s: %d %s %v", path, w.Code, w.Body, err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p := s.CreatePayment(pitest.NewPayment{Amount: "1", Memo: "benchmark"})
+		post(DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`)
+		txid, err := s.SubmitTransaction(p.Identifier)
+		if err != nil {
+			b.Fatal(err)
+		}
+		post(DefaultCompletePath, `{"paymentId":"`+p.Identifier+`","txid":"`+txid+`"}`)
+	}
+}
+
 // BenchmarkServeHTTPPaymentFlowParallel is BenchmarkServeHTTPPaymentFlow with
 // 16 payments in flight per CPU (-cpu sets the CPUs), which is where records
 // written to disk share syncs or queue for them.
