@@ -316,8 +316,19 @@ func writeCompleted(w http.ResponseWriter, rec *ledger.Record, replay, delivered
 	if !delivered {
 		msg = "the payment is complete; the app has not confirmed it yet and it is delivered again; the app's answer goes to the payer's own session only"
 	}
-	return json.NewEncoder(w).Encode(map[string]any{
-		"paymentId": rec.PaymentID, "txid": rec.TxID, "completed": true, "replayed": replay, "delivered": delivered,
-		"message": msg,
+	return json.NewEncoder(w).Encode(completedAnswer{
+		PaymentID: rec.PaymentID, TxID: rec.TxID, Completed: true, Replayed: replay, Delivered: delivered,
+		Message: msg,
 	})
+}
+
+// completedAnswer is writeCompleted's answer. Its fields are in the order
+// of their names, as encoding/json writes a map's keys.
+type completedAnswer struct {
+	Completed bool   `json:"completed"`
+	Delivered bool   `json:"delivered"`
+	Message   string `json:"message"`
+	PaymentID string `json:"paymentId"`
+	Replayed  bool   `json:"replayed"`
+	TxID      string `json:"txid"`
 }

@@ -56,7 +56,10 @@ func (h *Handler) serveApprove(ctx context.Context, st *step, x *exchange) error
 		h.allowOrigin(x.w, x.r)
 		x.w.Header().Set("Content-Type", "application/json")
 		x.w.Header().Set("Cache-Control", "no-store")
-		return json.NewEncoder(x.w).Encode(map[string]any{"approved": true, "paymentId": p.Identifier})
+		return json.NewEncoder(x.w).Encode(struct {
+			Approved  bool   `json:"approved"`
+			PaymentID string `json:"paymentId"`
+		}{true, p.Identifier})
 	}
 
 	if err := h.setNotice(st, p, x); err != nil {

@@ -53,8 +53,16 @@ func canonicalCompletion(completePath, id, txid string, who *ledger.Approver) *l
 		return sr
 	}
 	sr.Header.Set("Content-Type", "application/json")
-	sr.Body, _ = json.Marshal(map[string]string{"paymentId": id, "txid": txid})
+	sr.Body, _ = json.Marshal(completionBody{PaymentID: id, TxID: txid})
 	return sr
+}
+
+// completionBody is the reference frontend's completion, {"paymentId",
+// "txid"}: encoded as a map of the two would be (same key order), without
+// the map.
+type completionBody struct {
+	PaymentID string `json:"paymentId"`
+	TxID      string `json:"txid"`
 }
 
 // deliverable is the request to deliver for rec: the stored one, or, for a
@@ -64,7 +72,7 @@ func deliverable(rec *ledger.Record, completePath string) *ledger.Request {
 	if rec.Request != nil {
 		return rec.Request
 	}
-	body, _ := json.Marshal(map[string]string{"paymentId": rec.PaymentID, "txid": rec.TxID})
+	body, _ := json.Marshal(completionBody{PaymentID: rec.PaymentID, TxID: rec.TxID})
 	return &ledger.Request{Method: http.MethodPost, Path: completePath,
 		Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
 }
