@@ -77,7 +77,12 @@ func setBody(r *http.Request, data []byte) {
 		r.Body = http.NoBody
 		r.Header.Del("Content-Length")
 	} else {
-		r.Header.Set("Content-Length", strconv.Itoa(len(data)))
+		var buf [20]byte
+		n := strconv.AppendInt(buf[:0], int64(len(data)), 10)
+		if v := r.Header["Content-Length"]; len(v) != 1 || v[0] != string(n) {
+			// (A client's own, equal Content-Length is kept as it is.)
+			r.Header.Set("Content-Length", string(n))
+		}
 	}
 }
 

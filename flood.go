@@ -158,17 +158,22 @@ func tooMany(msg string, per rate.Limit) *guardError {
 // the IPv6 /48 (what one holder usually has whole).
 func clientAndNetwork(r *http.Request) (client, network string) {
 	client = clientOf(r)
+	return client, networkOf(client)
+}
+
+// networkOf is the network around client (see clientAndNetwork).
+func networkOf(client string) string {
 	if strings.Contains(client, "/") { // else ParsePrefix fails, allocating its error
 		if p, err := netip.ParsePrefix(client); err == nil {
 			wide, _ := p.Addr().Prefix(48)
-			return client, wide.String()
+			return wide.String()
 		}
 	}
 	if a, err := netip.ParseAddr(client); err == nil {
 		wide, _ := a.Prefix(24)
-		return client, wide.String()
+		return wide.String()
 	}
-	return client, client
+	return client
 }
 
 // clientOf is the client's IP address as Caddy determined it (honouring

@@ -47,10 +47,9 @@ type step struct {
 	// first Pi call (while admitPending), so are lookups of ids the guard
 	// has not seen (see Handler.LookupRate), with a "not found" from Pi
 	// remembered against its client (lookups.missed).
-	r             *http.Request
-	admitPending  bool
-	client, netwk string // clientAndNetwork(r), once clientKnown
-	clientKnown   bool
+	r               *http.Request
+	admitPending    bool
+	client, network string // clientOf(r) and its networkOf, once worked out
 	// creds and who, once looked up (see Handler.stepCredentials and
 	// Handler.stepApprover): the request's credentials and the payment's
 	// approver as the guard knew it when the request came.
@@ -110,18 +109,24 @@ func (s *step) allowCall() *guardError {
 	if s.r == nil {
 		return nil
 	}
-	client, _ := s.clientAndNetwork()
-	return s.h.lookups.callBy(client)
+	return s.h.lookups.callBy(s.clientOf())
+}
+
+// clientOf is clientOf the step's request, worked out once per request.
+func (s *step) clientOf() string {
+	if s.client == "" {
+		s.client = clientOf(s.r)
+	}
+	return s.client
 }
 
 // clientAndNetwork is clientAndNetwork of the step's request, worked out
 // once per request.
 func (s *step) clientAndNetwork() (client, network string) {
-	if !s.clientKnown {
-		s.client, s.netwk = clientAndNetwork(s.r)
-		s.clientKnown = true
+	if s.network == "" {
+		s.network = networkOf(s.clientOf())
 	}
-	return s.client, s.netwk
+	return s.client, s.network
 }
 
 // exchange is the request being guarded and where it goes next.
