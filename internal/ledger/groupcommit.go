@@ -27,7 +27,7 @@ import (
 //     journal commit on ext4 instead of two (file, then rename). A crash
 //     before the sync returns can leave the file empty or cut short, but
 //     then the write never returned and nothing was forwarded on it:
-//     store.load counts such a record as missing. Replacing an existing
+//     Ledger.Load counts such a record as missing. Replacing an existing
 //     record still goes through a temporary file and a rename, so a crash
 //     never damages a record that was already there.
 //   - Concurrent durable writes share their syncs (group commit): a writer
@@ -273,8 +273,8 @@ func (b *batcher[J]) loop() {
 
 // storeLazy writes value under key in place, without a temporary file and
 // without syncing: after a crash the file may be missing, empty or cut
-// short, which store.load reads as no record. Only for what the guard can
-// do without: see store.load.
+// short, which Ledger.Load reads as no record. Only for what the guard can
+// do without: see Ledger.Load.
 func (w *fileWriter) storeLazy(key string, value []byte) error {
 	final := w.fs.Filename(key)
 	f, err := w.open(final, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)

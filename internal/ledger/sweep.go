@@ -224,7 +224,7 @@ func (sw *Sweeper) passFiles(ctx context.Context, cutoff time.Time) (int, error)
 	return removed, expiryErr
 }
 
-// owedNow returns the ids owed now (store.owed: written in owed/ or kept
+// owedNow returns the ids owed now (Ledger.Owed: written in owed/ or kept
 // in memory), or nil when they could not be listed. A delivered record with
 // an owed copy is left alone; one whose owed copy appears after this
 // listing is younger than any cutoff.
