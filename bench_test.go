@@ -186,29 +186,7 @@ func BenchmarkServeHTTPPassthrough(b *testing.B) {
 // on loopback with no added latency. The fake's own work (creating the
 // payment, the user's transaction, serving the three calls) is included.
 func BenchmarkServeHTTPPaymentFlow(b *testing.B) {
-	s := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
-	b.Cleanup(s.Close)
-	h := benchHandler(b, s.URL)
-	b.Cleanup(func() { _ = h.Cleanup() })
-	post := func(path, body string) {
-		r := httptest.NewRequest(http.MethodPost, "http://app.example"+path, strings.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Cookie", "session=bench-payer-0123456789") // the payer's browser
-		w := httptest.NewRecorder()
-		if err := h.ServeHTTP(w, r, okNext{}); err != nil || w.Code != http.StatusOK {
-			b.Fatalf("%s: %d %s %v", path, w.Code, w.Body, err)
-		}
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		p := s.CreatePayment(pitest.NewPayment{Amount: "1", Memo: "benchmark"})
-		post(DefaultApprovePath, `{"paymentId":"`+p.Identifier+`"}`)
-		txid, err := s.SubmitTransaction(p.Identifier)
-		if err != nil {
-			b.Fatal(err)
-		}
-		post(DefaultCompletePath, `{"paymentId":"`+p.Identifier+`","txid":"`+txid+`"}`)
-	}
+	benchPaymentFlow(b, "session=bench-payer-0123456789") // the payer's browser
 }
 
 // BenchmarkServeHTTPPaymentFlowNoSession is BenchmarkServeHTTPPaymentFlow
@@ -217,6 +195,12 @@ func BenchmarkServeHTTPPaymentFlow(b *testing.B) {
 // view of the payment before locking, records the canonical completion and
 // answers with its own JSON instead of the app's.
 func BenchmarkServeHTTPPaymentFlowNoSession(b *testing.B) {
+	benchPaymentFlow(b, "")
+}
+
+// benchPaymentFlow runs whole payments, approve then complete, from a client
+// that sends cookie ("" for none).
+func benchPaymentFlow(b *testing.B, cookie string) {
 	s := pitest.NewServer(pitest.Options{Network: piclient.NetworkTestnet})
 	b.Cleanup(s.Close)
 	h := benchHandler(b, s.URL)
@@ -224,6 +208,9 @@ func BenchmarkServeHTTPPaymentFlowNoSession(b *testing.B) {
 	post := func(path, body string) {
 		r := httptest.NewRequest(http.MethodPost, "http://app.example"+path, strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
 		w := httptest.NewRecorder()
 		if err := h.ServeHTTP(w, r, okNext{}); err != nil || w.Code != http.StatusOK {
 			b.Fatalf("%s: %d %s %v", path, w.Code, w.Body, err)
