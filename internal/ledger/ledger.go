@@ -126,23 +126,7 @@ func (st *Ledger) SaveResolved(ctx context.Context, id string, data []byte) erro
 
 // TryLockReconciler takes the cluster-wide reconciler lock if it is free.
 func (st *Ledger) TryLockReconciler(ctx context.Context) (func(), bool) {
-	name := path.Join(st.prefix, "reconciler")
-	if st.files != nil {
-		unlock, err := st.files.tryLock(name)
-		return unlock, err == nil && unlock != nil
-	}
-	release := func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = st.s.Unlock(uctx, name)
-	}
-	if tl, ok := st.s.(certmagic.TryLocker); ok {
-		if got, err := tl.TryLock(ctx, name); err != nil || !got {
-			return nil, false
-		}
-		return release, true
-	}
-	return st.storageLockWithin(ctx, name, time.Second)
+	return st.tryLockName(ctx, path.Join(st.prefix, "reconciler"), time.Second)
 }
 
 // RecordKey is where a delivered payment's record is kept in storage.
@@ -348,17 +332,26 @@ func (st *Ledger) Lock(ctx context.Context, id string) (func(), error) {
 // TryLock takes the lock if it is free, without waiting, where the storage
 // supports that; otherwise it waits at most wait.
 func (st *Ledger) TryLock(ctx context.Context, id string, wait time.Duration) (func(), bool) {
-	name := st.lockName(id)
+	return st.tryLockName(ctx, st.lockName(id), wait)
+}
+
+// tryLockName takes the lock name if it is free, without waiting, where the
+// storage supports that; otherwise it waits at most wait.
+func (st *Ledger) tryLockName(ctx context.Context, name string, wait time.Duration) (func(), bool) {
 	if st.files != nil {
 		unlock, err := st.files.tryLock(name)
 		return unlock, err == nil && unlock != nil
 	}
 	if tl, ok := st.s.(certmagic.TryLocker); ok {
-		got, err := tl.TryLock(ctx, name)
-		if err != nil || !got {
+		if got, err := tl.TryLock(ctx, name); err != nil || !got {
 			return nil, false
 		}
-		return func() { _ = st.s.Unlock(context.WithoutCancel(ctx), name) }, true
+		return func() {
+			// Unlock even if ctx is already done.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = st.s.Unlock(uctx, name)
+		}, true
 	}
 	return st.storageLockWithin(ctx, name, wait)
 }
@@ -410,11 +403,7 @@ var unsavedByStore sync.Map // string → *unsavedRecords
 // storage that names itself (FileStorage names its path) is recognised
 // across config reloads.
 func unsavedFor(s certmagic.Storage, prefix string) *unsavedRecords {
-	key := fmt.Sprintf("%T %p %s", s, s, prefix)
-	if named, ok := s.(fmt.Stringer); ok {
-		key = fmt.Sprintf("%T %s %s", s, named.String(), prefix)
-	}
-	u, _ := unsavedByStore.LoadOrStore(key, &unsavedRecords{m: map[string]unsavedRecord{}})
+	u, _ := unsavedByStore.LoadOrStore(storageID(s)+"\x00"+prefix, &unsavedRecords{m: map[string]unsavedRecord{}})
 	return u.(*unsavedRecords)
 }
 
