@@ -546,6 +546,27 @@ machine_section() {
 | Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
 EOF
 }
+# floor_and_passthrough_sections: the Go floor's and the passthrough's
+# tables, in both reports.
+floor_and_passthrough_sections() {
+	cat <<'EOF'
+
+## The Go floor
+
+`piguard-bench gobaseline` (bench/cmd/piguard-bench/gobaseline.go): the Node baseline's routes,
+Pi calls, answers and status codes in plain Go, without Caddy: a net/http server, a keep-alive
+http.Client, encoding/json, nothing durable, no log line per request. What it spends per flow is
+the least the five HTTP exchanges of a flow (2 requests served, 3 Pi calls) cost in Go.
+
+EOF
+	cat "$work/gofloor.md"
+	cat <<'EOF'
+
+## Passthrough
+
+EOF
+	cat "$work/passthrough.md"
+}
 # before_after_section: the table of BENCH_BEFORE, when there is one.
 before_after_section() {
 	if [[ -s "$work/beforeafter.md" ]]; then
@@ -573,23 +594,7 @@ Caddy process of its own with one guard site; a third Caddy, of the build under 
 passthrough's two sites. Their logs are JSON in files.
 EOF
 		before_after_section
-		cat <<'EOF'
-
-## The Go floor
-
-`piguard-bench gobaseline` (bench/cmd/piguard-bench/gobaseline.go): the Node baseline's routes,
-Pi calls, answers and status codes in plain Go, without Caddy: a net/http server, a keep-alive
-http.Client, encoding/json, nothing durable, no log line per request. What it spends per flow is
-the least the five HTTP exchanges of a flow (2 requests served, 3 Pi calls) cost in Go.
-
-EOF
-		cat "$work/gofloor.md"
-		cat <<'EOF'
-
-## Passthrough
-
-EOF
-		cat "$work/passthrough.md"
+		floor_and_passthrough_sections
 	else
 		cat <<EOF
 # Benchmarks
@@ -646,23 +651,7 @@ with a keep-alive agent. It writes nothing anywhere.
 
 EOF
 		cat "$work/node.md"
-		cat <<'EOF'
-
-## The Go floor
-
-`piguard-bench gobaseline` (bench/cmd/piguard-bench/gobaseline.go): the Node baseline's routes,
-Pi calls, answers and status codes in plain Go, without Caddy: a net/http server, a keep-alive
-http.Client, encoding/json, nothing durable, no log line per request. What it spends per flow is
-the least the five HTTP exchanges of a flow (2 requests served, 3 Pi calls) cost in Go.
-
-EOF
-		cat "$work/gofloor.md"
-		cat <<'EOF'
-
-## Passthrough
-
-EOF
-		cat "$work/passthrough.md"
+		floor_and_passthrough_sections
 		if [[ -s "$work/million.md" ]]; then
 			cat <<EOF
 
