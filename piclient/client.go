@@ -429,6 +429,12 @@ func (c *Client) answer(resp *http.Response, cl *call, out any, secret string) (
 	// Decode into a fresh value: a failed earlier attempt may have filled
 	// part of out, and fields this answer omits must not keep that data.
 	reflect.ValueOf(out).Elem().SetZero()
+	if p, ok := out.(*Payment); ok {
+		if decodePayment(data, p) {
+			return false, nil
+		}
+		*p = Payment{}
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		reflect.ValueOf(out).Elem().SetZero()
 		return cl.idempotent, &Error{Op: cl.op, PaymentID: cl.id, StatusCode: resp.StatusCode, Err: redactErr(fmt.Errorf("malformed answer: %w", err), secret)}
