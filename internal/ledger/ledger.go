@@ -189,7 +189,7 @@ func (st *Ledger) Save(ctx context.Context, rec *Record) error {
 		rec.Created = now
 	}
 	rec.Updated = now
-	data, err := json.Marshal(rec)
+	data, err := marshalRecord(rec)
 	if err != nil {
 		return err
 	}
