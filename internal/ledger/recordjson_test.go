@@ -84,7 +84,7 @@ func randRecord(rng *rand.Rand) *Record {
 	rec := &Record{
 		PaymentID: randText(rng), Phase: randText(rng), TxID: randText(rng), Payment: randPayment(rng),
 		Delivery: Delivery{State: randText(rng), Attempts: rng.IntN(20) - 2, NextAttempt: randTime(rng), LastError: randText(rng), DeliveredAt: randTime(rng)},
-		Payer: randStrings(rng), PayerBefore: randStrings(rng), Caller: randText(rng),
+		Payer:    randStrings(rng), PayerBefore: randStrings(rng), Caller: randText(rng),
 		CompletedAt: randTime(rng), Created: randTime(rng), Updated: randTime(rng), Unsaved: rng.IntN(2) == 0,
 	}
 	if rng.IntN(4) != 0 {
@@ -135,8 +135,8 @@ func TestAppendRecordMatchesEncodingJSON(t *testing.T) {
 		PaymentID: "pay-1", Phase: PhaseComplete, TxID: "tx", Payer: []string{"a", "b"}, PayerBefore: []string{"c"}, Caller: "d",
 		Payment: &piclient.Payment{Identifier: "pay-1", Amount: "1.5", Metadata: json.RawMessage(`{"x":1}`),
 			Status: piclient.Status{DeveloperCompleted: true}, Transaction: &piclient.Transaction{TxID: "tx", Verified: true, Link: "l"}},
-		Request: &Request{Method: "POST", Path: "/p", Host: "h", Header: http.Header{"B": {"2"}, "A": {"1", "<"}, "C": nil}, Body: []byte(`{"paymentId":"pay-1"}`)},
-		Delivery: Delivery{State: Delivered, Attempts: 2, NextAttempt: at, LastError: "e", DeliveredAt: at.Add(time.Second)},
+		Request:     &Request{Method: "POST", Path: "/p", Host: "h", Header: http.Header{"B": {"2"}, "A": {"1", "<"}, "C": nil}, Body: []byte(`{"paymentId":"pay-1"}`)},
+		Delivery:    Delivery{State: Delivered, Attempts: 2, NextAttempt: at, LastError: "e", DeliveredAt: at.Add(time.Second)},
 		CompletedAt: at, Created: at, Updated: at.In(time.FixedZone("", 3600)),
 	}
 	if !checkRecord(t, full) {
