@@ -32,8 +32,10 @@ import (
 // again since (its mtime says so, and the later write is listed in a later
 // file): the sweep removes them and then the file.
 //
-// Nothing is synced: a line a crash loses leaves its record to the sweep's
-// slow walk of payments/, which stays as the backstop.
+// Nothing is synced, and lines are written in batches (within
+// expiryFlushDelay, or once expiryFlushSize bytes wait): a line a crash
+// loses leaves its record to the sweep's slow walk of payments/, which stays
+// as the backstop.
 type expiryLog struct {
 	dir   string
 	token string
@@ -43,7 +45,9 @@ type expiryLog struct {
 
 	mu       sync.Mutex // guards what follows
 	f        *os.File
-	end      int64     // span end of f, Unix seconds
+	end      int64       // span end of f, Unix seconds
+	buf      []byte      // lines for f not yet written
+	timer    *time.Timer // writes buf, when armed
 	failed   error     // the last error of add, if any (see failure)
 	failedAt time.Time // when
 }
@@ -59,6 +63,14 @@ type expiryLog struct {
 func expirySpan(retention time.Duration) time.Duration {
 	return min(max(retention/4, time.Minute), time.Hour).Truncate(time.Second)
 }
+
+// A line waits at most expiryFlushDelay to be written, and lines are written
+// at once when expiryFlushSize bytes wait: one write per batch of payments
+// instead of one each.
+const (
+	expiryFlushDelay = time.Second
+	expiryFlushSize  = 4096
+)
 
 func newExpiryLog(dir string) *expiryLog {
 	return &expiryLog{dir: dir, token: newToken()[:12], now: time.Now}
@@ -90,6 +102,7 @@ func (l *expiryLog) add(id string, span time.Duration) error {
 		// The current file's span is over (or there is none): a new one,
 		// whose span holds now, whatever span the last one had.
 		if l.f != nil {
+			l.flushLocked()
 			l.f.Close()
 			l.f = nil
 		}
@@ -102,7 +115,36 @@ func (l *expiryLog) add(id string, span time.Duration) error {
 		}
 		l.f, l.end = f, end
 	}
-	if _, err := l.f.Write(append([]byte(id), '\n')); err != nil {
+	l.buf = append(append(l.buf, id...), '\n')
+	if len(l.buf) >= expiryFlushSize {
+		return l.flushLocked()
+	}
+	if l.timer == nil {
+		l.timer = time.AfterFunc(expiryFlushDelay, l.flush)
+	}
+	return nil
+}
+
+// flush writes the lines waiting.
+func (l *expiryLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+}
+
+// flushLocked writes the lines waiting to the current file. l.mu is held.
+func (l *expiryLog) flushLocked() error {
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	if len(l.buf) == 0 || l.f == nil {
+		l.buf = l.buf[:0]
+		return nil
+	}
+	_, err := l.f.Write(l.buf)
+	l.buf = l.buf[:0]
+	if err != nil {
 		return l.fail(fmt.Errorf("writing the expiry log: %w", err))
 	}
 	return nil
@@ -124,10 +166,12 @@ func (l *expiryLog) failure() (error, time.Time) {
 	return l.failed, l.failedAt
 }
 
-// close closes the current file; a later add opens a new one.
+// close writes the lines waiting and closes the current file; a later add
+// opens a new one.
 func (l *expiryLog) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.flushLocked()
 	if l.f != nil {
 		l.f.Close()
 		l.f = nil
@@ -165,6 +209,9 @@ func expiryFileEnd(name string) (time.Time, bool) {
 // left for the next pass; it stops neither the other files nor, in
 // passFiles, the walk.
 func (sw *Sweeper) sweepExpiry(ctx context.Context, cutoff time.Time, owed map[string]bool) (removed, listed int, err error) {
+	if sw.st.expiry != nil {
+		sw.st.expiry.flush() // this process's lines, in the files before they are read
+	}
 	dir := sw.st.w.fs.Filename(sw.st.expiryDir())
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
