@@ -99,10 +99,10 @@ func openMakingDir(name string, flag int, made *atomic.Bool) (*os.File, error) {
 		}
 		made.Store(true)
 	}
-	f, err := os.OpenFile(name, flag, 0o600)
+	f, err := openFile(name, flag)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err = os.MkdirAll(dir, 0o700); err == nil {
-			f, err = os.OpenFile(name, flag, 0o600)
+			f, err = openFile(name, flag)
 		}
 	}
 	return f, err

@@ -186,24 +186,31 @@ func (w *fileWriter) moveDelivered(owedKey, recordKey string, value []byte) bool
 // moveDelivered) to the delivered record's place, unless a delivered
 // record is there already. It reports whether it moved it.
 func (w *fileWriter) settleInPlace(owedKey, recordKey string) bool {
-	to := w.fs.Filename(recordKey)
-	if _, err := os.Lstat(to); err == nil {
-		return false
-	}
-	return w.rename(w.fs.Filename(owedKey), to) == nil
+	return w.rename(w.fs.Filename(owedKey), w.fs.Filename(recordKey)) == nil
 }
 
-// rename renames from to to, making to's directory when needed.
+// rename renames from to to, unless to exists (an error that is
+// fs.ErrExist: a delivered record is never replaced this way), making to's
+// directory when needed.
 func (w *fileWriter) rename(from, to string) error {
 	made, _ := w.dirs.LoadOrStore(filepath.Dir(to), new(atomic.Bool))
-	err := os.Rename(from, to)
+	err := renameNoReplace(from, to)
 	if errors.Is(err, fs.ErrNotExist) && !made.(*atomic.Bool).Load() {
 		if err = os.MkdirAll(filepath.Dir(to), 0o700); err == nil {
 			made.(*atomic.Bool).Store(true)
-			err = os.Rename(from, to)
+			err = renameNoReplace(from, to)
 		}
 	}
 	return err
+}
+
+// renameUnlessThere is renameNoReplace in two steps (a stat, then a rename
+// that would replace a file made in between).
+func renameUnlessThere(from, to string) error {
+	if _, err := os.Lstat(to); err == nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: fs.ErrExist}
+	}
+	return os.Rename(from, to)
 }
 
 // storeSynced writes value under key and returns once the file and its
