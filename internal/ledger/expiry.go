@@ -48,8 +48,8 @@ type expiryLog struct {
 	end      int64       // span end of f, Unix seconds
 	buf      []byte      // lines for f not yet written
 	timer    *time.Timer // writes buf, when armed
-	failed   error     // the last error of add, if any (see failure)
-	failedAt time.Time // when
+	failed   error       // the last error of add, if any (see failure)
+	failedAt time.Time   // when
 }
 
 // expirySpan is the span of one expiry file for a retention: a quarter of
