@@ -31,9 +31,12 @@
 #      with Caddy's RSS and Go heap, the site's records on disk and the fake
 #      Pi's RSS every BENCH_MILLION_EVERY flows (piguard-bench million);
 #   7. only with BENCH_BEFORE=<revision>: the guard's own cost per payment
-#      (Caddy's CPU per flow less the Go floor's and less twice Caddy's CPU
-#      per request with reverse_proxy alone, from 2b and 5) of the build at
-#      that revision against the build under test (issue 22). Caddy is built
+#      (Caddy's CPU per flow less the Go floor's, from 2b, and less Caddy's
+#      CPU per flow with reverse_proxy alone when the flow's two posts are
+#      sent to it, measured just before: piguard-bench payments -plain) of
+#      the build at that revision against the build under test (issue 22);
+#      the ratio with twice the passthrough's CPU per request (5) taken off
+#      instead, as earlier runs did, is given beside it. Caddy is built
 #      from that revision too, and both builds run in Caddy processes of
 #      their own, each with one guard site identical to the first one above
 #      (same options, upstream and fake Pi, their own storage on the same
@@ -444,7 +447,15 @@ bin/piguard-bench passthrough -guard "http://127.0.0.1:${GUARD_PORT}" -plain "ht
 	-summary "$work/passthrough.json" "${PT_FLAGS[@]}" | tee "$work/passthrough.md"
 
 : >"$work/beforeafter.md"
+: >"$work/proxyflows.md"
 if [[ -n "$BEFORE" ]]; then
+	# What proxying a flow's two requests costs Caddy: the same two posts,
+	# bodies and all, sent to reverse_proxy alone (made-up ids: nobody asks
+	# Pi), at the flows in flight of the rounds.
+	say "the flow's two posts through reverse_proxy alone"
+	bin/piguard-bench payments -plain -guard "http://127.0.0.1:${PLAIN_PORT}" -pid "$caddy_pid" -app-pid "$up_pid" \
+		-name proxy -summary "$work/proxyflows.json" -title "reverse_proxy alone, the flow's two posts" \
+		-concurrency 16,64 -latency 0 "${PAY_FLAGS[@]}" | tee "$work/proxyflows.md"
 	# Rounds of the same payments run against each build, alternating which
 	# goes first (before, after; after, before; ...), so that the machine's
 	# drift falls on both alike; then the table, with the Go floor's CPU per
@@ -463,6 +474,7 @@ if [[ -n "$BEFORE" ]]; then
 	done
 	say "the guard's own cost per payment, before and after"
 	bin/piguard-bench beforeafter "${round_args[@]}" -gofloor "$work/gofloor.json" -passthrough "$work/passthrough.json" \
+		-proxyflows "$work/proxyflows.json" \
 		-before-rev "$before_label" -after-rev "$after_label" -before-caddy "$before_caddy" -after-caddy "$after_caddy" |
 		tee "$work/beforeafter.md"
 fi
@@ -572,6 +584,10 @@ before_after_section() {
 	if [[ -s "$work/beforeafter.md" ]]; then
 		printf '\n%s\n\n' "## Before and after: the guard's own cost per payment"
 		cat "$work/beforeafter.md"
+		if [[ -s "$work/proxyflows.md" ]]; then
+			printf '\n%s\n\n' "The flow's two posts through reverse_proxy alone (\`piguard-bench payments -plain\`), whose CPU per flow is \`2 posts\` above:"
+			cat "$work/proxyflows.md"
+		fi
 	fi
 }
 {

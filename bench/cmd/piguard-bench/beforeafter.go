@@ -49,7 +49,11 @@ type baRow struct {
 	conc          int
 	before, after baSide
 	floor         time.Duration // the Go floor's CPU per flow; 0 when not measured
-	proxy         time.Duration // Caddy's CPU per request with reverse_proxy alone
+	proxy         time.Duration // Caddy's CPU per request with reverse_proxy alone (GET, passthrough)
+	// proxyFlow is Caddy's CPU per flow with reverse_proxy alone, the flow's
+	// two posts proxied as they are (payments -plain); 0 when not measured,
+	// and then 2 × proxy stands for it.
+	proxyFlow time.Duration
 }
 
 // known tells whether the row has what the guard's own cost needs: both
@@ -61,7 +65,21 @@ func (r baRow) known() bool {
 // own is the guard's own cost per payment of one build: its CPU per flow less
 // the Go floor's (the 2 requests served and 3 Pi calls, in plain Go) and
 // less Caddy's cost of proxying the flow's 2 requests to the app.
-func (r baRow) own(s baSide) time.Duration { return s.cpu - r.floor - 2*r.proxy }
+func (r baRow) own(s baSide) time.Duration { return s.cpu - r.floor - r.proxying() }
+
+// proxying is what proxying the flow's 2 requests to the app costs Caddy:
+// the two posts themselves through reverse_proxy alone when measured, twice a
+// passthrough GET's cost otherwise.
+func (r baRow) proxying() time.Duration {
+	if r.proxyFlow > 0 {
+		return r.proxyFlow
+	}
+	return 2 * r.proxy
+}
+
+// ownByGET is own with twice a passthrough GET's cost taken off, the
+// yardstick the comparison used before the posts were measured.
+func (r baRow) ownByGET(s baSide) time.Duration { return s.cpu - r.floor - 2*r.proxy }
 
 // ratio is after's own cost over before's; ok is false when before's is not
 // positive (lost in noise), when no ratio means anything.
@@ -88,6 +106,8 @@ func beforeAfter(args []string, out io.Writer) error {
 	})
 	floorPath := fs.String("gofloor", "", "payments -summary of the Go floor (piguard-bench gobaseline) from the same run (required)")
 	ptPath := fs.String("passthrough", "", "passthrough -summary from the same run, measured with -pid (required)")
+	proxyPath := fs.String("proxyflows", "", "payments -plain -summary against reverse_proxy alone from the same run, measured with -pid "+
+		"(optional: without it, twice the passthrough's CPU per request stands for proxying a flow)")
 	beforeRev := fs.String("before-rev", buildBefore, "the before build's revision, as the report names it")
 	afterRev := fs.String("after-rev", buildAfter, "the after build's revision, as the report names it")
 	beforeCaddy := fs.String("before-caddy", "", "the Caddy version the before build uses (optional: a difference is pointed out)")
@@ -117,12 +137,18 @@ func beforeAfter(args []string, out io.Writer) error {
 	if !pt.CPUMeasured || pt.Plain.CPUPerRequest <= 0 {
 		return fmt.Errorf("%s: Caddy's CPU per request with reverse_proxy alone was not measured (passthrough -pid)", *ptPath)
 	}
+	var proxyFlows *summary
+	if *proxyPath != "" {
+		if proxyFlows, err = readSummary(*proxyPath); err != nil {
+			return err
+		}
+	}
 	note := ""
 	if *beforeCaddy != "" && *afterCaddy != "" && *beforeCaddy != *afterCaddy {
 		note = fmt.Sprintf("The two builds use different versions of Caddy (before %s, after %s): the cost of proxying, measured with the after build, "+
 			"may not be the before build's, and part of the difference may be Caddy's.", *beforeCaddy, *afterCaddy)
 	}
-	printBeforeAfter(out, *beforeRev, *afterRev, rounds, baRows(rounds, floor, pt.Plain.CPUPerRequest), note)
+	printBeforeAfter(out, *beforeRev, *afterRev, rounds, baRows(rounds, floor, pt.Plain.CPUPerRequest, proxyFlows), note)
 	return nil
 }
 
@@ -151,8 +177,9 @@ func readRound(paths []string) (baRound, error) {
 
 // baRows computes one row per concurrency at 0 ms Pi latency, in the order of
 // the first round's before runs. proxy is Caddy's CPU per request with
-// reverse_proxy alone.
-func baRows(rounds []baRound, floor *summary, proxy time.Duration) []baRow {
+// reverse_proxy alone, proxyFlows (nil when not measured) its CPU per flow
+// of posts.
+func baRows(rounds []baRound, floor *summary, proxy time.Duration, proxyFlows *summary) []baRow {
 	if len(rounds) == 0 {
 		return nil
 	}
@@ -168,6 +195,11 @@ func baRows(rounds []baRound, floor *summary, proxy time.Duration) []baRow {
 		}
 		if f := floor.run(0, conc); f != nil {
 			r.floor = f.CPUPerFlow
+		}
+		if proxyFlows != nil {
+			if p := proxyFlows.run(0, conc); p != nil {
+				r.proxyFlow = p.CPUPerFlow
+			}
 		}
 		rows = append(rows, r)
 	}
@@ -226,15 +258,20 @@ func printBeforeAfter(out io.Writer, beforeRev, afterRev string, rounds []baRoun
 	fmt.Fprintf(out, "`CPU/flow`: the Caddy process's user + system time (/proc) over a run divided by its flows, in ms; "+
 		"the median over the rounds, their range in parentheses. `flows/s`: the median over the rounds. "+
 		"`Go floor`: the CPU per flow of `piguard-bench gobaseline` in the same run of the script, what the flow's 2 requests served and %d Pi calls cost at least in Go. "+
-		"`2 × proxy`: twice Caddy's CPU per request with reverse_proxy alone in the same run's passthrough (GET without a body), "+
-		"what proxying the flow's 2 requests to the app costs Caddy. "+
-		"`own` = CPU/flow − Go floor − 2 × proxy: the guard's own cost per payment. "+
+		"`2 × GET`: twice Caddy's CPU per request with reverse_proxy alone in the same run's passthrough (GET without a body). "+
+		"`2 posts`: Caddy's CPU per flow with reverse_proxy alone when the flow's two posts, bodies and all, are sent to it "+
+		"(`piguard-bench payments -plain`, in the same run): what proxying the flow's 2 requests to the app costs Caddy "+
+		"(when it was not measured, 2 × GET stands for it). "+
+		"`own` = CPU/flow − Go floor − 2 posts: the guard's own cost per payment. "+
 		"`after/before`: after's own cost over before's (issue 22 asks for at most 0.5 at 16 and 64 flows).\n\n", piCallsPerFlow)
 	var tab [][]string
 	for _, r := range rows {
-		floor, proxy2, ownB, ownA, ratioS := "–", signedMs(2*r.proxy), "–", "–", "–"
+		floor, proxy2, posts, ownB, ownA, ratioS := "–", signedMs(2*r.proxy), "–", "–", "–", "–"
 		if r.floor > 0 {
 			floor = loadgen.Ms(r.floor)
+		}
+		if r.proxyFlow > 0 {
+			posts = loadgen.Ms(r.proxyFlow)
 		}
 		if r.known() {
 			ownB, ownA = signedMs(r.own(r.before)), signedMs(r.own(r.after))
@@ -244,13 +281,16 @@ func printBeforeAfter(out io.Writer, beforeRev, afterRev string, rounds []baRoun
 		}
 		tab = append(tab, []string{
 			fmt.Sprint(r.conc), rate(r.before.rate), rate(r.after.rate), msRange(r.before), msRange(r.after),
-			floor, proxy2, ownB, ownA, ratioS,
+			floor, proxy2, posts, ownB, ownA, ratioS,
 		})
 	}
 	fmt.Fprint(out, loadgen.Table([]string{"flows in flight", "before flows/s", "after flows/s", "before CPU/flow", "after CPU/flow",
-		"Go floor CPU/flow", "2 × proxy CPU/request", "before own", "after own", "after/before own"}, tab))
+		"Go floor CPU/flow", "2 × GET CPU", "2 posts CPU", "before own", "after own", "after/before own"}, tab))
 	fmt.Fprintln(out)
 	if line := baTargetLine(rows); line != "" {
+		fmt.Fprintf(out, "- %s\n", line)
+	}
+	if line := byGETLine(rows); line != "" {
 		fmt.Fprintf(out, "- %s\n", line)
 	}
 	for _, r := range rows {
@@ -295,6 +335,24 @@ func printBeforeAfter(out io.Writer, beforeRev, afterRev string, rounds []baRoun
 	}
 	fmt.Fprint(out, loadgen.Table([]string{"round", "order", "flows in flight", "before flows/s", "after flows/s",
 		"before CPU/flow", "after CPU/flow", "after/before CPU"}, tab))
+}
+
+// byGETLine gives the rows' ratios with 2 × GET taken off instead of the
+// posts, for comparison with runs made before the posts were measured; ""
+// when the posts were not measured.
+func byGETLine(rows []baRow) string {
+	var parts []string
+	for _, r := range rows {
+		b := r.ownByGET(r.before)
+		if r.proxyFlow == 0 || !r.known() || b <= 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%d flows %s → %s ms, %.2f", r.conc, signedMs(b), signedMs(r.ownByGET(r.after)), float64(r.ownByGET(r.after))/float64(b)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "With 2 × GET taken off instead of the 2 posts (the yardstick of earlier runs), own before → after and after/before: " + strings.Join(parts, "; ") + "."
 }
 
 // baTargetLine says whether the guard's own cost was at least halved at the

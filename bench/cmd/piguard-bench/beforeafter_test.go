@@ -59,8 +59,8 @@ func TestBeforeAfter(t *testing.T) {
 	s := out.String()
 	assert.Contains(t, s, "### Before 7401620 (HEAD~3), after 4a0e028\n")
 	assert.Contains(t, s, "in 3 rounds of one payments run against each build")
-	assert.Regexp(t, `\| 16 +\| 301\.0 +\| 401\.0 +\| 2\.70 \(2\.60–2\.80\) +\| 1\.75 \(1\.70–1\.80\) +\| 1\.20 +\| 0\.350 +\| 1\.15 +\| 0\.200 +\| 0\.17 +\|`, s)
-	assert.Regexp(t, `\| 64 +\| 401\.0 +\| 501\.0 +\| 1\.75 \(1\.70–1\.80\) +\| 1\.40 \(1\.35–1\.45\) +\| 0\.600 +\| 0\.350 +\| 0\.800 +\| 0\.450 +\| 0\.56 +\|`, s)
+	assert.Regexp(t, `\| 16 +\| 301\.0 +\| 401\.0 +\| 2\.70 \(2\.60–2\.80\) +\| 1\.75 \(1\.70–1\.80\) +\| 1\.20 +\| 0\.350 +\| – +\| 1\.15 +\| 0\.200 +\| 0\.17 +\|`, s)
+	assert.Regexp(t, `\| 64 +\| 401\.0 +\| 501\.0 +\| 1\.75 \(1\.70–1\.80\) +\| 1\.40 \(1\.35–1\.45\) +\| 0\.600 +\| 0\.350 +\| – +\| 0\.800 +\| 0\.450 +\| 0\.56 +\|`, s)
 	assert.Contains(t, s, "- The guard's own cost per payment at most half of before's at 16 and 64 flows (issue 22): **MISSED** (after/before 16 flows 0.17, 64 flows 0.56).")
 	// Per round, in the order they ran.
 	assert.Regexp(t, `\| 1 +\| before, after +\| 16 +\| 300\.0 +\| 400\.0 +\| 2\.60 +\| 1\.70 +\| 0\.65 +\|`, s)
@@ -68,6 +68,23 @@ func TestBeforeAfter(t *testing.T) {
 	assert.Regexp(t, `\| 3 +\| before, after +\| 64 +\|`, s)
 	assert.NotContains(t, s, "lost in the noise")
 	assert.NotContains(t, s, "versions of Caddy")
+	assert.NotContains(t, s, "instead of the 2 posts", "no posts measured: nothing to compare with")
+
+	// The two posts proxied measured: they are taken off instead of 2 × GET.
+	// At 16 flows 0.450 ms: before own 2.70 − 1.20 − 0.45 = 1.05, after 0.100:
+	// 0.10; at 64 flows 0.500 ms: 0.650 and 0.300: 0.46.
+	dir := t.TempDir()
+	posts := filepath.Join(dir, "proxy.json")
+	require.NoError(t, writeJSON(posts, summary{Name: "proxy", Runs: []summaryRun{
+		{LatencyMS: 0, Conc: 16, CPUPerFlow: 450 * us}, {LatencyMS: 0, Conc: 64, CPUPerFlow: 500 * us},
+	}}))
+	out.Reset()
+	require.NoError(t, beforeAfter(append(baFiles(t, before, after, 175*us), "-proxyflows", posts), &out))
+	s = out.String()
+	assert.Regexp(t, `\| 16 +\| .*\| 1\.20 +\| 0\.350 +\| 0\.450 +\| 1\.05 +\| 0\.100 +\| 0\.10 +\|`, s)
+	assert.Regexp(t, `\| 64 +\| .*\| 0\.600 +\| 0\.350 +\| 0\.500 +\| 0\.650 +\| 0\.300 +\| 0\.46 +\|`, s)
+	assert.Contains(t, s, "(issue 22): met (after/before 16 flows 0.10, 64 flows 0.46).")
+	assert.Contains(t, s, "(the yardstick of earlier runs), own before → after and after/before: 16 flows 1.15 → 0.200 ms, 0.17; 64 flows 0.800 → 0.450 ms, 0.56.")
 
 	// Halved at both: met.
 	after[0][1], after[1][1], after[2][1] = 1300*us, 1350*us, 1340*us // own 0.390 ms of 0.800: 0.49
@@ -80,7 +97,7 @@ func TestBeforeAfter(t *testing.T) {
 	out.Reset()
 	require.NoError(t, beforeAfter(append(baFiles(t, before, after, 600*us), "-before-caddy", "v2.10.2", "-after-caddy", "v2.11.9"), &out))
 	s = out.String()
-	assert.Regexp(t, `\| 64 +\| .*\| 1\.20 +\| −0\.050 +\| −0\.460 +\| – +\|`, s)
+	assert.Regexp(t, `\| 64 +\| .*\| 1\.20 +\| – +\| −0\.050 +\| −0\.460 +\| – +\|`, s)
 	assert.Contains(t, s, "(issue 22): cannot tell (after/before 16 flows -2.17, 64 flows –).")
 	assert.Contains(t, s, "- 64 flows: before's CPU per flow is no more than the Go floor and the proxying")
 	assert.Contains(t, s, "different versions of Caddy (before v2.10.2, after v2.11.9)")
@@ -94,7 +111,7 @@ func TestBeforeAfterRows(t *testing.T) {
 	}}
 	a := &summary{Name: buildAfter, Runs: []summaryRun{{LatencyMS: 0, Conc: 16, CPUPerFlow: time.Millisecond}}}
 	floor := &summary{Runs: []summaryRun{{LatencyMS: 0, Conc: 16, CPUPerFlow: 500 * us}}}
-	rows := baRows([]baRound{{first: buildBefore, before: b, after: a}}, floor, 100*us)
+	rows := baRows([]baRound{{first: buildBefore, before: b, after: a}}, floor, 100*us, nil)
 	require.Len(t, rows, 2, "the 0 ms runs, in the first round's order")
 	r16, r32 := rows[0], rows[1]
 	assert.Equal(t, 16, r16.conc)

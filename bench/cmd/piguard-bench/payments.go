@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -67,6 +70,11 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	piPID := fs.Int("pi-pid", 0, "the fake Pi's process id, whose CPU time per flow is reported apart (the load generator's own is always measured)")
 	summaryPath := fs.String("summary", "", "write the runs' figures as JSON to this file, for the compare command")
 	name := fs.String("name", "", "the setup's name in the summary")
+	plain := fs.Bool("plain", false, "the server is reverse_proxy alone in front of the app: each flow posts its two requests, "+
+		"the same as against the guard but with a made-up payment id and txid, and the fake Pi is not used "+
+		"(what proxying a flow's two requests costs Caddy; -latency must be 0)")
+	cookieless := fs.Bool("cookieless", false, "post without a session cookie (by default each flow's two posts carry one of its own, "+
+		"as the reference app's browser sends its session cookie: without one, the guard cannot tell the payer from a stranger)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,8 +89,13 @@ func payments(ctx context.Context, args []string, out io.Writer) error {
 	if (*profDir == "") != (*admin == "") {
 		return errors.New("-profile-dir and -admin go together")
 	}
+	if *plain && slices.ContainsFunc(lats, func(l int) bool { return l != 0 }) {
+		return errors.New("-plain: the fake Pi is not used, so -latency must be 0")
+	}
 	maxConc := slices.Max(concs)
 	f := &flower{
+		plain:   *plain,
+		session: !*cookieless,
 		guard:   strings.TrimSuffix(*guardURL, "/"),
 		control: strings.TrimSuffix(*fakeURL, "/") + "/control",
 		client:  loadgen.NewClient(maxConc),
@@ -226,6 +239,8 @@ func (r *flowRun) readSteps(path string, off int64, ids map[string]bool) (int64,
 type flower struct {
 	guard, control string
 	client, ctl    *http.Client // to Caddy, to the fake's control API
+	plain          bool         // the server is reverse_proxy alone: no fake Pi
+	session        bool         // each flow's posts carry a session cookie of its own
 }
 
 // worker is one flow worker's own measurements.
@@ -247,6 +262,9 @@ func (f *flower) run(ctx context.Context, conc int, d time.Duration) (*loadgen.R
 // Caddy (timed), paid by the user's wallet at the fake (not timed), completed
 // through Caddy (timed).
 func (f *flower) flow(ctx context.Context, w *worker) error {
+	if f.plain {
+		return f.plainFlow(ctx, w)
+	}
 	var p struct {
 		Identifier string `json:"identifier"`
 	}
@@ -254,8 +272,9 @@ func (f *flower) flow(ctx context.Context, w *worker) error {
 		return err
 	}
 	w.ids = append(w.ids, p.Identifier)
+	cookie := f.sessionCookie()
 	t0 := time.Now()
-	if err := f.guardPost(ctx, "/payments/approve", fmt.Sprintf(`{"paymentId":%q}`, p.Identifier)); err != nil {
+	if err := f.guardPost(ctx, "/payments/approve", cookie, fmt.Sprintf(`{"paymentId":%q}`, p.Identifier)); err != nil {
 		return err
 	}
 	w.approve.Add(time.Since(t0))
@@ -268,19 +287,56 @@ func (f *flower) flow(ctx context.Context, w *worker) error {
 		return err
 	}
 	t0 = time.Now()
-	if err := f.guardPost(ctx, "/payments/complete", fmt.Sprintf(`{"paymentId":%q,"txid":%q}`, p.Identifier, paid.Transaction.TxID)); err != nil {
+	if err := f.guardPost(ctx, "/payments/complete", cookie, fmt.Sprintf(`{"paymentId":%q,"txid":%q}`, p.Identifier, paid.Transaction.TxID)); err != nil {
 		return err
 	}
 	w.complete.Add(time.Since(t0))
 	return nil
 }
 
-func (f *flower) guardPost(ctx context.Context, path, body string) error {
+// plainFlow is a flow's two requests, exactly as flow posts them, with a
+// made-up payment id and txid: for reverse_proxy alone, which forwards them
+// to the app without asking anyone.
+func (f *flower) plainFlow(ctx context.Context, w *worker) error {
+	var b [44]byte
+	_, _ = rand.Read(b[:])
+	id := base64.RawURLEncoding.EncodeToString(b[:21])
+	txid := hex.EncodeToString(b[12:44])
+	cookie := f.sessionCookie()
+	t0 := time.Now()
+	if err := f.guardPost(ctx, "/payments/approve", cookie, fmt.Sprintf(`{"paymentId":%q}`, id)); err != nil {
+		return err
+	}
+	w.approve.Add(time.Since(t0))
+	t0 = time.Now()
+	if err := f.guardPost(ctx, "/payments/complete", cookie, fmt.Sprintf(`{"paymentId":%q,"txid":%q}`, id, txid)); err != nil {
+		return err
+	}
+	w.complete.Add(time.Since(t0))
+	w.ids = append(w.ids, id)
+	return nil
+}
+
+// sessionCookie is a new flow's session cookie, as an express-session
+// cookie looks (the reference app's backend), or "" without sessions.
+func (f *flower) sessionCookie() string {
+	if !f.session {
+		return ""
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "connect.sid=s%3A" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (f *flower) guardPost(ctx context.Context, path, cookie, body string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.guard+path, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return err
@@ -322,11 +378,17 @@ func (f *flower) ctlPost(ctx context.Context, path, body string, want int, v any
 }
 
 func (f *flower) setLatency(ctx context.Context, ms int) error {
+	if f.plain {
+		return nil
+	}
 	return f.ctlPost(ctx, "/latency", fmt.Sprintf(`{"latency_ms":%d}`, ms), http.StatusOK, nil)
 }
 
 // calls reads the fake's per-endpoint call counters.
 func (f *flower) calls(ctx context.Context) (map[string]int, error) {
+	if f.plain {
+		return map[string]int{}, nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.control+"/calls", nil)
 	if err != nil {
 		return nil, err
