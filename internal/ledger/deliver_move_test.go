@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -125,4 +126,38 @@ func TestSettledRecordLeftInOwed(t *testing.T) {
 	ids, err := st.Owed(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, ids)
+}
+
+// When that move fails for any reason but "payments/ has one already" (here
+// payments/ cannot be made: a file stands in its place), the owed copy may
+// be the only one: it is kept, ClearOwed says so, and a later pass moves it.
+func TestSettledRecordLeftInOwedKeptWhenItCannotMove(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	rec.Delivery.State = Delivered
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	owed := fs.Filename(st.OwedKey(rec.PaymentID))
+	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	payments := filepath.Dir(fs.Filename(st.RecordKey(rec.PaymentID)))
+	require.NoError(t, os.WriteFile(payments, []byte("in the way"), 0o600))
+
+	err = st.ClearOwed(ctx, rec.PaymentID)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kept there")
+	kept, err := os.ReadFile(owed)
+	require.NoError(t, err, "the only copy is not deleted")
+	assert.Equal(t, data, kept)
+
+	require.NoError(t, os.Remove(payments))
+	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.Equal(t, Delivered, got.Delivery.State)
+	_, err = os.Stat(owed)
+	assert.ErrorIs(t, err, os.ErrNotExist)
 }

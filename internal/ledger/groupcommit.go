@@ -149,9 +149,10 @@ func (w *fileWriter) forget(key string) {
 // moveDelivered writes a delivered record over the owed record's file this
 // process created and still holds open, and renames it to the delivered
 // record's place: a delivery then creates and removes no file. It reports
-// whether it did; when not (no such file, or any step failed before the
-// rename), the caller writes the delivered record anew and removes the
-// owed one, as before. Not synced, like any delivered record: a crash may
+// whether it did; when not (no such file, or any step failed, the rename
+// included: the owed file may then hold the delivered record already,
+// which changes nothing), the caller writes the delivered record anew and
+// removes the owed one, as before. Not synced, like any delivered record: a crash may
 // leave the owed file with either record, whole or torn, in either place;
 // Load reads a torn one as missing and prefers payments/, and ClearOwed
 // moves a delivered record it finds in owed/. The file is only used while
@@ -184,9 +185,16 @@ func (w *fileWriter) moveDelivered(owedKey, recordKey string, value []byte) bool
 
 // settleInPlace moves a settled record left in the owed file (see
 // moveDelivered) to the delivered record's place, unless a delivered
-// record is there already. It reports whether it moved it.
-func (w *fileWriter) settleInPlace(owedKey, recordKey string) bool {
-	return w.rename(w.fs.Filename(owedKey), w.fs.Filename(recordKey)) == nil
+// record is there already (an error that is fs.ErrExist) or there is no
+// owed file (fs.ErrNotExist).
+func (w *fileWriter) settleInPlace(owedKey, recordKey string) error {
+	return w.rename(w.fs.Filename(owedKey), w.fs.Filename(recordKey))
+}
+
+// exists reports whether key's file is there.
+func (w *fileWriter) exists(key string) bool {
+	_, err := os.Lstat(w.fs.Filename(key))
+	return err == nil
 }
 
 // rename renames from to to, unless to exists (an error that is

@@ -255,12 +255,20 @@ func (st *Ledger) put(ctx context.Context, key string, data []byte, durable bool
 // ClearOwed deletes the owed copy of a payment whose settled record is
 // written. With file_system storage a settled record found only in owed/
 // (a crash came between writing it over the owed file and renaming it,
-// see fileWriter.moveDelivered) is moved to payments/ instead.
+// see fileWriter.moveDelivered) is moved to payments/ instead; when that
+// move fails and payments/ holds nothing, the owed copy may be the only
+// one, so it is kept and ClearOwed fails (the redelivery worker's next
+// pass tries again).
 func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
 	if st.w != nil {
-		st.w.forget(st.OwedKey(id))
-		if st.w.settleInPlace(st.OwedKey(id), st.RecordKey(id)) {
+		owed, settled := st.OwedKey(id), st.RecordKey(id)
+		st.w.forget(owed)
+		err := st.w.settleInPlace(owed, settled)
+		if err == nil {
 			return nil
+		}
+		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) && !st.w.exists(settled) {
+			return fmt.Errorf("moving the settled record of payment %s out of owed/ (kept there): %w", id, err)
 		}
 	}
 	if err := st.s.Delete(ctx, st.OwedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
