@@ -34,8 +34,9 @@ import (
 //
 // Nothing is synced, and lines are written in batches (within
 // expiryFlushDelay, or once expiryFlushSize bytes wait): a line a crash
-// loses leaves its record to the sweep's slow walk of payments/, which stays
-// as the backstop.
+// loses (of the machine, or of the process within expiryFlushDelay) leaves
+// its record to the sweep's slow walk of payments/, which stays as the
+// backstop: a lost line keeps a record longer, never removes one early.
 type expiryLog struct {
 	dir   string
 	token string

@@ -375,3 +375,56 @@ func TestExpiryLogSharedUnderReloads(t *testing.T) {
 		assert.Equal(t, 1, n, id)
 	}
 }
+
+// Lines are written in batches: a line waits at most expiryFlushDelay, and
+// expiryFlushSize bytes waiting are written at once.
+func TestExpiryLogWritesInBatches(t *testing.T) {
+	dir := t.TempDir()
+	l := newExpiryLog(dir)
+	defer l.close()
+	written := func() string {
+		names, err := filepath.Glob(filepath.Join(dir, "*.log"))
+		require.NoError(t, err)
+		require.Len(t, names, 1)
+		data, err := os.ReadFile(names[0])
+		require.NoError(t, err)
+		return string(data)
+	}
+	first := "expiryBatch0000000000000000"
+	start := time.Now()
+	require.NoError(t, l.add(first, time.Hour))
+	assert.Empty(t, written(), "waits for more")
+	require.Eventually(t, func() bool { return written() == first+"\n" }, 3*expiryFlushDelay, 20*time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(start), expiryFlushDelay-50*time.Millisecond, "waited for more, not written at once")
+
+	var want strings.Builder
+	want.WriteString(first + "\n")
+	for i := 0; want.Len() < expiryFlushSize+len(first); i++ {
+		id := fmt.Sprintf("expiryFull%017d", i)
+		require.NoError(t, l.add(id, time.Hour))
+		want.WriteString(id + "\n")
+	}
+	assert.Equal(t, want.String(), written(), "a full batch is written without waiting")
+}
+
+// The sweep writes this process's waiting lines before it reads the files:
+// a record delivered just before a pass is listed in them.
+func TestExpirySweepFlushesFirst(t *testing.T) {
+	fsys := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fsys, "pi_guard/test")
+	ctx := context.Background()
+	longAgo := time.Now().Add(-40 * 24 * time.Hour)
+	st.expiry.now = func() time.Time { return longAgo }
+	rec := completedRecord(t)
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec))
+	require.NoError(t, os.Chtimes(fsys.Filename(st.RecordKey(rec.PaymentID)), longAgo, longAgo))
+
+	sw := NewSweeper(st, DefaultRetention)
+	defer sw.Close()
+	sw.minPass = 0 // no walk: only the log removes records
+	removed, err := sw.Pass(ctx, time.Now().Add(-DefaultRetention))
+	require.NoError(t, err)
+	assert.Equal(t, 1, removed, "the line still waiting was written and read")
+	assert.NoFileExists(t, fsys.Filename(st.RecordKey(rec.PaymentID)))
+}
