@@ -134,6 +134,11 @@ func (h *Handler) clearSettled(ctx context.Context, id string) {
 		return
 	}
 	defer unlockLocal()
+	if !h.store.OwedWritten(ctx, id) {
+		// The listing is older than the delivery that removed it: no lock,
+		// which on networked storage a client's retry would wait for.
+		return
+	}
 	unlock, ok := h.store.TryLock(ctx, id, 100*time.Millisecond)
 	if !ok {
 		return

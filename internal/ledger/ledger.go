@@ -277,6 +277,13 @@ func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
 	return nil
 }
 
+// OwedWritten reports whether payment id's owed copy is in storage (one
+// stat, or one call to a networked storage): a listing of what is owed may
+// be older than the delivery that removed it.
+func (st *Ledger) OwedWritten(ctx context.Context, id string) bool {
+	return st.s.Exists(ctx, st.OwedKey(id))
+}
+
 // Owed lists the ids of payments whose delivery is pending or exhausted,
 // written or kept in memory. On a listing error it still returns the ones
 // in memory.
