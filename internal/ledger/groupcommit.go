@@ -192,10 +192,7 @@ func (w *fileWriter) settleInPlace(owedKey, recordKey string) error {
 }
 
 // exists reports whether key's file is there.
-func (w *fileWriter) exists(key string) bool {
-	_, err := os.Lstat(w.fs.Filename(key))
-	return err == nil
-}
+func (w *fileWriter) exists(key string) bool { return isThere(w.fs.Filename(key)) }
 
 // rename renames from to to, unless to exists (an error that is
 // fs.ErrExist: a delivered record is never replaced this way), making to's
@@ -203,7 +200,9 @@ func (w *fileWriter) exists(key string) bool {
 func (w *fileWriter) rename(from, to string) error {
 	made, _ := w.dirs.LoadOrStore(filepath.Dir(to), new(atomic.Bool))
 	err := renameNoReplace(from, to)
-	if errors.Is(err, fs.ErrNotExist) && !made.(*atomic.Bool).Load() {
+	// "Not there" is from missing, or to's directory: made once already,
+	// it was removed since (by hand) when from is there.
+	if errors.Is(err, fs.ErrNotExist) && (!made.(*atomic.Bool).Load() || isThere(from)) {
 		if err = os.MkdirAll(filepath.Dir(to), 0o700); err == nil {
 			made.(*atomic.Bool).Store(true)
 			err = renameNoReplace(from, to)
@@ -212,11 +211,28 @@ func (w *fileWriter) rename(from, to string) error {
 	return err
 }
 
+func isThere(name string) bool {
+	_, err := os.Lstat(name)
+	return err == nil
+}
+
 // renameUnlessThere is renameNoReplace in two steps (a stat, then a rename
 // that would replace a file made in between).
 func renameUnlessThere(from, to string) error {
-	if _, err := os.Lstat(to); err == nil {
+	return renameUnlessThereWith(os.Lstat, from, to)
+}
+
+// renameUnlessThereWith is renameUnlessThere with the stat given (the tests
+// give failing ones). Only a stat that says to is not there lets the
+// rename, which replaces, go ahead: one that failed otherwise (EIO, ESTALE)
+// tells nothing, and a delivered record must never be replaced.
+func renameUnlessThereWith(lstat func(string) (os.FileInfo, error), from, to string) error {
+	_, err := lstat(to)
+	switch {
+	case err == nil:
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: fs.ErrExist}
+	case !errors.Is(err, fs.ErrNotExist):
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 	}
 	return os.Rename(from, to)
 }

@@ -3,11 +3,14 @@
 package ledger
 
 import (
+	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -59,4 +62,50 @@ func TestRenameNoReplaceAnswers(t *testing.T) {
 	}
 	require.NoError(t, renameNoReplaceWith(interrupted, from, filepath.Join(dir, "c")))
 	assert.Equal(t, 2, calls)
+}
+
+// The two-step rename goes ahead only when the stat says the target is not
+// there: a stat that failed otherwise (an I/O error on a network file
+// system) must not let a pending record replace a delivered one.
+func TestRenameUnlessThereNeedsToKnow(t *testing.T) {
+	dir := t.TempDir()
+	from, to := filepath.Join(dir, "owed"), filepath.Join(dir, "delivered")
+	require.NoError(t, os.WriteFile(from, []byte("pending"), 0o600))
+	require.NoError(t, os.WriteFile(to, []byte("delivered"), 0o600))
+	failing := func(string) (os.FileInfo, error) { return nil, unix.EIO }
+
+	err := renameUnlessThereWith(failing, from, to)
+	assert.ErrorIs(t, err, unix.EIO)
+	data, err := os.ReadFile(to)
+	require.NoError(t, err)
+	assert.Equal(t, "delivered", string(data), "not replaced")
+	assert.FileExists(t, from)
+
+	require.NoError(t, os.Remove(to))
+	require.NoError(t, renameUnlessThereWith(os.Lstat, from, to), "a stat that finds nothing lets it go ahead")
+	assert.NoFileExists(t, from)
+}
+
+// A payments/ directory removed (by hand) after this process made it is made
+// again for a move, instead of the move reading as "no owed file".
+func TestRenameMakesARemovedDirectoryAgain(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec)) // payments/ made, the owed file moved there
+	payments := filepath.Dir(fs.Filename(st.RecordKey(rec.PaymentID)))
+	require.NoError(t, os.RemoveAll(payments))
+
+	// A crash left a settled record in owed/; clearing moves it to payments/.
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(fs.Filename(st.OwedKey(rec.PaymentID)), data, 0o600))
+	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got, "moved, not deleted")
+	assert.Equal(t, Delivered, got.Delivery.State)
 }
