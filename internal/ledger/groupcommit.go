@@ -152,12 +152,12 @@ func (w *fileWriter) forget(key string) {
 // whether it did; when not (no such file, or any step failed, the rename
 // included: the owed file may then hold the delivered record already,
 // which changes nothing), the caller writes the delivered record anew and
-// removes the owed one, as before. Not synced, like any delivered record: a crash may
-// leave the owed file with either record, whole or torn, in either place;
-// Load reads a torn one as missing and prefers payments/, and ClearOwed
-// moves a delivered record it finds in owed/. The file is only used while
-// it is still the one at the owed path (the payment's lock keeps other
-// writers away; the check costs one stat).
+// removes the owed one, as before. Not synced, like any delivered record:
+// a crash may leave the owed file with either record, whole or torn, in
+// either place; Load reads a torn one as missing and prefers payments/, and
+// ClearOwed moves a delivered record it finds in owed/. The file is only
+// used while it is still the one at the owed path (the payment's lock keeps
+// other writers away; the check costs one stat).
 func (w *fileWriter) moveDelivered(owedKey, recordKey string, value []byte) bool {
 	from := w.fs.Filename(owedKey)
 	kf, ok := w.take(from)
