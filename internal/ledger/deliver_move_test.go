@@ -161,3 +161,48 @@ func TestSettledRecordLeftInOwedKeptWhenItCannotMove(t *testing.T) {
 	_, err = os.Stat(owed)
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
+
+// A crash can cut short the unsynced write of a delivered record to
+// payments/ while its owed copy is already settled and whole (written over
+// the owed file first). Clearing then replaces the cut-short record with the
+// owed copy instead of deleting the only whole one; an owed copy that is
+// not settled is kept.
+func TestSettledRecordLeftInOwedReplacesACutShortOne(t *testing.T) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	pending, err := os.ReadFile(fs.Filename(st.OwedKey(rec.PaymentID)))
+	require.NoError(t, err)
+	rec.Delivery.State = Delivered
+	require.NoError(t, st.Save(ctx, rec))
+	owed, settled := fs.Filename(st.OwedKey(rec.PaymentID)), fs.Filename(st.RecordKey(rec.PaymentID))
+
+	// The owed copy not settled: both kept.
+	require.NoError(t, os.WriteFile(settled, []byte(`{"payment_id":`), 0o600))
+	require.NoError(t, os.WriteFile(owed, pending, 0o600))
+	require.Error(t, st.ClearOwed(ctx, rec.PaymentID))
+	assert.FileExists(t, owed)
+
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.Equal(t, Delivered, got.Delivery.State, "read from owed/: the one in payments/ is cut short")
+	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
+	assert.NoFileExists(t, owed)
+	moved, err := os.ReadFile(settled)
+	require.NoError(t, err)
+	assert.Equal(t, data, moved)
+
+	// A whole record in payments/: the owed copy goes.
+	require.NoError(t, os.WriteFile(owed, pending, 0o600))
+	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
+	assert.NoFileExists(t, owed)
+	got, err = st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Equal(t, Delivered, got.Delivery.State)
+}

@@ -191,6 +191,11 @@ func (w *fileWriter) settleInPlace(owedKey, recordKey string) error {
 	return w.rename(w.fs.Filename(owedKey), w.fs.Filename(recordKey))
 }
 
+// replace renames from's file over to's (see Ledger.replaceTorn).
+func (w *fileWriter) replace(fromKey, toKey string) error {
+	return os.Rename(w.fs.Filename(fromKey), w.fs.Filename(toKey))
+}
+
 // exists reports whether key's file is there.
 func (w *fileWriter) exists(key string) bool { return isThere(w.fs.Filename(key)) }
 

@@ -255,24 +255,58 @@ func (st *Ledger) put(ctx context.Context, key string, data []byte, durable bool
 // ClearOwed deletes the owed copy of a payment whose settled record is
 // written. With file_system storage a settled record found only in owed/
 // (a crash came between writing it over the owed file and renaming it,
-// see fileWriter.moveDelivered) is moved to payments/ instead; when that
-// move fails and payments/ holds nothing, the owed copy may be the only
-// one, so it is kept and ClearOwed fails (the redelivery worker's next
-// pass tries again).
+// see fileWriter.moveDelivered) is moved to payments/ instead, and replaces
+// one there that a crash cut short. The owed copy is never deleted while it
+// may be the only whole record: when it cannot be moved, it is kept and
+// ClearOwed fails (the redelivery worker's next pass tries again).
 func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
 	if st.w != nil {
 		owed, settled := st.OwedKey(id), st.RecordKey(id)
 		st.w.forget(owed)
 		err := st.w.settleInPlace(owed, settled)
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
-		}
-		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) && !st.w.exists(settled) {
+		case errors.Is(err, fs.ErrExist):
+			if !st.whole(ctx, settled) {
+				return st.replaceTorn(ctx, id, owed, settled)
+			}
+		case errors.Is(err, fs.ErrNotExist):
+		case !st.w.exists(settled):
 			return fmt.Errorf("moving the settled record of payment %s out of owed/ (kept there): %w", id, err)
 		}
 	}
 	if err := st.s.Delete(ctx, st.OwedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("clearing the owed record of payment %s: %w", id, err)
+	}
+	return nil
+}
+
+// whole reports whether key holds a record that parses (Load skips one that
+// does not: a write a crash cut short).
+func (st *Ledger) whole(ctx context.Context, key string) bool {
+	data, err := st.s.Load(ctx, key)
+	var rec Record
+	return err == nil && json.Unmarshal(data, &rec) == nil
+}
+
+// replaceTorn moves payment id's owed copy over a settled record a crash cut
+// short, when the owed copy is settled and whole; otherwise it keeps both
+// and fails.
+func (st *Ledger) replaceTorn(ctx context.Context, id, owed, settled string) error {
+	data, err := st.s.Load(ctx, owed)
+	var rec Record
+	if err == nil {
+		err = json.Unmarshal(data, &rec)
+	}
+	if err == nil && rec.Owed() {
+		err = errors.New("its owed copy is not settled")
+	}
+	if err == nil {
+		err = st.w.replace(owed, settled)
+	}
+	if err != nil {
+		return fmt.Errorf("replacing the cut-short record of payment %s in payments/ (owed copy kept): %w", id, err)
 	}
 	return nil
 }
