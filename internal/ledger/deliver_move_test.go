@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func inode(t *testing.T, name string) uint64 {
@@ -205,4 +206,39 @@ func TestSettledRecordLeftInOwedReplacesACutShortOne(t *testing.T) {
 	got, err = st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.Equal(t, Delivered, got.Delivery.State)
+}
+
+// payments/ on another file system (a symbolic link to a tmpfs): a settled
+// record left in owed/ cannot be renamed there (EXDEV), so it is copied.
+func TestSettledRecordLeftInOwedCopiedAcrossFileSystems(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "pi-guard-test-")
+	if err != nil {
+		t.Skip("no /dev/shm here:", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	st := New(fs, "pi_guard/test")
+	ctx := context.Background()
+	rec := completedRecord(t)
+	require.NoError(t, st.Save(ctx, rec))
+	payments := filepath.Dir(fs.Filename(st.RecordKey(rec.PaymentID)))
+	require.NoError(t, os.Symlink(shm, payments))
+	rec.Delivery.State = Delivered
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	owed := fs.Filename(st.OwedKey(rec.PaymentID))
+	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	var probe unix.Stat_t
+	require.NoError(t, unix.Stat(shm, &probe))
+	var home unix.Stat_t
+	require.NoError(t, unix.Stat(filepath.Dir(owed), &home))
+	if probe.Dev == home.Dev {
+		t.Skip("/dev/shm is on the test directory's file system")
+	}
+
+	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
+	assert.NoFileExists(t, owed)
+	copied, err := os.ReadFile(filepath.Join(shm, filepath.Base(fs.Filename(st.RecordKey(rec.PaymentID)))))
+	require.NoError(t, err)
+	assert.Equal(t, data, copied)
 }

@@ -273,7 +273,11 @@ func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
 			}
 		case errors.Is(err, fs.ErrNotExist):
 		case !st.w.exists(settled):
-			return fmt.Errorf("moving the settled record of payment %s out of owed/ (kept there): %w", id, err)
+			// The move failed (payments/ on another file system, or not
+			// writable): a settled owed copy is copied instead.
+			if cerr := st.copySettled(ctx, owed, settled); cerr != nil {
+				return fmt.Errorf("moving the settled record of payment %s out of owed/ (kept there): %w; copying it: %w", id, err, cerr)
+			}
 		}
 	}
 	if err := st.s.Delete(ctx, st.OwedKey(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -288,6 +292,23 @@ func (st *Ledger) whole(ctx context.Context, key string) bool {
 	data, err := st.s.Load(ctx, key)
 	var rec Record
 	return err == nil && json.Unmarshal(data, &rec) == nil
+}
+
+// copySettled writes the owed copy at owed to settled when it is settled
+// and whole.
+func (st *Ledger) copySettled(ctx context.Context, owed, settled string) error {
+	data, err := st.s.Load(ctx, owed)
+	if err != nil {
+		return err
+	}
+	var rec Record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return err
+	}
+	if rec.Owed() {
+		return errors.New("it is not settled")
+	}
+	return st.w.storeLazy(settled, data)
 }
 
 // replaceTorn moves payment id's owed copy over a settled record a crash cut
