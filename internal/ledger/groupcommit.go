@@ -191,7 +191,8 @@ func (w *fileWriter) settleInPlace(owedKey, recordKey string) error {
 	return w.rename(w.fs.Filename(owedKey), w.fs.Filename(recordKey))
 }
 
-// replace renames from's file over to's (see Ledger.replaceTorn).
+// replace renames from's file over to's, which it replaces (see
+// Ledger.clearOwed: a record a crash cut short).
 func (w *fileWriter) replace(fromKey, toKey string) error {
 	return os.Rename(w.fs.Filename(fromKey), w.fs.Filename(toKey))
 }

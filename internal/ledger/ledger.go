@@ -224,7 +224,7 @@ func (st *Ledger) write(ctx context.Context, rec *Record, data []byte) error {
 		if err := st.put(ctx, st.RecordKey(rec.PaymentID), data, false); err != nil {
 			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
 		}
-		if err := st.ClearOwed(ctx, rec.PaymentID); err != nil {
+		if err := st.clearOwed(ctx, rec.PaymentID, true); err != nil {
 			return err
 		}
 	}
@@ -260,6 +260,12 @@ func (st *Ledger) put(ctx context.Context, key string, data []byte, durable bool
 // may be the only whole record: when it cannot be moved, it is kept and
 // ClearOwed fails (the redelivery worker's next pass tries again).
 func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
+	return st.clearOwed(ctx, id, false)
+}
+
+// clearOwed is ClearOwed; justWritten says the settled record in payments/
+// was written whole by this call's caller, so it need not be read again.
+func (st *Ledger) clearOwed(ctx context.Context, id string, justWritten bool) error {
 	if st.w != nil {
 		owed, settled := st.OwedKey(id), st.RecordKey(id)
 		st.w.forget(owed)
@@ -268,14 +274,27 @@ func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, fs.ErrExist):
-			if !st.whole(ctx, settled) {
-				return st.replaceTorn(ctx, id, owed, settled)
+			if justWritten || st.whole(ctx, settled) {
+				break // the owed copy goes, below
 			}
+			// payments/ holds a record a crash cut short: a settled owed
+			// copy replaces it.
+			if _, err = st.settledOwedCopy(ctx, owed); err == nil {
+				err = st.w.replace(owed, settled)
+			}
+			if err != nil {
+				return fmt.Errorf("replacing the cut-short record of payment %s in payments/ (owed copy kept): %w", id, err)
+			}
+			return nil
 		case errors.Is(err, fs.ErrNotExist):
 		case !st.w.exists(settled):
 			// The move failed (payments/ on another file system, or not
 			// writable): a settled owed copy is copied instead.
-			if cerr := st.copySettled(ctx, owed, settled); cerr != nil {
+			data, cerr := st.settledOwedCopy(ctx, owed)
+			if cerr == nil {
+				cerr = st.w.storeLazy(settled, data)
+			}
+			if cerr != nil {
 				return fmt.Errorf("moving the settled record of payment %s out of owed/ (kept there): %w; copying it: %w", id, err, cerr)
 			}
 		}
@@ -294,42 +313,21 @@ func (st *Ledger) whole(ctx context.Context, key string) bool {
 	return err == nil && json.Unmarshal(data, &rec) == nil
 }
 
-// copySettled writes the owed copy at owed to settled when it is settled
-// and whole.
-func (st *Ledger) copySettled(ctx context.Context, owed, settled string) error {
+// settledOwedCopy returns the owed copy at key owed when it is a settled
+// record, whole.
+func (st *Ledger) settledOwedCopy(ctx context.Context, owed string) ([]byte, error) {
 	data, err := st.s.Load(ctx, owed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var rec Record
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return err
+		return nil, err
 	}
 	if rec.Owed() {
-		return errors.New("it is not settled")
+		return nil, errors.New("the owed copy is not settled")
 	}
-	return st.w.storeLazy(settled, data)
-}
-
-// replaceTorn moves payment id's owed copy over a settled record a crash cut
-// short, when the owed copy is settled and whole; otherwise it keeps both
-// and fails.
-func (st *Ledger) replaceTorn(ctx context.Context, id, owed, settled string) error {
-	data, err := st.s.Load(ctx, owed)
-	var rec Record
-	if err == nil {
-		err = json.Unmarshal(data, &rec)
-	}
-	if err == nil && rec.Owed() {
-		err = errors.New("its owed copy is not settled")
-	}
-	if err == nil {
-		err = st.w.replace(owed, settled)
-	}
-	if err != nil {
-		return fmt.Errorf("replacing the cut-short record of payment %s in payments/ (owed copy kept): %w", id, err)
-	}
-	return nil
+	return data, nil
 }
 
 // OwedWritten reports whether payment id's owed copy is in storage (one
