@@ -23,6 +23,19 @@ func inode(t *testing.T, name string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
+// leaveSettledInOwed writes rec, delivered, over its owed file, as a crash
+// between moveDelivered's write and its rename leaves it, and returns the
+// bytes and the owed file's name.
+func leaveSettledInOwed(t *testing.T, fs *certmagic.FileStorage, st *Ledger, rec *Record) (data []byte, owed string) {
+	t.Helper()
+	rec.Delivery.State = Delivered
+	data, err := json.Marshal(rec)
+	require.NoError(t, err)
+	owed = fs.Filename(st.OwedKey(rec.PaymentID))
+	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	return data, owed
+}
+
 // A delivery writes the delivered record over the owed file the completion
 // created and renames it into payments/: one file per payment, created
 // once, with the delivered record whole in it.
@@ -109,10 +122,7 @@ func TestSettledRecordLeftInOwed(t *testing.T) {
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
-	rec.Delivery.State = Delivered
-	data, err := json.Marshal(rec)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(fs.Filename(st.OwedKey(rec.PaymentID)), data, 0o600))
+	leaveSettledInOwed(t, fs, st, rec)
 
 	got, err := st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
@@ -138,15 +148,11 @@ func TestSettledRecordLeftInOwedKeptWhenItCannotMove(t *testing.T) {
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
-	rec.Delivery.State = Delivered
-	data, err := json.Marshal(rec)
-	require.NoError(t, err)
-	owed := fs.Filename(st.OwedKey(rec.PaymentID))
-	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	data, owed := leaveSettledInOwed(t, fs, st, rec)
 	payments := filepath.Dir(fs.Filename(st.RecordKey(rec.PaymentID)))
 	require.NoError(t, os.WriteFile(payments, []byte("in the way"), 0o600))
 
-	err = st.ClearOwed(ctx, rec.PaymentID)
+	err := st.ClearOwed(ctx, rec.PaymentID)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "kept there")
 	kept, err := os.ReadFile(owed)
@@ -186,9 +192,7 @@ func TestSettledRecordLeftInOwedReplacesACutShortOne(t *testing.T) {
 	require.Error(t, st.ClearOwed(ctx, rec.PaymentID))
 	assert.FileExists(t, owed)
 
-	data, err := json.Marshal(rec)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	data, _ := leaveSettledInOwed(t, fs, st, rec)
 	got, err := st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	require.NotNil(t, got)
@@ -223,11 +227,7 @@ func TestSettledRecordLeftInOwedCopiedAcrossFileSystems(t *testing.T) {
 	require.NoError(t, st.Save(ctx, rec))
 	payments := filepath.Dir(fs.Filename(st.RecordKey(rec.PaymentID)))
 	require.NoError(t, os.Symlink(shm, payments))
-	rec.Delivery.State = Delivered
-	data, err := json.Marshal(rec)
-	require.NoError(t, err)
-	owed := fs.Filename(st.OwedKey(rec.PaymentID))
-	require.NoError(t, os.WriteFile(owed, data, 0o600))
+	data, owed := leaveSettledInOwed(t, fs, st, rec)
 	var probe unix.Stat_t
 	require.NoError(t, unix.Stat(shm, &probe))
 	var home unix.Stat_t

@@ -4,7 +4,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -100,9 +99,7 @@ func TestRenameMakesARemovedDirectoryAgain(t *testing.T) {
 	require.NoError(t, os.RemoveAll(payments))
 
 	// A crash left a settled record in owed/; clearing moves it to payments/.
-	data, err := json.Marshal(rec)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(fs.Filename(st.OwedKey(rec.PaymentID)), data, 0o600))
+	leaveSettledInOwed(t, fs, st, rec)
 	require.NoError(t, st.ClearOwed(ctx, rec.PaymentID))
 	got, err := st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
