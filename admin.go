@@ -14,7 +14,6 @@ import (
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
@@ -109,15 +108,6 @@ func stores() []*Handler {
 		out[i] = byPrefix[p]
 	}
 	return out
-}
-
-// storageID tells storage backends apart: its own description where it has
-// one (file_system names its folder), or the instance itself.
-func storageID(s certmagic.Storage) string {
-	if str, ok := s.(fmt.Stringer); ok {
-		return fmt.Sprintf("%T:%s", s, str.String())
-	}
-	return fmt.Sprintf("%T:%p", s, s)
 }
 
 func serveDeliveries(w http.ResponseWriter, r *http.Request) error {

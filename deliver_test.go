@@ -498,6 +498,9 @@ func TestWorkerSkipsBusyPaymentsAndRunsInParallel(t *testing.T) {
 		return true
 	}, 10*time.Second, 10*time.Millisecond, "the others are delivered while two deliveries hang") // generous: the full suite loads the machine
 	mu.Lock()
+	for _, id := range hungIDs {
+		assert.Zero(t, delivered[id], "the hung deliveries are still hanging")
+	}
 	assert.Zero(t, delivered[busy], "a payment whose lock is held is skipped")
 	mu.Unlock()
 	unlock()

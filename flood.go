@@ -55,13 +55,10 @@ type lookups struct {
 // costs three or four calls).
 const callsPerLookup = 4
 
-// call allows one Pi call of any kind caused by r's client, or returns the
-// 429 answer: a client that repeats requests for a payment the guard knows
-// (its own, with made-up txids, say) cannot use up the app's Pi quota
-// either.
-func (l *lookups) call(r *http.Request) *guardError { return l.callBy(clientOf(r)) }
-
-// callBy is call for the client clientOf names.
+// callBy allows one Pi call of any kind caused by client (as clientOf names
+// it), or returns the 429 answer: a client that repeats requests for a
+// payment the guard knows (its own, with made-up txids, say) cannot use up
+// the app's Pi quota either.
 func (l *lookups) callBy(client string) *guardError {
 	lim, _ := l.limiter(l.calls, client, l.perClient*callsPerLookup)
 	if !lim.Allow() {

@@ -7,15 +7,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 )
-
-// wrappedStorage hides FileStorage's type, so the store takes the path of
-// any other storage module.
-type wrappedStorage struct{ certmagic.Storage }
 
 // retentionFixture saves, in st, delivered records aged 40 days (old) and
 // 1 day (fresh), an owed record aged 40 days, and an old delivered record

@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +67,7 @@ func caddyBinary(t *testing.T) string {
 func buildCaddy() (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("the go command is needed to build Caddy: %w", err)
 	}
 	out, err := exec.Command(goBin, "env", "GOMOD").Output()
 	if err != nil {

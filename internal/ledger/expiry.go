@@ -158,13 +158,13 @@ func (l *expiryLog) fail(err error) error {
 	return err
 }
 
-// failure returns the last error add met and when, or nil: the records
+// failure returns when add last met an error, and that error (or nil): the records
 // delivered about then may be missing from the log, and only the sweep's
 // walk finds them.
-func (l *expiryLog) failure() (error, time.Time) {
+func (l *expiryLog) failure() (time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.failed, l.failedAt
+	return l.failedAt, l.failed
 }
 
 // close writes the lines waiting and closes the current file; a later add

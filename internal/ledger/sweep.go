@@ -124,7 +124,7 @@ func (sw *Sweeper) ExpiryFailed(now time.Time) error {
 	if sw.st == nil || sw.st.expiry == nil {
 		return nil
 	}
-	err, at := sw.st.expiry.failure()
+	at, err := sw.st.expiry.failure()
 	recent := err != nil && now.Sub(at) < sw.retention+expirySpan(sw.retention)+sw.interval
 	switch {
 	case recent && !sw.expiryOff:

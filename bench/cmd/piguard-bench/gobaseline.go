@@ -249,7 +249,8 @@ func (b *goBaseline) pi(ctx context.Context, method, path string, body []byte, v
 	}
 	defer drain(resp)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("Request failed with status code %d", resp.StatusCode) // axios's message
+		//lint:ignore ST1005 axios's message, word for word
+		return fmt.Errorf("Request failed with status code %d", resp.StatusCode)
 	}
 	if v != nil {
 		_ = json.NewDecoder(resp.Body).Decode(v)
