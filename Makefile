@@ -5,7 +5,7 @@ RACE    ?= -race
 # xcaddy, installed by make setup (GOBIN=bin/tools) unless XCADDY names another
 XCADDY  ?= $(CURDIR)/bin/tools/xcaddy
 
-.PHONY: all build run setup test test-go test-node test-python test-e2e test-xcaddy vet fmt-check fuzz clean
+.PHONY: all build run setup test test-go test-node test-python test-e2e test-xcaddy vet lint fmt-check fuzz clean
 
 all: build
 
@@ -19,9 +19,9 @@ build:
 run: build
 	./scripts/run.sh
 
-## test: every test: gofmt, vet, Go tests with the race detector, the Node and Python examples, the demo in a browser
+## test: every test: gofmt, vet, staticcheck, Go tests with the race detector, the Node and Python examples, the demo in a browser
 ## (setup comes first, so what is missing fails in seconds; make runs prerequisites in order)
-test: setup fmt-check vet test-go test-node test-python test-e2e test-xcaddy
+test: setup fmt-check vet lint test-go test-node test-python test-e2e test-xcaddy
 
 ## setup: check what make test needs; install xcaddy into bin/tools (no root needed); print the one
 ## apt-get line for what needs root (Chromium, PyJWT, Node.js) and fail when something is missing
@@ -34,6 +34,11 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# staticcheck, the Go linter of record, at a fixed version (a tool: go.mod does not list it)
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	$(GO) run $(STATICCHECK) ./...
 
 # scripts/gotest.sh: go test, with the failures repeated at the end of its output
 test-go:
