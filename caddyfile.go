@@ -1,7 +1,9 @@
 package piguard
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -31,6 +33,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		return nil, err
 	}
 	return g, nil
+}
+
+// subdirectives are the pi_guard block's subdirectives, in the order the
+// unknown-subdirective error lists them (TestSubdirectivesListEveryCase holds
+// the list to the cases UnmarshalCaddyfile parses).
+var subdirectives = []string{
+	"api_key", "api_url", "network", "approve", "complete", "incomplete", "cancel", "signing_key",
+	"keys", "jwks_path", "header", "notice_header", "max_body", "timeout", "token_ttl", "issuer",
+	"audience", "respond_approve", "cancel_rejected", "cancel_incomplete_after", "max_pi_calls",
+	"lookup_rate", "lookup_rate_per_client", "min_amount", "max_amount", "horizon_url", "wallet",
+	"bind_user", "payer", "cors_origins", "storage", "redeliver_to", "redeliver_attempts",
+	"redeliver_backoff", "reconcile_after", "reconcile_give_up", "reconcile_cancel", "retention",
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -92,6 +106,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if !slices.Contains(subdirectives, name) {
+			return d.Errf("pi_guard: unknown subdirective %q (known: %s)", name, strings.Join(subdirectives, ", "))
+		}
 		if seen[name] {
 			return d.Errf("pi_guard: subdirective %q given twice; keep one", name)
 		}
@@ -285,8 +302,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("pi_guard: retention %q must be a positive duration, such as 720h (30 days)", val)
 			}
 			h.Retention = caddy.Duration(dur)
-		default:
-			return d.Errf("pi_guard: unknown subdirective %q (known: api_key, api_url, network, approve, complete, incomplete, cancel, signing_key, keys, jwks_path, header, notice_header, max_body, timeout, token_ttl, issuer, audience, respond_approve, cancel_rejected, cancel_incomplete_after, max_pi_calls, min_amount, max_amount, horizon_url, wallet, bind_user, cors_origins, storage, redeliver_to, redeliver_attempts, redeliver_backoff, reconcile_after, reconcile_give_up, reconcile_cancel, retention)", name)
+		default: // not in subdirectives: refused above
+			return d.Errf("pi_guard: subdirective %q is listed but not parsed", name)
 		}
 	}
 	return nil
