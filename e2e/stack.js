@@ -46,8 +46,7 @@ export async function startStack(tmp, env = {}) {
     APP_ADDR: `127.0.0.1:${app}`,
     ADMIN_PORT: String(admin),
     // Caddy's storage (pi_guard's payment records) in a throwaway directory.
-    XDG_DATA_HOME: path.join(tmp, "data"),
-    XDG_CONFIG_HOME: path.join(tmp, "config"),
+    RUN_DIR: path.join(tmp, "caddy"),
     ...env,
   };
   const proc = spawn("bash", ["scripts/run.sh"], { cwd: root, env: fullEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });

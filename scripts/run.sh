@@ -10,7 +10,10 @@
 # CORS_ORIGINS (space-separated origins of a frontend served elsewhere, such
 # as a dev server, that may call the app and read the guard's answers with
 # credentials: the guard's cors_origins and the app's; default
-# http://localhost:3000).
+# http://localhost:3000), RUN_DIR (where Caddy keeps its storage, the payment
+# records, and its config; default: a new directory under out/, removed when
+# the script stops, because the fake platform forgets its payments then too).
+# The demo never touches your own Caddy's storage (~/.local/share/caddy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,12 @@ export PI_API_KEY="pitest-api-key" # the fake platform's app key; never a real o
 # A fresh signing secret for every run, shared by Caddy and the example app.
 PI_GUARD_SIGNING_KEY="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 export PI_GUARD_SIGNING_KEY
+own_run_dir=
+if [ -z "${RUN_DIR:-}" ]; then
+	mkdir -p out
+	RUN_DIR="$(mktemp -d "$PWD/out/run.XXXXXX")"
+	own_run_dir=1
+fi
 
 pids=()
 stop() {
@@ -34,6 +43,7 @@ stop() {
 	echo "stopping..."
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	if [ -n "$own_run_dir" ]; then rm -rf "$RUN_DIR"; fi
 }
 trap stop INT TERM EXIT
 
@@ -53,7 +63,8 @@ pids+=($!)
 wait_for "http://${FAKEPI_ADDR}/control/calls"
 wait_for "http://${APP_ADDR}/orders"
 
-bin/caddy run --adapter caddyfile --config examples/run.Caddyfile &
+XDG_DATA_HOME="$RUN_DIR/data" XDG_CONFIG_HOME="$RUN_DIR/config" \
+	bin/caddy run --adapter caddyfile --config examples/run.Caddyfile &
 pids+=($!)
 wait_for "http://localhost:${PORT}/orders"
 
@@ -66,6 +77,7 @@ cat <<MSG
   fake Pi SDK       http://${FAKEPI_ADDR}/pi-sdk.js  (for a frontend served from ${CORS_ORIGINS})
   example app       http://${APP_ADDR}        (behind Caddy)
   Caddy + pi_guard  http://localhost:${PORT}
+  payment records   ${RUN_DIR}/data/caddy/pi_guard/
 
   Press Ctrl-C to stop.
 MSG
