@@ -560,7 +560,7 @@ machine_section() {
 | Memory | ${mem} |
 | Kernel | $(uname -sr) |
 | Go | $("$GO" env GOVERSION) |
-| Caddy storage | file_system on ${fs:-unknown} (owed records journalled, one shared `fdatasync`, before forwarding; delivered records not synced; locks are `flock` stripes) |
+| Caddy storage | file_system on ${fs:-unknown} (owed records journalled, one shared fdatasync, before forwarding; delivered records not synced; locks are flock stripes) |
 | Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
 EOF
 }
