@@ -40,8 +40,7 @@ func leaveSettledInOwed(t *testing.T, fs *certmagic.FileStorage, st *Ledger, rec
 // created and renames it into payments/: one file per payment, created
 // once, with the delivered record whole in it.
 func TestDeliveryMovesTheOwedFile(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
@@ -77,8 +76,7 @@ func TestDeliveryMovesTheOwedFile(t *testing.T) {
 // An owed record written again (a failed delivery counts an attempt) is a
 // new file: the one kept open is closed and never written over the new one.
 func TestDeliveryAfterTheOwedRecordWasReplaced(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
@@ -117,8 +115,7 @@ func TestDeliveryAfterTheOwedRecordWasReplaced(t *testing.T) {
 // as owed until the redelivery pass clears it, and clearing moves it to
 // payments/ instead of deleting the only copy.
 func TestSettledRecordLeftInOwed(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
@@ -143,8 +140,7 @@ func TestSettledRecordLeftInOwed(t *testing.T) {
 // payments/ cannot be made: a file stands in its place), the owed copy may
 // be the only one: it is kept, ClearOwed says so, and a later pass moves it.
 func TestSettledRecordLeftInOwedKeptWhenItCannotMove(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
@@ -175,8 +171,7 @@ func TestSettledRecordLeftInOwedKeptWhenItCannotMove(t *testing.T) {
 // owed copy instead of deleting the only whole one; an owed copy that is
 // not settled is kept.
 func TestSettledRecordLeftInOwedReplacesACutShortOne(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
@@ -220,8 +215,7 @@ func TestSettledRecordLeftInOwedCopiedAcrossFileSystems(t *testing.T) {
 		t.Skip("no /dev/shm here:", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(shm) })
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))

@@ -21,8 +21,7 @@ import (
 // since, owed ones, and the records of files not yet due. The walk still
 // finds an expired record the log never listed.
 func TestExpiryLogRemovesDueRecords(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fsys, "pi_guard/test")
+	fsys, st := fileLedger(t)
 	require.NotNil(t, st.expiry, "file storage keeps an expiry log")
 	st.expirySpan = time.Minute
 	ctx := context.Background()
@@ -195,8 +194,7 @@ func TestExpirySpan(t *testing.T) {
 // A file's name never ends its span before a record written into it, also
 // for a retention that is not a multiple of 4 seconds.
 func TestExpiryFileEndsAfterItsRecords(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fsys, "pi_guard/test")
+	fsys, st := fileLedger(t)
 	st.expirySpan = expirySpan(4*time.Minute + 2*time.Second)
 	dir := fsys.Filename(st.expiryDir())
 	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
@@ -234,8 +232,7 @@ func TestExpiryLogFollowsRetention(t *testing.T) {
 // wrote) must not stop the rest: the other due files are still swept, and
 // the walk, the backstop for what the log misses, still runs.
 func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fsys, "pi_guard/test")
+	fsys, st := fileLedger(t)
 	st.expirySpan = time.Minute
 	ctx := context.Background()
 	longAgo := time.Now().Add(-40 * 24 * time.Hour)
@@ -269,8 +266,7 @@ func TestExpiryUnreadableFileStopsNothingElse(t *testing.T) {
 // goes back to the backstop's pace. A sweeper of a later config (a reload)
 // does the same from the same failure, never from an old one.
 func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fsys, "pi_guard/test")
+	fsys, st := fileLedger(t)
 	sw := NewSweeper(st, DefaultRetention)
 	defer sw.Close()
 	now := time.Now()
@@ -410,8 +406,7 @@ func TestExpiryLogWritesInBatches(t *testing.T) {
 // The sweep writes this process's waiting lines before it reads the files:
 // a record delivered just before a pass is listed in them.
 func TestExpirySweepFlushesFirst(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fsys, "pi_guard/test")
+	fsys, st := fileLedger(t)
 	ctx := context.Background()
 	longAgo := time.Now().Add(-40 * 24 * time.Hour)
 	st.expiry.now = func() time.Time { return longAgo }

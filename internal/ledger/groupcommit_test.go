@@ -73,8 +73,7 @@ func TestFileWriterRecreatesDirectory(t *testing.T) {
 // included) and a delivered one is not; records in temporary files are not
 // listed as owed.
 func TestStoreFileStorageWritePath(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	require.NotNil(t, st.w)
 	ctx := context.Background()
 	rec := completedRecord(t)
@@ -101,8 +100,7 @@ func TestStoreFileStorageWritePath(t *testing.T) {
 // missing: the owed record, if its removal was lost too, or Pi decides. A
 // broken owed record (always synced) stays an error.
 func TestStoreLoadAfterCrash(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec)) // owed, pending

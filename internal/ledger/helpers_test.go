@@ -18,6 +18,13 @@ func testStorage(t testing.TB) certmagic.Storage {
 	return &certmagic.FileStorage{Path: t.TempDir()}
 }
 
+// fileLedger is a ledger on file storage of its own, in a temporary
+// directory, under the prefix the tests use.
+func fileLedger(t testing.TB) (*certmagic.FileStorage, *Ledger) {
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	return fs, New(fs, "pi_guard/test")
+}
+
 // completedRecord is the record of a payment completed at the fake Pi, as
 // the guard's complete phase saves it: Pi's PaymentDTO, the stored request,
 // owed delivery.

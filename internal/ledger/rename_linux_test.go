@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -88,8 +87,7 @@ func TestRenameUnlessThereNeedsToKnow(t *testing.T) {
 // A payments/ directory removed (by hand) after this process made it is made
 // again for a move, instead of the move reading as "no owed file".
 func TestRenameMakesARemovedDirectoryAgain(t *testing.T) {
-	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fs, "pi_guard/test")
+	fs, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))

@@ -278,8 +278,7 @@ func BenchmarkRetentionPass(b *testing.B) {
 // Temporary files of writes a crash interrupted go once they are stale;
 // recent ones (a write in progress) stay.
 func TestRetentionRemovesStaleTemps(t *testing.T) {
-	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	st := New(fsys, "pi_guard/test")
+	fsys, st := fileLedger(t)
 	ctx := context.Background()
 	rec := completedRecord(t)
 	require.NoError(t, st.Save(ctx, rec))
@@ -314,8 +313,7 @@ func TestRetentionOwedCheckBothWays(t *testing.T) {
 		snapshot bool
 	}{{"owed listed once", true}, {"owed looked up per record", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			fsys := &certmagic.FileStorage{Path: t.TempDir()}
-			st := New(fsys, "pi_guard/test")
+			fsys, st := fileLedger(t)
 			oldIDs, _, _, bothID := retentionFixture(t, st, fsys, 2, 1)
 			sw := NewSweeper(st, DefaultRetention)
 			defer sw.Close()
