@@ -305,23 +305,31 @@ func (st *Ledger) clearOwed(ctx context.Context, id string, justWritten bool) er
 	return nil
 }
 
+// readRecord returns the bytes stored at key and the record they parse to.
+func (st *Ledger) readRecord(ctx context.Context, key string) ([]byte, *Record, error) {
+	data, err := st.s.Load(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, nil, err
+	}
+	return data, &rec, nil
+}
+
 // whole reports whether key holds a record that parses (Load skips one that
 // does not: a write a crash cut short).
 func (st *Ledger) whole(ctx context.Context, key string) bool {
-	data, err := st.s.Load(ctx, key)
-	var rec Record
-	return err == nil && json.Unmarshal(data, &rec) == nil
+	_, _, err := st.readRecord(ctx, key)
+	return err == nil
 }
 
 // settledOwedCopy returns the owed copy at key owed when it is a settled
 // record, whole.
 func (st *Ledger) settledOwedCopy(ctx context.Context, owed string) ([]byte, error) {
-	data, err := st.s.Load(ctx, owed)
+	data, rec, err := st.readRecord(ctx, owed)
 	if err != nil {
-		return nil, err
-	}
-	var rec Record
-	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, err
 	}
 	if rec.Owed() {
