@@ -399,7 +399,7 @@ func (st *Ledger) Lock(ctx context.Context, id string) (func(), error) {
 	}
 	return func() {
 		// Unlock even if the request's context is already done.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockAnswer)
 		defer cancel()
 		_ = st.s.Unlock(ctx, name)
 	}, nil
@@ -419,40 +419,46 @@ func (st *Ledger) tryLockName(ctx context.Context, name string, wait time.Durati
 		return unlock, err == nil && unlock != nil
 	}
 	if tl, ok := st.s.(certmagic.TryLocker); ok {
-		if got, err := tl.TryLock(ctx, name); err != nil || !got {
-			return nil, false
-		}
-		return func() {
-			// Unlock even if ctx is already done.
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = st.s.Unlock(uctx, name)
-		}, true
+		// A try-lock is one answer from the storage: wait for it as long
+		// as for an unlock's.
+		return st.lockWithin(ctx, name, tryLockAnswer, tl.TryLock)
 	}
-	return st.storageLockWithin(ctx, name, wait)
+	return st.lockWithin(ctx, name, wait, func(ctx context.Context, name string) (bool, error) {
+		return true, st.s.Lock(ctx, name)
+	})
 }
 
-// storageLockWithin takes the storage lock name, waiting at most wait. The
-// lock lives on a context derived from ctx that ends only at unlock (a
+// Bounds on the wait for a storage's answer to a try-lock and to an
+// unlock: each is one answer, not a wait for another holder. Variables
+// only so that a test need not wait seconds.
+var (
+	tryLockAnswer = 5 * time.Second
+	unlockAnswer  = 5 * time.Second
+)
+
+// lockWithin takes the storage lock name with lock, waiting at most wait.
+// The lock lives on a context derived from ctx that ends only at unlock (a
 // storage module may keep its lock fresh only while that context lives):
 // the wait is bounded by ending that context only while the lock is not
 // held yet.
-func (st *Ledger) storageLockWithin(ctx context.Context, name string, wait time.Duration) (func(), bool) {
+func (st *Ledger) lockWithin(ctx context.Context, name string, wait time.Duration,
+	lock func(context.Context, string) (bool, error)) (func(), bool) {
 	lctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(wait, cancel)
-	err := st.s.Lock(lctx, name)
+	got, err := lock(lctx, name)
 	fired := !timer.Stop()
 	unlock := func() {
 		// Unlock even if ctx is already done.
-		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), unlockAnswer)
 		defer ucancel()
 		_ = st.s.Unlock(uctx, name)
 		cancel()
 	}
 	switch {
-	case err == nil && !fired:
+	case err != nil || !got:
+	case !fired:
 		return unlock, true
-	case err == nil: // taken as the wait ran out: its context is ending
+	default: // taken as the wait ran out: its context is ending
 		unlock()
 	}
 	cancel()
