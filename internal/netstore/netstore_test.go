@@ -115,3 +115,23 @@ func TestCaddyfile(t *testing.T) {
 	assert.Equal(t, 3*time.Second, ns.LockTTL)
 	assert.Equal(t, DefaultLockRetry, ns.LockRetry)
 }
+
+// A server that stops answering refreshes must not hold Unlock: each
+// refresh waits at most until the next one is due.
+func TestUnlockDoesNotWaitForAServerThatStoppedAnswering(t *testing.T) {
+	srv, s := newTestStorage(t)
+	s.LockTTL = 300 * time.Millisecond
+	ctx := context.Background()
+	require.NoError(t, s.Lock(ctx, "l"))
+	srv.Stall("refresh")
+	t.Cleanup(srv.Resume)
+	time.Sleep(150 * time.Millisecond) // a refresh (every 100 ms) is held
+	done := make(chan error, 1)
+	go func() { done <- s.Unlock(ctx, "l") }()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Unlock waits for a refresh the server never answers")
+	}
+}

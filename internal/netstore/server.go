@@ -71,6 +71,10 @@ type Server struct {
 	// least once.
 	waited map[string]struct{}
 	stats  Stats
+	// stalled: the ops the server reads but does not answer (nil: none;
+	// empty: all), until resume is closed.
+	stalled map[string]bool
+	resume  chan struct{}
 }
 
 // Stats counts what the server saw of the locks.
@@ -92,11 +96,56 @@ func NewServer() *Server {
 	return &Server{items: map[string]item{}, locks: map[string]lock{}, waited: map[string]struct{}{}}
 }
 
+// Stall makes the server stop answering calls of the given ops (store,
+// load, delete, exists, list, stat, lock, refresh, unlock; all of them when
+// none is given), as a storage server that hangs does: each such call is
+// read, then held unanswered until its client gives up or Resume.
+func (s *Server) Stall(ops ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stalled = map[string]bool{}
+	for _, op := range ops {
+		s.stalled[op] = true
+	}
+	if s.resume == nil {
+		s.resume = make(chan struct{})
+	}
+}
+
+// Resume answers every call again; the calls held by Stall are answered
+// 503 Service Unavailable.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resume != nil {
+		close(s.resume)
+	}
+	s.stalled, s.resume = nil, nil
+}
+
+// stall reports the channel to wait on when op is stalled, else nil.
+func (s *Server) stall(op string) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stalled != nil && (len(s.stalled) == 0 || s.stalled[op]) {
+		return s.resume
+	}
+	return nil
+}
+
 // ServeHTTP answers one call.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req request
 	if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&req) != nil {
 		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	if resume := s.stall(req.Op); resume != nil {
+		select {
+		case <-r.Context().Done():
+		case <-resume:
+			http.Error(w, "stalled", http.StatusServiceUnavailable)
+		}
 		return
 	}
 	resp, found := s.do(req)

@@ -196,7 +196,12 @@ func (s *Storage) refresh(ctx context.Context, name string, h *heldLock) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			_, _ = s.call(ctx, request{Op: "refresh", Key: name, Token: h.token, TTL: s.lockTTL().Milliseconds()})
+			// Each refresh waits at most until the next: Unlock waits for
+			// this loop, and must not wait for a server that stopped
+			// answering.
+			rctx, cancel := context.WithTimeout(ctx, s.lockTTL()/3)
+			_, _ = s.call(rctx, request{Op: "refresh", Key: name, Token: h.token, TTL: s.lockTTL().Milliseconds()})
+			cancel()
 		}
 	}
 }
