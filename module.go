@@ -102,9 +102,10 @@ type Handler struct {
 	NoticeHeader string `json:"notice_header,omitempty"`
 	// MaxBody bounds a callback request's body, in bytes; default 64 KiB.
 	MaxBody int64 `json:"max_body,omitempty"`
-	// Timeout bounds the whole Pi conversation of one request, and each
-	// delivery of a completed payment to the app; default 20s. Each Pi call
-	// is also bounded by DefaultPiCallTimeout.
+	// Timeout bounds the whole Pi conversation of one request, each
+	// delivery of a completed payment to the app, and each storage read or
+	// write of the redelivery worker and the reconciler; default 20s. Each Pi call is
+	// also bounded by DefaultPiCallTimeout.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// TokenTTL is the lifetime of a signed header; default 60s.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`

@@ -122,7 +122,9 @@ func (h *Handler) reconcileLoop(ctx context.Context) {
 // that holds the reconciler's storage lock, checks the watched payments
 // that are due.
 func (h *Handler) reconcileOnce(ctx context.Context) {
-	ids, err := h.store.Watched(ctx)
+	wctx, cancel := h.storageContext(ctx)
+	ids, err := h.store.Watched(wctx)
+	cancel()
 	if err != nil {
 		h.logger.Debug("could not list the watched payments", zap.Error(err))
 		return
@@ -144,10 +146,19 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 		if !h.checks.due(id) {
 			continue // its entry was read before, and its check is not due
 		}
-		e, err := h.store.LoadWatch(ctx, id)
+		sctx, cancel := h.storageContext(ctx)
+		e, err := h.store.LoadWatch(sctx, id)
 		if errors.Is(err, ledger.ErrCorruptWatch) {
 			h.logger.Warn("removing a corrupt watch entry", zap.String("payment_id", id))
-			_ = h.store.DeleteWatch(ctx, id)
+			_ = h.store.DeleteWatch(sctx, id)
+		}
+		stop := stalled(ctx, sctx)
+		cancel()
+		if stop {
+			h.logger.Debug("storage did not answer within the timeout; this reconciler pass ends here", zap.Error(err))
+			return
+		}
+		if errors.Is(err, ledger.ErrCorruptWatch) {
 			continue
 		}
 		if err != nil || e == nil {
@@ -209,17 +220,18 @@ func (c *checkTimes) forgetAllBut(ids []string) {
 // (a client may have completed it), then Pi.
 func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
 	id := e.PaymentID
-	// The lock's context lives until unlock: a storage module may keep its
-	// lock fresh only while it does.
-	lctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
-	defer cancel()
-	unlock, ge := h.lockPayment(lctx, id)
+	// The lock gets the pass's own context, which lives until unlock (a
+	// storage module may keep its lock fresh only while it does, and the
+	// work under it can outlast one timeout); lockPayment bounds the wait.
+	unlock, ge := h.lockPayment(ctx, id)
 	if ge != nil {
 		h.postpone(ctx, e, "busy", ge)
 		return
 	}
 	defer unlock()
-	rec, err := h.store.Load(ctx, id)
+	lctx, cancel := h.storageContext(ctx)
+	defer cancel()
+	rec, err := h.store.Load(lctx, id)
 	if err != nil {
 		h.postpone(ctx, e, "storage_unavailable", err)
 		return
@@ -231,7 +243,7 @@ func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
 		return
 	}
 	if rec.Completed() {
-		h.fillPayer(ctx, rec) // completed before this approval's entry was written
+		h.fillPayer(lctx, rec) // completed before this approval's entry was written
 		h.settle(ctx, e, reconciledByClient, zap.DebugLevel, "watched payment was completed by its client")
 		return
 	}

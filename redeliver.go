@@ -73,7 +73,9 @@ func (w *redeliverer) pass(ctx context.Context) {
 			"as durable but slower; check the disk under Caddy's storage", zap.Error(err))
 	}
 	h.persistUnsaved(ctx)
-	ids, err := h.store.Owed(ctx)
+	octx, cancel := h.storageContext(ctx)
+	ids, err := h.store.Owed(octx)
+	cancel()
 	if err != nil {
 		h.logger.Warn("could not list owed deliveries", zap.Error(err))
 	}
@@ -83,7 +85,15 @@ func (w *redeliverer) pass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		rec, lerr := h.store.Load(ctx, id)
+		sctx, cancel := h.storageContext(ctx)
+		rec, lerr := h.store.Load(sctx, id)
+		stop := stalled(ctx, sctx)
+		cancel()
+		if stop {
+			h.logger.Warn("storage did not answer within the timeout; this redelivery pass ends here, the next one tries again",
+				zap.String("payment_id", id), zap.Error(lerr))
+			return
+		}
 		if lerr != nil || rec == nil {
 			continue
 		}
@@ -125,6 +135,26 @@ func (w *redeliverer) start(ctx context.Context, id string) {
 	}()
 }
 
+// storageContext bounds one storage read or write of the background work
+// (the redelivery worker, the reconciler) by the timeout. Their context is
+// the module's, which lasts as long as the config: without a bound, a
+// storage module whose server stops answering (and has no timeout of its
+// own) would stop redelivery for good, where the next pass could have tried
+// again. A lock taken on it lives only as long, so only work bounded by the
+// same timeout is done under such a lock.
+func (h *Handler) storageContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Duration(h.Timeout))
+}
+
+// stalled reports whether the storage call bounded by sctx (from
+// storageContext(ctx)) ran out of time while ctx is live: storage stopped
+// answering, and every further call of a pass would wait as long, so the
+// pass ends and the next one tries again. It reads sctx, not the call's
+// error, which not every storage module wraps.
+func stalled(ctx, sctx context.Context) bool {
+	return sctx.Err() != nil && ctx.Err() == nil
+}
+
 // clearSettled removes the owed copy of a payment the app accepted: left
 // behind when a crash, or a write racing the one that settled it, came
 // between writing the settled record and deleting the owed one.
@@ -134,6 +164,8 @@ func (h *Handler) clearSettled(ctx context.Context, id string) {
 		return
 	}
 	defer unlockLocal()
+	ctx, cancel := h.storageContext(ctx)
+	defer cancel()
 	if !h.store.OwedWritten(ctx, id) {
 		// The listing is older than the delivery that removed it: no lock,
 		// which on networked storage a client's retry would wait for.
@@ -162,30 +194,44 @@ func (h *Handler) persistUnsaved(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		func() {
-			defer unlockLocal()
-			unlock, ok := h.store.TryLock(ctx, id, 100*time.Millisecond)
-			if !ok {
-				return
-			}
-			defer unlock()
-			rec, err := h.store.Load(ctx, id)
-			if err != nil || rec == nil || !rec.Unsaved {
-				return
-			}
-			if err := h.store.Save(ctx, rec); err == nil {
-				h.unwatch(id) // durable now: the reconciler need not keep it
-				h.logger.Info("wrote the record of a completed payment that storage had refused before",
-					zap.String("payment_id", id), zap.String("state", rec.Delivery.State))
-			}
-		}()
+		if h.persistUnsavedOne(ctx, id, unlockLocal) {
+			h.logger.Warn("storage did not answer within the timeout; records it refused before stay in memory until a later pass",
+				zap.String("payment_id", id))
+			return
+		}
 	}
+}
+
+// persistUnsavedOne writes the unsaved record of id, whose in-process lock
+// the caller took and this releases. It reports whether storage stalled.
+func (h *Handler) persistUnsavedOne(ctx context.Context, id string, unlockLocal func()) bool {
+	defer unlockLocal()
+	sctx, cancel := h.storageContext(ctx)
+	defer cancel()
+	unlock, ok := h.store.TryLock(sctx, id, 100*time.Millisecond)
+	if !ok {
+		return stalled(ctx, sctx)
+	}
+	defer unlock()
+	rec, err := h.store.Load(sctx, id)
+	if err != nil || rec == nil || !rec.Unsaved {
+		return stalled(ctx, sctx)
+	}
+	if err := h.store.Save(sctx, rec); err != nil {
+		return stalled(ctx, sctx)
+	}
+	h.unwatch(id) // durable now: the reconciler need not keep it
+	h.logger.Info("wrote the record of a completed payment that storage had refused before",
+		zap.String("payment_id", id), zap.String("state", rec.Delivery.State))
+	return false
 }
 
 // redeliver sends one owed delivery if it is still due and no other
 // instance holds it. The caller holds the payment's in-process lock.
 func (h *Handler) redeliver(ctx context.Context, id string) {
-	rec, err := h.store.Load(ctx, id)
+	lctx, cancel := h.storageContext(ctx)
+	rec, err := h.store.Load(lctx, id)
+	cancel()
 	if err != nil || rec == nil {
 		return
 	}
@@ -197,7 +243,10 @@ func (h *Handler) redeliver(ctx context.Context, id string) {
 			return // another instance is working on it
 		}
 		defer unlock()
-		if rec, err = h.store.Load(ctx, id); err != nil || rec == nil {
+		lctx, cancel := h.storageContext(ctx)
+		rec, err = h.store.Load(lctx, id)
+		cancel()
+		if err != nil || rec == nil {
 			return
 		}
 	}

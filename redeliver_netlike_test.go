@@ -1,8 +1,12 @@
 package piguard
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,4 +59,75 @@ func TestClearSettledTakesNoLockForAnOwedCopyAlreadyGone(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, got)
 	assert.Equal(t, ledger.Delivered, got.Delivery.State)
+}
+
+// A networked storage whose server stops answering (and a storage module
+// with no timeout of its own) must not stop the redelivery worker or the
+// reconciler for good: their context is the module's, which never ends while
+// the config runs. Each storage call is bounded by the timeout, a pass ends
+// at the first call that runs out of it (rather than waiting as long for
+// every payment), and the next pass, once storage answers again, delivers
+// what is owed and settles what is watched.
+func TestBackgroundPassesOutliveStorageThatStopsAnswering(t *testing.T) {
+	srv := netstore.NewServer()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Resume(); hs.Close() })
+	var delivered atomic.Int32
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+	}))
+	t.Cleanup(app.Close)
+	const timeout = 300 * time.Millisecond
+	h := &Handler{
+		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
+		Timeout: caddyDuration(timeout), RedeliverTo: app.URL,
+	}
+	h.logger = zap.NewNop()
+	require.NoError(t, h.provision(netstore.NewStorage(hs.URL)))
+	ctx := t.Context()
+	// Enough payments that waiting the timeout for each would take 6 s.
+	const n = 20
+	for range n {
+		rec := completedRecord(t)
+		rec.Delivery.NextAttempt = time.Now()
+		require.NoError(t, h.store.Save(ctx, rec))
+		h.watched.Put(&ledger.WatchEntry{PaymentID: rec.PaymentID, Approved: time.Now()})
+	}
+	h.flushWatch(ctx)
+
+	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	redeliveryPass := func() { w.pass(context.Background()); w.running.Wait() }
+	reconcilerPass := func() { h.reconcileOnce(context.Background()) }
+	returns := func(within time.Duration, what string, pass func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { defer close(done); pass() }()
+		select {
+		case <-done:
+		case <-time.After(within):
+			t.Fatalf("the %s waits too long for a storage that does not answer", what)
+		}
+	}
+	srv.Stall() // nothing answers: not even the listings
+	returns(5*time.Second, "redelivery pass", redeliveryPass)
+	returns(5*time.Second, "reconciler pass", reconcilerPass)
+	srv.Resume()
+	srv.Stall("load") // the listings answer, the records do not
+	returns(3*time.Second, "redelivery pass", redeliveryPass)
+	returns(3*time.Second, "reconciler pass", reconcilerPass)
+	srv.Resume()
+	assert.Zero(t, delivered.Load())
+
+	for i := 0; i < 20 && delivered.Load() < n; i++ {
+		returns(10*time.Second, "redelivery pass", redeliveryPass)
+	}
+	assert.Equal(t, int32(n), delivered.Load(), "each owed payment is delivered once storage answers again")
+	owed, err := h.store.Owed(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, owed)
+	returns(10*time.Second, "reconciler pass", reconcilerPass)
+	watched, err := h.store.Watched(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, watched, "the watched payments, completed, are settled once storage answers again")
 }
