@@ -41,7 +41,7 @@ func TestTryLockWaitsForAStorageThatDoesNotAnswerAtMostItsBound(t *testing.T) {
 	st := New(s, "pi_guard/test")
 	returned := make(chan bool)
 	go func() {
-		_, ok := st.TryLock(context.Background(), benchID, time.Second)
+		_, ok := st.TryLock(context.Background(), benchID, time.Hour)
 		returned <- ok
 	}()
 	select {

@@ -187,19 +187,26 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 // refresh keeps a held lock fresh until Unlock or until ctx ends.
 func (s *Storage) refresh(ctx context.Context, name string, h *heldLock) {
 	defer close(h.done)
+	// Unlock waits for this loop, and must not wait for a refresh sent to
+	// a server that stopped answering: Unlock ends it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	tick := time.NewTicker(s.lockTTL() / 3)
 	defer tick.Stop()
 	for {
 		select {
-		case <-h.stop:
-			return
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			// Each refresh waits at most until the next: Unlock waits for
-			// this loop, and must not wait for a server that stopped
-			// answering.
-			rctx, cancel := context.WithTimeout(ctx, s.lockTTL()/3)
+			// A refresh answered after the lock expired is of no use.
+			rctx, cancel := context.WithTimeout(ctx, s.lockTTL())
 			_, _ = s.call(rctx, request{Op: "refresh", Key: name, Token: h.token, TTL: s.lockTTL().Milliseconds()})
 			cancel()
 		}
