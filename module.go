@@ -104,8 +104,8 @@ type Handler struct {
 	MaxBody int64 `json:"max_body,omitempty"`
 	// Timeout bounds the whole Pi conversation of one request, each
 	// delivery of a completed payment to the app, and each storage read or
-	// write of the redelivery worker and the reconciler; default 20s. Each Pi call is
-	// also bounded by DefaultPiCallTimeout.
+	// write of the redelivery worker and the reconciler; default 20s. Each
+	// Pi call is also bounded by DefaultPiCallTimeout.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// TokenTTL is the lifetime of a signed header; default 60s.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`

@@ -139,7 +139,7 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 	}
 	defer unlock()
 	h.checks.forgetAllBut(ids)
-	for _, id := range ids {
+	for _, id := range startAfter(ids, h.checks.stuckAt()) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -155,7 +155,7 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 		stop := stalled(ctx, sctx)
 		cancel()
 		if stop {
-			h.logger.Debug("storage did not answer within the timeout; this reconciler pass ends here", zap.Error(err))
+			h.reconcileStalled(id, err)
 			return
 		}
 		if errors.Is(err, ledger.ErrCorruptWatch) {
@@ -168,9 +168,25 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 			h.checks.set(id, e.NextCheck)
 			continue
 		}
-		h.reconcile(ctx, e)
+		if h.reconcile(ctx, e) {
+			h.reconcileStalled(id, nil)
+			return
+		}
 		h.checks.set(id, e.NextCheck)
 	}
+	h.checks.mu.Lock()
+	h.checks.stuck = ""
+	h.checks.mu.Unlock()
+}
+
+// reconcileStalled ends a pass at id, whose storage call ran out of time:
+// the next pass starts after it.
+func (h *Handler) reconcileStalled(id string, err error) {
+	h.logger.Warn("storage did not answer within the timeout; this reconciler pass ends here, the next one tries again",
+		zap.String("payment_id", id), zap.Error(err))
+	h.checks.mu.Lock()
+	h.checks.stuck = id
+	h.checks.mu.Unlock()
 }
 
 // checkTimes remembers, on the instance that reconciles, when each watched
@@ -181,6 +197,16 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 type checkTimes struct {
 	mu   sync.Mutex
 	next map[string]time.Time
+	// stuck is the payment at which storage stalled in the last pass that
+	// ended early: the next pass starts after it, so that one entry storage
+	// never answers for holds up only itself.
+	stuck string
+}
+
+func (c *checkTimes) stuckAt() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stuck
 }
 
 // due reports whether id's entry must be read: its check is due, or its
@@ -217,8 +243,9 @@ func (c *checkTimes) forgetAllBut(ids []string) {
 }
 
 // reconcile checks one watched payment under its locks: the record first
-// (a client may have completed it), then Pi.
-func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
+// (a client may have completed it), then Pi. It reports whether storage
+// stalled reading the record; the entry is then left as it is.
+func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) bool {
 	id := e.PaymentID
 	// The lock gets the pass's own context, which lives until unlock (a
 	// storage module may keep its lock fresh only while it does, and the
@@ -226,26 +253,29 @@ func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
 	unlock, ge := h.lockPayment(ctx, id)
 	if ge != nil {
 		h.postpone(ctx, e, "busy", ge)
-		return
+		return false
 	}
 	defer unlock()
 	lctx, cancel := h.storageContext(ctx)
 	defer cancel()
 	rec, err := h.store.Load(lctx, id)
+	if stalled(ctx, lctx) {
+		return true // writing the entry would wait as long again
+	}
 	if err != nil {
 		h.postpone(ctx, e, "storage_unavailable", err)
-		return
+		return false
 	}
 	if rec.Completed() && rec.Unsaved {
 		// Completed, but its record is only in memory: keep watching it
 		// until the record is on disk, or a crash would lose it.
 		h.postpone(ctx, e, "record_unsaved", nil)
-		return
+		return false
 	}
 	if rec.Completed() {
 		h.fillPayer(lctx, rec) // completed before this approval's entry was written
 		h.settle(ctx, e, reconciledByClient, zap.DebugLevel, "watched payment was completed by its client")
-		return
+		return false
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Duration(h.Timeout))
 	defer cancel()
@@ -254,14 +284,14 @@ func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
 	switch {
 	case ge != nil && ge.Code == "payment_not_found":
 		h.settle(ctx, e, reconciledNotFound, zap.WarnLevel, "watched payment is unknown to Pi; no longer watched")
-		return
+		return false
 	case ge != nil:
 		h.postpone(ctx, e, "pi_unavailable", ge)
-		return
+		return false
 	}
 	if ge := h.ours(p, st); ge != nil {
 		h.settle(ctx, e, reconciledRefused, zap.ErrorLevel, "watched payment is not this app's to complete; no longer watched", zap.String("error", ge.Code))
-		return
+		return false
 	}
 	givenUp := !time.Now().Before(e.Approved.Add(time.Duration(h.ReconcileGiveUp)))
 	verified := p.TxID() != "" && p.Transaction.Verified && p.Status.TransactionVerified
@@ -301,13 +331,14 @@ func (h *Handler) reconcile(ctx context.Context, e *ledger.WatchEntry) {
 		cancelled, err := st.pi(func() (*piclient.Payment, error) { return h.pi.Cancel(pctx, id) })
 		if err != nil {
 			h.postpone(ctx, e, "cancel_failed", err)
-			return
+			return false
 		}
 		e.CancelledByGuard = true
 		h.notifyAndSettle(ctx, e, verify.PhaseCancel, cancelled, reconciledCancelledByGuard)
 	default:
 		h.notifyAndSettle(ctx, e, phaseReconcile, p, reconciledGaveUp)
 	}
+	return false
 }
 
 // completeVanished completes at Pi a payment whose transaction Pi verified

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,10 @@ type redeliverer struct {
 	h       *Handler
 	slots   chan struct{}
 	running sync.WaitGroup
+	// stuck is the payment whose storage call ran out of time in the last
+	// pass that ended early: the next pass starts after it, so that one
+	// record storage never answers for holds up only itself.
+	stuck string
 }
 
 // pass makes one pass over the owed deliveries: it writes unsaved records,
@@ -62,7 +67,10 @@ type redeliverer struct {
 // lock is busy (a request or a delivery is at it) is left for a later pass.
 func (w *redeliverer) pass(ctx context.Context) {
 	h := w.h
-	if n, err := h.store.Recover(ctx); err != nil {
+	rctx, cancel := h.storageContext(ctx)
+	n, err := h.store.Recover(rctx)
+	cancel()
+	if err != nil {
 		h.logger.Warn("could not replay the journal of an instance that stopped; retrying next pass", zap.Error(err))
 	} else if n > 0 {
 		h.logger.Warn("restored the records of completed payments that a stopped instance had journalled but not yet written durably; they are owed and will be delivered again",
@@ -72,16 +80,18 @@ func (w *redeliverer) pass(ctx context.Context) {
 		h.logger.Warn("the journal of new payment records failed and is off until Caddy restarts: each completion's record is now synced on its own, "+
 			"as durable but slower; check the disk under Caddy's storage", zap.Error(err))
 	}
-	h.persistUnsaved(ctx)
+	if h.persistUnsaved(ctx) {
+		return
+	}
 	octx, cancel := h.storageContext(ctx)
-	ids, err := h.store.Owed(octx)
+	ids, err := h.store.Owed(octx) // on an error, still those in memory
 	cancel()
 	if err != nil {
 		h.logger.Warn("could not list owed deliveries", zap.Error(err))
 	}
 	counts := map[string]float64{ledger.Pending: 0, ledger.Exhausted: 0}
 	now := time.Now()
-	for _, id := range ids {
+	for _, id := range startAfter(ids, w.stuck) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -92,13 +102,17 @@ func (w *redeliverer) pass(ctx context.Context) {
 		if stop {
 			h.logger.Warn("storage did not answer within the timeout; this redelivery pass ends here, the next one tries again",
 				zap.String("payment_id", id), zap.Error(lerr))
+			w.stuck = id
 			return
 		}
 		if lerr != nil || rec == nil {
 			continue
 		}
 		if !rec.Owed() {
-			h.clearSettled(ctx, id)
+			if h.clearSettled(ctx, id) {
+				w.stuck = id
+				return
+			}
 			continue
 		}
 		counts[rec.Delivery.State]++
@@ -106,6 +120,7 @@ func (w *redeliverer) pass(ctx context.Context) {
 			w.start(ctx, id)
 		}
 	}
+	w.stuck = ""
 	if err == nil {
 		for state, n := range counts {
 			h.metrics.owed.WithLabelValues(h.app, state).Set(n)
@@ -135,6 +150,20 @@ func (w *redeliverer) start(ctx context.Context, id string) {
 	}()
 }
 
+// startAfter returns ids in order, beginning after stuck (at the first when
+// stuck is empty) and ending with it.
+func startAfter(ids []string, stuck string) []string {
+	slices.Sort(ids)
+	if stuck == "" {
+		return ids
+	}
+	i, found := slices.BinarySearch(ids, stuck)
+	if found {
+		i++
+	}
+	return append(ids[i:len(ids):len(ids)], ids[:i]...)
+}
+
 // storageContext bounds one storage read or write of the background work
 // (the redelivery worker, the reconciler) by the timeout. Their context is
 // the module's, which lasts as long as the config: without a bound, a
@@ -157,73 +186,80 @@ func stalled(ctx, sctx context.Context) bool {
 
 // clearSettled removes the owed copy of a payment the app accepted: left
 // behind when a crash, or a write racing the one that settled it, came
-// between writing the settled record and deleting the owed one.
-func (h *Handler) clearSettled(ctx context.Context, id string) {
+// between writing the settled record and deleting the owed one. It reports
+// whether storage stalled.
+func (h *Handler) clearSettled(ctx context.Context, id string) bool {
 	unlockLocal, ok := h.locks.TryLock(id)
 	if !ok {
-		return
+		return false
 	}
-	defer unlockLocal()
-	ctx, cancel := h.storageContext(ctx)
-	defer cancel()
-	if !h.store.OwedWritten(ctx, id) {
-		// The listing is older than the delivery that removed it: no lock,
-		// which on networked storage a client's retry would wait for.
-		return
-	}
-	unlock, ok := h.store.TryLock(ctx, id, 100*time.Millisecond)
-	if !ok {
-		return
-	}
-	defer unlock()
-	if rec, err := h.store.Load(ctx, id); err == nil && rec != nil && !rec.Owed() && !rec.Unsaved {
-		if err := h.store.ClearOwed(ctx, id); err != nil {
-			h.logger.Warn("could not remove the owed copy of a delivered payment", zap.String("payment_id", id), zap.Error(err))
-		}
-	}
-}
-
-// persistUnsaved tries again to write the records this process keeps in
-// memory because their write failed.
-func (h *Handler) persistUnsaved(ctx context.Context) {
-	for id := range h.store.Unsaved() {
-		if ctx.Err() != nil {
-			return
-		}
-		unlockLocal, ok := h.locks.TryLock(id)
-		if !ok {
-			continue
-		}
-		if h.persistUnsavedOne(ctx, id, unlockLocal) {
-			h.logger.Warn("storage did not answer within the timeout; records it refused before stay in memory until a later pass",
-				zap.String("payment_id", id))
-			return
-		}
-	}
-}
-
-// persistUnsavedOne writes the unsaved record of id, whose in-process lock
-// the caller took and this releases. It reports whether storage stalled.
-func (h *Handler) persistUnsavedOne(ctx context.Context, id string, unlockLocal func()) bool {
 	defer unlockLocal()
 	sctx, cancel := h.storageContext(ctx)
 	defer cancel()
+	if !h.store.OwedWritten(sctx, id) {
+		// The listing is older than the delivery that removed it: no lock,
+		// which on networked storage a client's retry would wait for.
+		return stalled(ctx, sctx)
+	}
 	unlock, ok := h.store.TryLock(sctx, id, 100*time.Millisecond)
 	if !ok {
 		return stalled(ctx, sctx)
 	}
 	defer unlock()
-	rec, err := h.store.Load(sctx, id)
-	if err != nil || rec == nil || !rec.Unsaved {
-		return stalled(ctx, sctx)
+	if rec, err := h.store.Load(sctx, id); err == nil && rec != nil && !rec.Owed() && !rec.Unsaved {
+		if err := h.store.ClearOwed(sctx, id); err != nil {
+			h.logger.Warn("could not remove the owed copy of a delivered payment", zap.String("payment_id", id), zap.Error(err))
+		}
 	}
-	if err := h.store.Save(sctx, rec); err != nil {
-		return stalled(ctx, sctx)
+	return stalled(ctx, sctx)
+}
+
+// persistUnsaved tries again to write the records this process keeps in
+// memory because their write failed. All of them together get one timeout
+// (a storage that does not answer a try-lock is not told from a busy lock,
+// so a bound per record would wait as long for each); those left over wait
+// for a later pass. It reports whether storage stalled.
+func (h *Handler) persistUnsaved(ctx context.Context) bool {
+	unsaved := h.store.Unsaved()
+	if len(unsaved) == 0 {
+		return false
+	}
+	sctx, cancel := h.storageContext(ctx)
+	defer cancel()
+	for id := range unsaved {
+		if sctx.Err() != nil {
+			break
+		}
+		if unlockLocal, ok := h.locks.TryLock(id); ok {
+			h.persistUnsavedOne(sctx, id, unlockLocal)
+		}
+	}
+	if stalled(ctx, sctx) {
+		h.logger.Warn("storage did not answer within the timeout; records it refused before stay in memory until a later pass")
+		return true
+	}
+	return false
+}
+
+// persistUnsavedOne writes the unsaved record of id, whose in-process lock
+// the caller took and this releases.
+func (h *Handler) persistUnsavedOne(ctx context.Context, id string, unlockLocal func()) {
+	defer unlockLocal()
+	unlock, ok := h.store.TryLock(ctx, id, 100*time.Millisecond)
+	if !ok {
+		return
+	}
+	defer unlock()
+	rec, err := h.store.Load(ctx, id)
+	if err != nil || rec == nil || !rec.Unsaved {
+		return
+	}
+	if err := h.store.Save(ctx, rec); err != nil {
+		return
 	}
 	h.unwatch(id) // durable now: the reconciler need not keep it
 	h.logger.Info("wrote the record of a completed payment that storage had refused before",
 		zap.String("payment_id", id), zap.String("state", rec.Delivery.State))
-	return false
 }
 
 // redeliver sends one owed delivery if it is still due and no other

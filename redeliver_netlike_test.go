@@ -6,10 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -92,9 +95,12 @@ func TestBackgroundPassesOutliveStorageThatStopsAnswering(t *testing.T) {
 		rec := completedRecord(t)
 		rec.Delivery.NextAttempt = time.Now()
 		require.NoError(t, h.store.Save(ctx, rec))
-		h.watched.Put(&ledger.WatchEntry{PaymentID: rec.PaymentID, Approved: time.Now()})
+		// As if its approval's entry landed after the completion.
+		require.NoError(t, h.store.SaveWatch(ctx, &ledger.WatchEntry{PaymentID: rec.PaymentID, Approved: time.Now()}))
 	}
-	h.flushWatch(ctx)
+	watched, err := h.store.Watched(ctx)
+	require.NoError(t, err)
+	require.Len(t, watched, n)
 
 	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
 	redeliveryPass := func() { w.pass(context.Background()); w.running.Wait() }
@@ -127,7 +133,68 @@ func TestBackgroundPassesOutliveStorageThatStopsAnswering(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, owed)
 	returns(10*time.Second, "reconciler pass", reconcilerPass)
-	watched, err := h.store.Watched(ctx)
+	watched, err = h.store.Watched(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, watched, "the watched payments, completed, are settled once storage answers again")
+}
+
+// hangingStorage is a storage whose server answers every call but never
+// the reads of one payment's files.
+type hangingStorage struct {
+	certmagic.Storage
+	id string
+}
+
+func (s hangingStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if s.id != "" && strings.Contains(key, s.id) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Storage.Load(ctx, key)
+}
+
+// One payment whose record storage never answers for ends each pass that
+// reaches it, but holds up only itself: the next pass starts after it, so
+// the payments listed after it are still delivered and settled.
+func TestOneRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
+	srv := netstore.NewServer()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	var delivered atomic.Int32
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+	}))
+	t.Cleanup(app.Close)
+	storage := &hangingStorage{Storage: netstore.NewStorage(hs.URL)}
+	h := &Handler{
+		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
+		Timeout: caddyDuration(300 * time.Millisecond), RedeliverTo: app.URL,
+	}
+	h.logger = zap.NewNop()
+	require.NoError(t, h.provision(storage))
+	ctx := t.Context()
+	const n = 6
+	var ids []string
+	for range n {
+		rec := completedRecord(t)
+		rec.Delivery.NextAttempt = time.Now()
+		require.NoError(t, h.store.Save(ctx, rec))
+		require.NoError(t, h.store.SaveWatch(ctx, &ledger.WatchEntry{PaymentID: rec.PaymentID, Approved: time.Now()}))
+		ids = append(ids, rec.PaymentID)
+	}
+	storage.id = slices.Min(ids) // the first in every listing's order
+
+	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	for range 4 {
+		w.pass(context.Background())
+		w.running.Wait()
+	}
+	assert.Equal(t, int32(n-1), delivered.Load(), "every payment but the one storage does not answer for is delivered")
+	for range 3 {
+		h.reconcileOnce(context.Background())
+	}
+	watched, err := h.store.Watched(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{slices.Min(ids)}, watched, "every watched payment but that one is settled")
 }
