@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -586,4 +588,73 @@ func TestReconcileCancelNeedsRedeliverTo(t *testing.T) {
 
 	h.RedeliverTo = "http://127.0.0.1:3000"
 	assert.NoError(t, h.Validate())
+}
+
+// lockContextStorage is a storage module (not file_system: its locks are
+// taken with Lock, on a context) that checks, at each unlock of a
+// payment's lock, whether the context the lock was taken on still lived: a
+// storage module may keep its lock fresh only while it does.
+type lockContextStorage struct {
+	certmagic.Storage
+	mu     sync.Mutex
+	held   map[string]context.Context
+	lapsed []string
+	slow   atomic.Int64 // each Store takes this long (ns)
+}
+
+func (s *lockContextStorage) Store(ctx context.Context, key string, value []byte) error {
+	time.Sleep(time.Duration(s.slow.Load()))
+	return s.Storage.Store(ctx, key, value)
+}
+
+func (s *lockContextStorage) Lock(ctx context.Context, name string) error {
+	if err := s.Storage.Lock(ctx, name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held[name] = ctx
+	return nil
+}
+
+func (s *lockContextStorage) Unlock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	if held, ok := s.held[name]; ok && held.Err() != nil {
+		s.lapsed = append(s.lapsed, name)
+	}
+	delete(s.held, name)
+	s.mu.Unlock()
+	return s.Storage.Unlock(ctx, name)
+}
+
+// The reconciler's work under a payment's lock (reading Pi, completing,
+// recording the delivery) can outlast one timeout; the lock must live as
+// long as that work, or another instance could take it halfway.
+func TestReconcileKeepsThePaymentLockAliveForItsWholeWork(t *testing.T) {
+	w := newReconcileWorld(t, nil)
+	storage := &lockContextStorage{Storage: testStorage(t), held: map[string]context.Context{}}
+	const timeout = 300 * time.Millisecond
+	h, _, _ := w.start(storage, func(h *Handler) { h.Timeout = caddyDuration(timeout) })
+	p := w.pi.CreatePayment(pitest.NewPayment{Amount: "2.5"})
+	status, code := call(h, proxyTo(w.app.srv.URL), DefaultApprovePath, map[string]string{"paymentId": p.Identifier})
+	require.Equal(t, http.StatusOK, status, code)
+	h.flushWatch(context.Background())
+	txid, err := w.pi.SubmitTransaction(p.Identifier)
+	require.NoError(t, err)
+
+	// The read and the /complete take two thirds of the timeout, the
+	// record's write the rest and more.
+	w.pi.SetLatency(timeout / 3)
+	storage.slow.Store(int64(timeout / 2))
+	time.Sleep(5 * time.Millisecond)
+	start := time.Now()
+	h.reconcileOnce(context.Background())
+	w.pi.SetLatency(0)
+	storage.slow.Store(0)
+	require.Greater(t, time.Since(start), timeout, "the work under the lock outlasted one timeout")
+	got, _ := w.pi.Payment(p.Identifier)
+	require.True(t, got.IsCompletedWith(txid), "the reconciler completed the payment")
+	storage.mu.Lock()
+	defer storage.mu.Unlock()
+	assert.Empty(t, storage.lapsed, "no lock outlived the context it lives on")
 }
