@@ -67,9 +67,11 @@ type redeliverer struct {
 // lock is busy (a request or a delivery is at it) is left for a later pass.
 func (w *redeliverer) pass(ctx context.Context) {
 	h := w.h
-	rctx, cancel := h.storageContext(ctx)
-	n, err := h.store.Recover(rctx)
-	cancel()
+	// Not bounded by the timeout: a replay cut short starts again from the
+	// top, and one that takes longer than the timeout (a large segment
+	// full of owed records to sync) would never reach its end. It is local
+	// disk work; its locks are held only by live requests on this machine.
+	n, err := h.store.Recover(ctx)
 	if err != nil {
 		h.logger.Warn("could not replay the journal of an instance that stopped; retrying next pass", zap.Error(err))
 	} else if n > 0 {
