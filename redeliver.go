@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -58,8 +59,9 @@ type redeliverer struct {
 	running sync.WaitGroup
 	// stuck is the payment whose storage call ran out of time in the last
 	// pass that ended early: the next pass starts after it, so that one
-	// record storage never answers for holds up only itself.
-	stuck string
+	// record storage never answers for holds up only itself. stuckUnsaved
+	// is the same for the records kept in memory.
+	stuck, stuckUnsaved string
 }
 
 // pass makes one pass over the owed deliveries: it writes unsaved records,
@@ -82,9 +84,7 @@ func (w *redeliverer) pass(ctx context.Context) {
 		h.logger.Warn("the journal of new payment records failed and is off until Caddy restarts: each completion's record is now synced on its own, "+
 			"as durable but slower; check the disk under Caddy's storage", zap.Error(err))
 	}
-	if h.persistUnsaved(ctx) {
-		return
-	}
+	w.stuckUnsaved = h.persistUnsaved(ctx, w.stuckUnsaved)
 	octx, cancel := h.storageContext(ctx)
 	ids, err := h.store.Owed(octx) // on an error, still those in memory
 	cancel()
@@ -217,30 +217,33 @@ func (h *Handler) clearSettled(ctx context.Context, id string) bool {
 }
 
 // persistUnsaved tries again to write the records this process keeps in
-// memory because their write failed. All of them together get one timeout
-// (a storage that does not answer a try-lock is not told from a busy lock,
-// so a bound per record would wait as long for each); those left over wait
-// for a later pass. It reports whether storage stalled.
-func (h *Handler) persistUnsaved(ctx context.Context) bool {
+// memory because their write failed, in order, beginning after after (the
+// one it stalled at last time). All of them together get one timeout (a
+// storage that does not answer a try-lock is not told from a busy lock, so
+// a bound per record would wait as long for each); those left over wait for
+// a later pass. It returns the record it stalled at, or "". A stall does
+// not end the pass: the owed deliveries written before may still be sent.
+func (h *Handler) persistUnsaved(ctx context.Context, after string) string {
 	unsaved := h.store.Unsaved()
 	if len(unsaved) == 0 {
-		return false
+		return ""
 	}
 	sctx, cancel := h.storageContext(ctx)
 	defer cancel()
-	for id := range unsaved {
-		if sctx.Err() != nil {
-			break
+	for _, id := range startAfter(slices.Collect(maps.Keys(unsaved)), after) {
+		if ctx.Err() != nil {
+			return ""
 		}
 		if unlockLocal, ok := h.locks.TryLock(id); ok {
 			h.persistUnsavedOne(sctx, id, unlockLocal)
 		}
+		if stalled(ctx, sctx) {
+			h.logger.Warn("storage did not answer within the timeout; records it refused before stay in memory until a later pass",
+				zap.String("payment_id", id))
+			return id
+		}
 	}
-	if stalled(ctx, sctx) {
-		h.logger.Warn("storage did not answer within the timeout; records it refused before stay in memory until a later pass")
-		return true
-	}
-	return false
+	return ""
 }
 
 // persistUnsavedOne writes the unsaved record of id, whose in-process lock

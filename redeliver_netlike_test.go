@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -132,21 +133,32 @@ func TestBackgroundPassesOutliveStorageThatStopsAnswering(t *testing.T) {
 	owed, err := h.store.Owed(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, owed)
-	returns(10*time.Second, "reconciler pass", reconcilerPass)
-	watched, err = h.store.Watched(ctx)
-	require.NoError(t, err)
+	for i := 0; i < 10 && len(watched) > 0; i++ {
+		returns(10*time.Second, "reconciler pass", reconcilerPass)
+		watched, err = h.store.Watched(ctx)
+		require.NoError(t, err)
+	}
 	assert.Empty(t, watched, "the watched payments, completed, are settled once storage answers again")
 }
 
 // hangingStorage is a storage whose server answers every call but never
-// the reads of one payment's files.
+// the reads (or, with writes, the writes) of one payment's files.
 type hangingStorage struct {
 	certmagic.Storage
-	id string
+	id     string
+	writes bool
 }
 
-func (s hangingStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	if s.id != "" && strings.Contains(key, s.id) {
+func (s *hangingStorage) Store(ctx context.Context, key string, value []byte) error {
+	if s.writes && s.id != "" && strings.Contains(key, s.id) {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Storage.Store(ctx, key, value)
+}
+
+func (s *hangingStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if !s.writes && s.id != "" && strings.Contains(key, s.id) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
@@ -197,4 +209,66 @@ func TestOneRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
 	watched, err := h.store.Watched(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{slices.Min(ids)}, watched, "every watched payment but that one is settled")
+}
+
+// A record kept in memory (storage refused its write) whose writes storage
+// then never answers costs each redelivery pass one timeout, and no more:
+// the owed payments that were written are still delivered.
+func TestOneUnsavedRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
+	srv := netstore.NewServer()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	delivered := map[string]int{}
+	var mu sync.Mutex
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			PaymentID string `json:"paymentId"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		delivered[body.PaymentID]++
+		mu.Unlock()
+	}))
+	t.Cleanup(app.Close)
+	storage := &hangingStorage{Storage: netstore.NewStorage(hs.URL), writes: true}
+	h := &Handler{
+		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
+		Timeout: caddyDuration(300 * time.Millisecond), RedeliverTo: app.URL,
+	}
+	h.logger = zap.NewNop()
+	require.NoError(t, h.provision(storage))
+	ctx := t.Context()
+	const n = 4
+	var written []string
+	for range n {
+		rec := completedRecord(t)
+		rec.Delivery.NextAttempt = time.Now().Add(time.Hour) // not due yet
+		require.NoError(t, h.store.Save(ctx, rec))
+		written = append(written, rec.PaymentID)
+	}
+	stuck := completedRecord(t)
+	stuck.Delivery.NextAttempt = time.Now().Add(time.Hour)
+	storage.id = stuck.PaymentID
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	require.Error(t, h.store.Save(sctx, stuck), "storage does not answer its write")
+	cancel()
+	require.Contains(t, h.store.Unsaved(), stuck.PaymentID, "kept in memory")
+	for _, id := range written { // due now
+		rec, err := h.store.Load(ctx, id)
+		require.NoError(t, err)
+		rec.Delivery.NextAttempt = time.Now()
+		require.NoError(t, h.store.Save(ctx, rec))
+	}
+
+	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	for range 3 {
+		w.pass(context.Background())
+		w.running.Wait()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range written {
+		assert.Equal(t, 1, delivered[id], "the written owed payment %s is delivered", id)
+	}
+	assert.Contains(t, h.store.Unsaved(), stuck.PaymentID, "still in memory: storage never took it")
 }
