@@ -642,10 +642,10 @@ func TestReconcileKeepsThePaymentLockAliveForItsWholeWork(t *testing.T) {
 	txid, err := w.pi.SubmitTransaction(p.Identifier)
 	require.NoError(t, err)
 
-	// The read and the /complete take two thirds of the timeout, the
-	// record's write the rest and more.
-	w.pi.SetLatency(timeout / 3)
-	storage.slow.Store(int64(timeout / 2))
+	// The read and the /complete take half the timeout (they share one),
+	// the record's write three quarters of another.
+	w.pi.SetLatency(timeout / 4)
+	storage.slow.Store(int64(timeout * 3 / 4))
 	time.Sleep(5 * time.Millisecond)
 	start := time.Now()
 	h.reconcileOnce(context.Background())

@@ -205,8 +205,9 @@ func (s *Storage) refresh(ctx context.Context, name string, h *heldLock) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			// A refresh answered after the lock expired is of no use.
-			rctx, cancel := context.WithTimeout(ctx, s.lockTTL())
+			// A refresh that gets no answer is given up in time for the
+			// next to go out before the lock expires.
+			rctx, cancel := context.WithTimeout(ctx, s.lockTTL()/2)
 			_, _ = s.call(rctx, request{Op: "refresh", Key: name, Token: h.token, TTL: s.lockTTL().Milliseconds()})
 			cancel()
 		}
