@@ -217,7 +217,7 @@ func TestAdminRetryIsSerialisedWithTheWorker(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 20 {
-			w := &redeliverer{h: f.h, slots: make(chan struct{}, redeliverConcurrency)}
+			w := newRedeliverer(f.h)
 			w.pass(context.Background())
 			w.running.Wait()
 			time.Sleep(time.Millisecond)
@@ -230,7 +230,7 @@ func TestAdminRetryIsSerialisedWithTheWorker(t *testing.T) {
 	} else {
 		assert.Equal(t, http.StatusConflict, code, "the worker delivered it first")
 	}
-	w := &redeliverer{h: f.h, slots: make(chan struct{}, redeliverConcurrency)}
+	w := newRedeliverer(f.h)
 	w.pass(context.Background())
 	w.running.Wait()
 	assert.EqualValues(t, 1, f.appCalls.Load(), "delivered once, whoever sent it")

@@ -174,9 +174,7 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 		}
 		h.checks.set(id, e.NextCheck)
 	}
-	h.checks.mu.Lock()
-	h.checks.stuck = ""
-	h.checks.mu.Unlock()
+	h.checks.setStuck("")
 }
 
 // reconcileStalled ends a pass at id, whose storage call ran out of time:
@@ -184,9 +182,7 @@ func (h *Handler) reconcileOnce(ctx context.Context) {
 func (h *Handler) reconcileStalled(id string, err error) {
 	h.logger.Warn("storage did not answer within the timeout; this reconciler pass ends here, the next one tries again",
 		zap.String("payment_id", id), zap.Error(err))
-	h.checks.mu.Lock()
-	h.checks.stuck = id
-	h.checks.mu.Unlock()
+	h.checks.setStuck(id)
 }
 
 // checkTimes remembers, on the instance that reconciles, when each watched
@@ -207,6 +203,12 @@ func (c *checkTimes) stuckAt() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stuck
+}
+
+func (c *checkTimes) setStuck(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stuck = id
 }
 
 // due reports whether id's entry must be read: its check is due, or its

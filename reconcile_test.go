@@ -515,7 +515,7 @@ func TestWatchedIDsListingRace(t *testing.T) {
 // redeliverPass runs one pass of the redelivery worker and waits for the
 // deliveries it started.
 func redeliverPass(h *Handler) {
-	rw := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	rw := newRedeliverer(h)
 	rw.pass(context.Background())
 	rw.running.Wait()
 }

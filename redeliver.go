@@ -36,7 +36,7 @@ const (
 // right from the start. Several instances may run it over one storage: a
 // record is sent only under its lock.
 func (h *Handler) redeliverLoop(ctx context.Context) {
-	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	w := newRedeliverer(h)
 	defer w.running.Wait()
 	interval := min(max(time.Duration(h.RedeliverBackoff)/2, 10*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(interval)
@@ -130,6 +130,12 @@ func (w *redeliverer) pass(ctx context.Context) {
 	}
 }
 
+// newRedeliverer returns a redelivery worker for h; its passes remember
+// where the last one stalled.
+func newRedeliverer(h *Handler) *redeliverer {
+	return &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+}
+
 // start redelivers id in the background if its in-process lock is free and
 // a slot is.
 func (w *redeliverer) start(ctx context.Context, id string) {
@@ -152,8 +158,8 @@ func (w *redeliverer) start(ctx context.Context, id string) {
 	}()
 }
 
-// startAfter returns ids in order, beginning after stuck (at the first when
-// stuck is empty) and ending with it.
+// startAfter sorts ids in place and returns them beginning after stuck (at
+// the first when stuck is empty) and ending with it.
 func startAfter(ids []string, stuck string) []string {
 	slices.Sort(ids)
 	if stuck == "" {

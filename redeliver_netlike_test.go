@@ -23,22 +23,46 @@ import (
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient/pitest"
 )
 
+// netlikeServer starts a networked-like storage server for the test and
+// returns it with a storage module that talks to it.
+func netlikeServer(t *testing.T) (*netstore.Server, certmagic.Storage) {
+	srv := netstore.NewServer()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return srv, netstore.NewStorage(hs.URL)
+}
+
+// netlikeGuard provisions a guard over storage with the given timeout and
+// redeliver_to (none when empty); Pi is never reached.
+func netlikeGuard(t *testing.T, storage certmagic.Storage, timeout time.Duration, redeliverTo string) *Handler {
+	h := &Handler{
+		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
+		Timeout: caddyDuration(timeout), RedeliverTo: redeliverTo,
+	}
+	h.logger = zap.NewNop()
+	require.NoError(t, h.provision(storage))
+	return h
+}
+
+// countingApp is an app that counts the deliveries it is sent.
+func countingApp(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var delivered atomic.Int32
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+	}))
+	t.Cleanup(app.Close)
+	return app, &delivered
+}
+
 // The redelivery worker's listing of owed deliveries can be older than the
 // delivery that removed an owed copy. Clearing such a payment takes no lock:
 // on networked storage a client's retry that found the lock held would wait
 // a second for it (and with a short timeout be told storage_busy). An owed
 // copy that is still there is cleared, under the lock.
 func TestClearSettledTakesNoLockForAnOwedCopyAlreadyGone(t *testing.T) {
-	srv := netstore.NewServer()
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	storage := netstore.NewStorage(hs.URL)
-	h := &Handler{
-		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
-		Timeout: caddyDuration(2 * time.Second),
-	}
-	h.logger = zap.NewNop()
-	require.NoError(t, h.provision(storage))
+	srv, storage := netlikeServer(t)
+	h := netlikeGuard(t, storage, 2*time.Second, "")
 	ctx := t.Context()
 
 	rec := completedRecord(t)
@@ -73,22 +97,11 @@ func TestClearSettledTakesNoLockForAnOwedCopyAlreadyGone(t *testing.T) {
 // every payment), and the next pass, once storage answers again, delivers
 // what is owed and settles what is watched.
 func TestBackgroundPassesOutliveStorageThatStopsAnswering(t *testing.T) {
-	srv := netstore.NewServer()
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { srv.Resume(); hs.Close() })
-	var delivered atomic.Int32
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		delivered.Add(1)
-	}))
-	t.Cleanup(app.Close)
+	srv, storage := netlikeServer(t)
+	t.Cleanup(srv.Resume) // before the server closes
+	app, delivered := countingApp(t)
 	const timeout = 300 * time.Millisecond
-	h := &Handler{
-		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
-		Timeout: caddyDuration(timeout), RedeliverTo: app.URL,
-	}
-	h.logger = zap.NewNop()
-	require.NoError(t, h.provision(netstore.NewStorage(hs.URL)))
+	h := netlikeGuard(t, storage, timeout, app.URL)
 	ctx := t.Context()
 	// Enough payments that waiting the timeout for each would take 6 s.
 	const n = 20
@@ -103,7 +116,7 @@ func TestBackgroundPassesOutliveStorageThatStopsAnswering(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, watched, n)
 
-	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	w := newRedeliverer(h)
 	redeliveryPass := func() { w.pass(context.Background()); w.running.Wait() }
 	reconcilerPass := func() { h.reconcileOnce(context.Background()) }
 	returns := func(within time.Duration, what string, pass func()) {
@@ -169,22 +182,10 @@ func (s *hangingStorage) Load(ctx context.Context, key string) ([]byte, error) {
 // reaches it, but holds up only itself: the next pass starts after it, so
 // the payments listed after it are still delivered and settled.
 func TestOneRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
-	srv := netstore.NewServer()
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	var delivered atomic.Int32
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		delivered.Add(1)
-	}))
-	t.Cleanup(app.Close)
-	storage := &hangingStorage{Storage: netstore.NewStorage(hs.URL)}
-	h := &Handler{
-		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
-		Timeout: caddyDuration(300 * time.Millisecond), RedeliverTo: app.URL,
-	}
-	h.logger = zap.NewNop()
-	require.NoError(t, h.provision(storage))
+	_, netlike := netlikeServer(t)
+	app, delivered := countingApp(t)
+	storage := &hangingStorage{Storage: netlike}
+	h := netlikeGuard(t, storage, 300*time.Millisecond, app.URL)
 	ctx := t.Context()
 	const n = 6
 	var ids []string
@@ -197,7 +198,7 @@ func TestOneRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
 	}
 	storage.id = slices.Min(ids) // the first in every listing's order
 
-	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	w := newRedeliverer(h)
 	for range 4 {
 		w.pass(context.Background())
 		w.running.Wait()
@@ -215,9 +216,7 @@ func TestOneRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
 // then never answers costs each redelivery pass one timeout, and no more:
 // the owed payments that were written are still delivered.
 func TestOneUnsavedRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
-	srv := netstore.NewServer()
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
+	_, netlike := netlikeServer(t)
 	delivered := map[string]int{}
 	var mu sync.Mutex
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -230,13 +229,8 @@ func TestOneUnsavedRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
 		mu.Unlock()
 	}))
 	t.Cleanup(app.Close)
-	storage := &hangingStorage{Storage: netstore.NewStorage(hs.URL), writes: true}
-	h := &Handler{
-		APIKey: pitest.DefaultAPIKey, APIURL: "http://127.0.0.1:1/v2", SigningKey: unitSigningKey,
-		Timeout: caddyDuration(300 * time.Millisecond), RedeliverTo: app.URL,
-	}
-	h.logger = zap.NewNop()
-	require.NoError(t, h.provision(storage))
+	storage := &hangingStorage{Storage: netlike, writes: true}
+	h := netlikeGuard(t, storage, 300*time.Millisecond, app.URL)
 	ctx := t.Context()
 	const n = 4
 	var written []string
@@ -260,7 +254,7 @@ func TestOneUnsavedRecordStorageNeverAnswersForHoldsUpOnlyItself(t *testing.T) {
 		require.NoError(t, h.store.Save(ctx, rec))
 	}
 
-	w := &redeliverer{h: h, slots: make(chan struct{}, redeliverConcurrency)}
+	w := newRedeliverer(h)
 	for range 3 {
 		w.pass(context.Background())
 		w.running.Wait()
