@@ -29,4 +29,7 @@
 //
 // The JSON of Record and WatchEntry is the on-disk format: keep it
 // compatible.
+//
+// docs/segment-store.md plans a layout without a file per payment for
+// file_system storage (not built).
 package ledger
