@@ -33,7 +33,8 @@
 #   7. only with BENCH_BEFORE=<revision>: the guard's own cost per payment
 #      (Caddy's CPU per flow less the Go floor's, from 2b, and less Caddy's
 #      CPU per flow with reverse_proxy alone when the flow's two posts are
-#      sent to it, measured just before: piguard-bench payments -plain) of
+#      sent to it, measured just before: piguard-bench payments -plain; both
+#      measured again after every round, and their medians taken off) of
 #      the build at that revision against the build under test (issue 22);
 #      the ratio with twice the passthrough's CPU per request (5) taken off
 #      instead, as earlier runs did, is given beside it. Caddy is built
@@ -464,9 +465,12 @@ if [[ -n "$BEFORE" ]]; then
 		-concurrency 16,64 -latency 0 "${PAY_FLAGS[@]}" | tee "$work/proxyflows.md"
 	# Rounds of the same payments run against each build, alternating which
 	# goes first (before, after; after, before; ...), so that the machine's
-	# drift falls on both alike; then the table, with the Go floor's CPU per
-	# flow and the proxying's CPU per request of the runs above taken off.
-	round_args=()
+	# drift falls on both alike, each followed by the Go floor and the two
+	# posts through reverse_proxy alone once more (what is taken off both
+	# builds moved by up to 0.09 ms per flow between runs measured once); then
+	# the table, with the medians of those and the passthrough's CPU per
+	# request taken off.
+	round_args=(-gofloor "$work/gofloor.json" -proxyflows "$work/proxyflows.json")
 	for i in $(seq 1 "$BA_ROUNDS"); do
 		if ((i % 2 == 1)); then order=(before after); else order=(after before); fi
 		for build in "${order[@]}"; do
@@ -476,11 +480,18 @@ if [[ -n "$BEFORE" ]]; then
 				-pid "$ba_pid" -app-pid "$up_pid" -pi-pid "$pi_pid" -name "$build" -summary "$work/ba-$build-$i.json" \
 				-title "$build build ($rev), round $i" -concurrency 16,64 -latency 0 "${PAY_FLAGS[@]}" >"$work/ba-$build-$i.md"
 		done
+		say "before and after, round $i of $BA_ROUNDS: the Go floor and the two posts through reverse_proxy alone"
+		bin/piguard-bench payments -guard "http://127.0.0.1:${GOFLOOR_PORT}" -fakepi "http://127.0.0.1:${PI_PORT}" \
+			-pid "$gofloor_pid" -pi-pid "$pi_pid" -name gofloor -summary "$work/gofloor-$i.json" -title "Go floor, round $i" \
+			-concurrency 16,64 -latency 0 "${PAY_FLAGS[@]}" >"$work/gofloor-$i.md"
+		bin/piguard-bench payments -plain -guard "http://127.0.0.1:${PLAIN_PORT}" -pid "$caddy_pid" -app-pid "$up_pid" \
+			-name proxy -summary "$work/proxyflows-$i.json" -title "reverse_proxy alone, the flow's two posts, round $i" \
+			-concurrency 16,64 -latency 0 "${PAY_FLAGS[@]}" >"$work/proxyflows-$i.md"
 		round_args+=(-round "$work/ba-${order[0]}-$i.json,$work/ba-${order[1]}-$i.json")
+		round_args+=(-gofloor "$work/gofloor-$i.json" -proxyflows "$work/proxyflows-$i.json")
 	done
 	say "the guard's own cost per payment, before and after"
-	bin/piguard-bench beforeafter "${round_args[@]}" -gofloor "$work/gofloor.json" -passthrough "$work/passthrough.json" \
-		-proxyflows "$work/proxyflows.json" \
+	bin/piguard-bench beforeafter "${round_args[@]}" -passthrough "$work/passthrough.json" \
 		-before-rev "$before_label" -after-rev "$after_label" -before-caddy "$before_caddy" -after-caddy "$after_caddy" |
 		tee "$work/beforeafter.md"
 fi

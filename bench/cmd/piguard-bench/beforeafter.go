@@ -48,38 +48,77 @@ type baSide struct {
 type baRow struct {
 	conc          int
 	before, after baSide
-	floor         time.Duration // the Go floor's CPU per flow; 0 when not measured
-	proxy         time.Duration // Caddy's CPU per request with reverse_proxy alone (GET, passthrough)
+	// floor is the Go floor's CPU per flow, the median of its runs; 0 when
+	// not measured.
+	floor baYardstick
+	proxy time.Duration // Caddy's CPU per request with reverse_proxy alone (GET, passthrough)
 	// proxyFlow is Caddy's CPU per flow with reverse_proxy alone, the flow's
-	// two posts proxied as they are (payments -plain); 0 when not measured,
-	// and then 2 × proxy stands for it.
-	proxyFlow time.Duration
+	// two posts proxied as they are (payments -plain), the median of its
+	// runs; 0 when not measured, and then 2 × proxy stands for it.
+	proxyFlow baYardstick
+}
+
+// baYardstick is what is taken off both builds' CPU per flow, measured in
+// one or more runs of the same script run (the script measures it again in
+// every round, so that its noise does not decide the ratio): their median
+// and range.
+type baYardstick struct {
+	n                   int
+	median, least, most time.Duration
+}
+
+// yardstickOf is the median and range, over the summaries that have a run at
+// conc flows in flight and 0 ms, of their CPU per flow.
+func yardstickOf(sums []*summary, conc int) baYardstick {
+	var cpus []float64
+	for _, s := range sums {
+		if run := s.run(0, conc); run != nil {
+			cpus = append(cpus, float64(run.CPUPerFlow))
+		}
+	}
+	if len(cpus) == 0 {
+		return baYardstick{}
+	}
+	return baYardstick{n: len(cpus), median: time.Duration(median(cpus)),
+		least: time.Duration(slices.Min(cpus)), most: time.Duration(slices.Max(cpus))}
+}
+
+// String is the median in ms, with the range when there was more than one
+// run; "–" when not measured.
+func (y baYardstick) String() string {
+	switch y.n {
+	case 0:
+		return "–"
+	case 1:
+		return loadgen.Ms(y.median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", loadgen.Ms(y.median), loadgen.Ms(y.least), loadgen.Ms(y.most))
 }
 
 // known tells whether the row has what the guard's own cost needs: both
 // builds' CPU per flow and the Go floor's.
 func (r baRow) known() bool {
-	return r.before.cpu > 0 && r.after.cpu > 0 && r.floor > 0
+	return r.before.cpu > 0 && r.after.cpu > 0 && r.floor.median > 0
 }
 
 // own is the guard's own cost per payment of one build: its CPU per flow less
 // the Go floor's (the 2 requests served and 3 Pi calls, in plain Go) and
 // less Caddy's cost of proxying the flow's 2 requests to the app.
-func (r baRow) own(s baSide) time.Duration { return s.cpu - r.floor - r.proxying() }
+func (r baRow) own(s baSide) time.Duration { return s.cpu - r.floor.median - r.proxying() }
 
 // proxying is what proxying the flow's 2 requests to the app costs Caddy:
 // the two posts themselves through reverse_proxy alone when measured, twice a
 // passthrough GET's cost otherwise.
 func (r baRow) proxying() time.Duration {
-	if r.proxyFlow > 0 {
-		return r.proxyFlow
+	if r.proxyFlow.median > 0 {
+		return r.proxyFlow.median
 	}
 	return 2 * r.proxy
 }
 
 // ownByGET is own with twice a passthrough GET's cost taken off, the
 // yardstick the comparison used before the posts were measured.
-func (r baRow) ownByGET(s baSide) time.Duration { return s.cpu - r.floor - 2*r.proxy }
+func (r baRow) ownByGET(s baSide) time.Duration { return s.cpu - r.floor.median - 2*r.proxy }
 
 // ratio is after's own cost over before's; ok is false when before's is not
 // positive (lost in noise), when no ratio means anything.
@@ -104,10 +143,19 @@ func beforeAfter(args []string, out io.Writer) error {
 		roundPaths = append(roundPaths, paths)
 		return nil
 	})
-	floorPath := fs.String("gofloor", "", "payments -summary of the Go floor (piguard-bench gobaseline) from the same run (required)")
+	var floorPaths, proxyPaths []string
+	fs.Func("gofloor", "payments -summary of the Go floor (piguard-bench gobaseline) from the same run (required; repeat the flag "+
+		"for each of its runs: the median is taken off)", func(v string) error {
+		floorPaths = append(floorPaths, v)
+		return nil
+	})
 	ptPath := fs.String("passthrough", "", "passthrough -summary from the same run, measured with -pid (required)")
-	proxyPath := fs.String("proxyflows", "", "payments -plain -summary against reverse_proxy alone from the same run, measured with -pid "+
-		"(optional: without it, twice the passthrough's CPU per request stands for proxying a flow)")
+	fs.Func("proxyflows", "payments -plain -summary against reverse_proxy alone from the same run, measured with -pid "+
+		"(optional: without it, twice the passthrough's CPU per request stands for proxying a flow; repeat the flag for each "+
+		"of its runs: the median is taken off)", func(v string) error {
+		proxyPaths = append(proxyPaths, v)
+		return nil
+	})
 	beforeRev := fs.String("before-rev", buildBefore, "the before build's revision, as the report names it")
 	afterRev := fs.String("after-rev", buildAfter, "the after build's revision, as the report names it")
 	beforeCaddy := fs.String("before-caddy", "", "the Caddy version the before build uses (optional: a difference is pointed out)")
@@ -115,7 +163,7 @@ func beforeAfter(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if len(roundPaths) == 0 || *floorPath == "" || *ptPath == "" {
+	if len(roundPaths) == 0 || len(floorPaths) == 0 || *ptPath == "" {
 		return errors.New("-round (at least one), -gofloor and -passthrough are required")
 	}
 	var rounds []baRound
@@ -126,7 +174,7 @@ func beforeAfter(args []string, out io.Writer) error {
 		}
 		rounds = append(rounds, r)
 	}
-	floor, err := readSummary(*floorPath)
+	floors, err := readSummaries(floorPaths)
 	if err != nil {
 		return err
 	}
@@ -137,19 +185,30 @@ func beforeAfter(args []string, out io.Writer) error {
 	if !pt.CPUMeasured || pt.Plain.CPUPerRequest <= 0 {
 		return fmt.Errorf("%s: Caddy's CPU per request with reverse_proxy alone was not measured (passthrough -pid)", *ptPath)
 	}
-	var proxyFlows *summary
-	if *proxyPath != "" {
-		if proxyFlows, err = readSummary(*proxyPath); err != nil {
-			return err
-		}
+	proxyFlows, err := readSummaries(proxyPaths)
+	if err != nil {
+		return err
 	}
 	note := ""
 	if *beforeCaddy != "" && *afterCaddy != "" && *beforeCaddy != *afterCaddy {
 		note = fmt.Sprintf("The two builds use different versions of Caddy (before %s, after %s): the cost of proxying, measured with the after build, "+
 			"may not be the before build's, and part of the difference may be Caddy's.", *beforeCaddy, *afterCaddy)
 	}
-	printBeforeAfter(out, *beforeRev, *afterRev, rounds, baRows(rounds, floor, pt.Plain.CPUPerRequest, proxyFlows), note)
+	printBeforeAfter(out, *beforeRev, *afterRev, rounds, baRows(rounds, floors, pt.Plain.CPUPerRequest, proxyFlows), note)
 	return nil
+}
+
+// readSummaries reads payments summaries, in order.
+func readSummaries(paths []string) ([]*summary, error) {
+	var sums []*summary
+	for _, p := range paths {
+		s, err := readSummary(p)
+		if err != nil {
+			return nil, err
+		}
+		sums = append(sums, s)
+	}
+	return sums, nil
 }
 
 // readRound reads one round's two summaries and tells them apart by name.
@@ -176,10 +235,10 @@ func readRound(paths []string) (baRound, error) {
 }
 
 // baRows computes one row per concurrency at 0 ms Pi latency, in the order of
-// the first round's before runs. proxy is Caddy's CPU per request with
-// reverse_proxy alone, proxyFlows (nil when not measured) its CPU per flow
-// of posts.
-func baRows(rounds []baRound, floor *summary, proxy time.Duration, proxyFlows *summary) []baRow {
+// the first round's before runs. floors are the Go floor's runs, proxy is
+// Caddy's CPU per request with reverse_proxy alone, proxyFlows (none when not
+// measured) its runs of the flow's posts.
+func baRows(rounds []baRound, floors []*summary, proxy time.Duration, proxyFlows []*summary) []baRow {
 	if len(rounds) == 0 {
 		return nil
 	}
@@ -193,14 +252,7 @@ func baRows(rounds []baRound, floor *summary, proxy time.Duration, proxyFlows *s
 			before: baSideOf(rounds, conc, func(r baRound) *summary { return r.before }),
 			after:  baSideOf(rounds, conc, func(r baRound) *summary { return r.after }),
 		}
-		if f := floor.run(0, conc); f != nil {
-			r.floor = f.CPUPerFlow
-		}
-		if proxyFlows != nil {
-			if p := proxyFlows.run(0, conc); p != nil {
-				r.proxyFlow = p.CPUPerFlow
-			}
-		}
+		r.floor, r.proxyFlow = yardstickOf(floors, conc), yardstickOf(proxyFlows, conc)
 		rows = append(rows, r)
 	}
 	return rows
@@ -257,22 +309,17 @@ func printBeforeAfter(out io.Writer, beforeRev, afterRev string, rounds []baRoun
 		"the two taking turns to go first, so that the machine's drift falls on both alike.\n\n", beforeRev, afterRev, len(rounds))
 	fmt.Fprintf(out, "`CPU/flow`: the Caddy process's user + system time (/proc) over a run divided by its flows, in ms; "+
 		"the median over the rounds, their range in parentheses. `flows/s`: the median over the rounds. "+
-		"`Go floor`: the CPU per flow of `piguard-bench gobaseline` in the same run of the script, what the flow's 2 requests served and %d Pi calls cost at least in Go. "+
+		"`Go floor`: the CPU per flow of `piguard-bench gobaseline` in the same run of the script, what the flow's 2 requests served and %d Pi calls cost at least in Go; "+
+		"the median over its runs when it ran more than once (the script runs it again in every round), their range in parentheses. "+
 		"`2 × GET`: twice Caddy's CPU per request with reverse_proxy alone in the same run's passthrough (GET without a body). "+
 		"`2 posts`: Caddy's CPU per flow with reverse_proxy alone when the flow's two posts, bodies and all, are sent to it "+
 		"(`piguard-bench payments -plain`, in the same run): what proxying the flow's 2 requests to the app costs Caddy "+
-		"(when it was not measured, 2 × GET stands for it). "+
+		"(when it was not measured, 2 × GET stands for it); the median and range over its runs, as for the Go floor. "+
 		"`own` = CPU/flow − Go floor − 2 posts: the guard's own cost per payment. "+
 		"`after/before`: after's own cost over before's (issue 22 asks for at most 0.5 at 16 and 64 flows).\n\n", piCallsPerFlow)
 	var tab [][]string
 	for _, r := range rows {
-		floor, proxy2, posts, ownB, ownA, ratioS := "–", signedMs(2*r.proxy), "–", "–", "–", "–"
-		if r.floor > 0 {
-			floor = loadgen.Ms(r.floor)
-		}
-		if r.proxyFlow > 0 {
-			posts = loadgen.Ms(r.proxyFlow)
-		}
+		floor, proxy2, posts, ownB, ownA, ratioS := r.floor.String(), signedMs(2*r.proxy), r.proxyFlow.String(), "–", "–", "–"
 		if r.known() {
 			ownB, ownA = signedMs(r.own(r.before)), signedMs(r.own(r.after))
 		}
@@ -297,7 +344,7 @@ func printBeforeAfter(out io.Writer, beforeRev, afterRev string, rounds []baRoun
 		if r.known() && r.own(r.before) <= 0 {
 			fmt.Fprintf(out, "- %d flows: before's CPU per flow is no more than the Go floor and the proxying: its own cost is lost in the noise of this run, and no ratio is given.\n", r.conc)
 		}
-		if r.floor == 0 {
+		if r.floor.n == 0 {
 			fmt.Fprintf(out, "- %d flows: the Go floor has no run at 0 ms with %d flows in flight: no own cost.\n", r.conc, r.conc)
 		}
 		for _, s := range []struct {
@@ -344,7 +391,7 @@ func byGETLine(rows []baRow) string {
 	var parts []string
 	for _, r := range rows {
 		b := r.ownByGET(r.before)
-		if r.proxyFlow == 0 || !r.known() || b <= 0 {
+		if r.proxyFlow.n == 0 || !r.known() || b <= 0 {
 			continue
 		}
 		parts = append(parts, fmt.Sprintf("%d flows %s → %s ms, %.2f", r.conc, signedMs(b), signedMs(r.ownByGET(r.after)), float64(r.ownByGET(r.after))/float64(b)))

@@ -111,7 +111,7 @@ func TestBeforeAfterRows(t *testing.T) {
 	}}
 	a := &summary{Name: buildAfter, Runs: []summaryRun{{LatencyMS: 0, Conc: 16, CPUPerFlow: time.Millisecond}}}
 	floor := &summary{Runs: []summaryRun{{LatencyMS: 0, Conc: 16, CPUPerFlow: 500 * us}}}
-	rows := baRows([]baRound{{first: buildBefore, before: b, after: a}}, floor, 100*us, nil)
+	rows := baRows([]baRound{{first: buildBefore, before: b, after: a}}, []*summary{floor}, 100*us, nil)
 	require.Len(t, rows, 2, "the 0 ms runs, in the first round's order")
 	r16, r32 := rows[0], rows[1]
 	assert.Equal(t, 16, r16.conc)
@@ -133,6 +133,40 @@ func TestBeforeAfterRows(t *testing.T) {
 	assert.Contains(t, s, "- 32 flows: after has a run in 0 of the 1 rounds only.")
 	assert.Contains(t, s, "- 32 flows: the Go floor has no run at 0 ms with 32 flows in flight: no own cost.")
 	assert.Contains(t, s, "(issue 22): met (after/before 16 flows 0.23).", "32 flows is not in the target")
+}
+
+// TestBeforeAfterYardsticksMeasuredInEveryRound: the Go floor and the posts
+// through reverse_proxy alone, each run several times, are taken off as
+// their medians, and their ranges are shown.
+func TestBeforeAfterYardsticksMeasuredInEveryRound(t *testing.T) {
+	before := [3][2]time.Duration{{2600 * us, 1750 * us}, {2800 * us, 1800 * us}, {2700 * us, 1700 * us}}
+	after := [3][2]time.Duration{{1700 * us, 1400 * us}, {1800 * us, 1450 * us}, {1750 * us, 1350 * us}}
+	dir := t.TempDir()
+	args := baFiles(t, before, after, 175*us) // with one Go floor: 1.20 and 0.600 ms
+	for i, cpu := range [][2]time.Duration{{1000 * us, 500 * us}, {1100 * us, 900 * us}} {
+		p := filepath.Join(dir, fmt.Sprintf("gofloor-%d.json", i))
+		require.NoError(t, writeJSON(p, summary{Name: "gofloor", Runs: []summaryRun{
+			{LatencyMS: 0, Conc: 16, CPUPerFlow: cpu[0]}, {LatencyMS: 0, Conc: 64, CPUPerFlow: cpu[1]},
+		}}))
+		args = append(args, "-gofloor", p)
+	}
+	for i, cpu := range [][2]time.Duration{{450 * us, 500 * us}, {350 * us, 300 * us}, {400 * us, 700 * us}} {
+		p := filepath.Join(dir, fmt.Sprintf("proxy-%d.json", i))
+		require.NoError(t, writeJSON(p, summary{Name: "proxy", Runs: []summaryRun{
+			{LatencyMS: 0, Conc: 16, CPUPerFlow: cpu[0]}, {LatencyMS: 0, Conc: 64, CPUPerFlow: cpu[1]},
+		}}))
+		args = append(args, "-proxyflows", p)
+	}
+	var out bytes.Buffer
+	require.NoError(t, beforeAfter(args, &out))
+	s := out.String()
+	// 16 flows: floor median of 1.20, 1.00, 1.10 = 1.10; posts median of
+	// 0.45, 0.35, 0.40 = 0.40: before own 2.70 − 1.50 = 1.20, after 1.75 −
+	// 1.50 = 0.250, 0.21. 64 flows: floor 0.600 (0.5–0.9), posts 0.500
+	// (0.3–0.7): 0.650 and 0.300, 0.46.
+	assert.Regexp(t, `\| 16 +\| .*\| 1\.10 \(1\.00–1\.20\) +\| 0\.350 +\| 0\.400 \(0\.350–0\.450\) +\| 1\.20 +\| 0\.250 +\| 0\.21 +\|`, s)
+	assert.Regexp(t, `\| 64 +\| .*\| 0\.600 \(0\.500–0\.900\) +\| 0\.350 +\| 0\.500 \(0\.300–0\.700\) +\| 0\.650 +\| 0\.300 +\| 0\.46 +\|`, s)
+	assert.Contains(t, s, "(issue 22): met (after/before 16 flows 0.21, 64 flows 0.46).")
 }
 
 func TestBeforeAfterErrors(t *testing.T) {
