@@ -245,6 +245,16 @@ fi
 # --- the servers ---------------------------------------------------------
 storage="${BENCH_STORAGE:-$work/storage}"
 mkdir -p "$storage"
+fs="$(df -T "$storage" 2>/dev/null | awk 'NR==2 {print $2}')"
+# ext4 without a journal does not reuse an inode freed in the last minute or
+# more: every file made passes over the recent removals, which weighs on a
+# build that removes a file per payment (see docs/benchmarks.md, sixth pass).
+if [[ "$fs" == ext4 ]]; then
+	dev="$(readlink -f "$(df "$storage" 2>/dev/null | awk 'NR==2 {print $1}')")"
+	if [[ -d /proc/fs/jbd2 ]] && ! compgen -G "/proc/fs/jbd2/$(basename "$dev")-*" >/dev/null; then
+		fs="ext4 without a journal"
+	fi
+fi
 export XDG_DATA_HOME="$work/xdg-data" XDG_CONFIG_HOME="$work/xdg-config"
 PI_GUARD_SIGNING_KEY="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 export PI_GUARD_SIGNING_KEY
@@ -494,6 +504,10 @@ if [[ -n "$BEFORE" ]]; then
 	bin/piguard-bench beforeafter "${round_args[@]}" -passthrough "$work/passthrough.json" \
 		-before-rev "$before_label" -after-rev "$after_label" -before-caddy "$before_caddy" -after-caddy "$after_caddy" |
 		tee "$work/beforeafter.md"
+	if [[ "$fs" == "ext4 without a journal" ]]; then
+		printf '\n%s\n' "- The storage is on ext4 without a journal, which charges a build for the files it removed in the last minutes on every file it makes: a build that removes a file per payment pays more here than on a journaled file system, and its rounds vary more. For figures that hold elsewhere, run the comparison again with BENCH_STORAGE on a journaled file system (docs/benchmarks.md, sixth pass)." |
+			tee -a "$work/beforeafter.md"
+	fi
 fi
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -549,16 +563,6 @@ cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then commit="$commit (with uncommitted changes)"; fi
-fs="$(df -T "$storage" 2>/dev/null | awk 'NR==2 {print $2}')"
-# ext4 without a journal does not reuse an inode freed in the last minute or
-# more: every file made passes over the recent removals, which weighs on a
-# build that removes a file per payment (see docs/benchmarks.md, sixth pass).
-if [[ "$fs" == ext4 ]]; then
-	dev="$(readlink -f "$(df "$storage" 2>/dev/null | awk 'NR==2 {print $1}')")"
-	if [[ -d /proc/fs/jbd2 ]] && ! compgen -G "/proc/fs/jbd2/$(basename "$dev")-*" >/dev/null; then
-		fs="ext4 without a journal"
-	fi
-fi
 mkdir -p "$(dirname "$OUT")"
 # Hand-written notes below the marker line survive a new run (they are about
 # a run, so say which one).
