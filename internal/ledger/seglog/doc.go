@@ -1,17 +1,20 @@
-// Package seglog reads the segment files of the ledger's planned segment
-// store (docs/segment-store.md, step 2): append-only files of one record
-// per line, preallocated so that their unwritten tail reads as zero bytes,
-// each written by one process and read by every instance sharing the
-// storage, some while they grow.
+// Package seglog writes and reads the segment files of the ledger's planned
+// segment store (docs/segment-store.md, step 2): append-only files of one
+// record per line, each written by one process and read by every instance
+// sharing the storage, some while they grow.
 //
-// It has no writer yet and nothing in the guard uses it: the store is built
-// in steps that each land on their own, and this one is the part every
-// other rests on, what a reader may take from a file another process is
-// writing, and which line holds a payment's current record:
+// Nothing in the guard uses it yet: the store is built in steps that each
+// land on their own, and this is the part every other rests on.
 //
-//   - Scan cuts whole lines out of bytes read from a segment, stopping at
-//     the first zero byte (space not written yet, or never: a crash) and
-//     before a line still being written.
+//   - Writer appends lines to its own segments, preallocated as they fill (so
+//     that their unwritten tail reads as zero bytes), with one write and at
+//     most one fdatasync for each batch of concurrent appends. A segment is
+//     locked (flock) while its writer appends to it, and is made under a
+//     name that starts with a dot and ends in .new: readers take only names
+//     ending in .seg.
+//   - Scan cuts whole lines out of bytes read from a segment, stopping at the
+//     first zero byte (space not written yet, or never: a crash) and before
+//     a line still being written.
 //   - Tail follows one segment from where it last stopped.
 //   - Index keeps, per payment, where its record of the highest version is.
 package seglog

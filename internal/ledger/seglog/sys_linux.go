@@ -1,0 +1,25 @@
+//go:build linux
+
+package seglog
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// preallocate reserves n bytes of f from off (the file's size grows with
+// them); errors.ErrUnsupported where the file system cannot.
+func preallocate(f *os.File, off, n int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, off, n)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return errors.ErrUnsupported
+	}
+	return err
+}
+
+func datasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+// lockFile takes an flock on f, held until f is closed.
+func lockFile(f *os.File) error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) }

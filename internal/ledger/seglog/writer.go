@@ -1,0 +1,338 @@
+package seglog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Segment limits and the preallocation step.
+const (
+	// SegmentMaxBytes and SegmentMaxAge close a segment for appends (the
+	// journal's limits).
+	SegmentMaxBytes = 16 << 20
+	SegmentMaxAge   = 30 * time.Second
+	// preallocStep is how much space is reserved at a time: an fdatasync
+	// after writing into reserved space costs about two thirds of one after
+	// an append that grows the file (docs/benchmarks.md, fifth pass).
+	preallocStep = 4 << 20
+)
+
+// Writer appends lines to one process's segments in a folder. Concurrent
+// appends share one write and, when any of them asks for it, one
+// fdatasync (group commit). A segment is made under a name readers skip,
+// locked (on Linux, flock: a live writer's segment is never taken for a
+// dead one's), and only then given its name; it is preallocated as it
+// fills, closed for appends after SegmentMaxBytes or SegmentMaxAge, and
+// left in place: removing segments is the compaction's job, not the
+// writer's.
+type Writer struct {
+	dir string
+	// maxBytes and maxAge are SegmentMaxBytes and SegmentMaxAge, lowered
+	// by tests.
+	maxBytes int64
+	maxAge   time.Duration
+
+	batch batcher
+
+	// mu guards seg, failed and closed.
+	mu     sync.Mutex
+	seg    *wsegment
+	failed error
+	closed bool
+
+	seq atomic.Uint64
+	// datasync is the system call, replaced by tests that inject failures.
+	datasync func(*os.File) error
+	// syncs counts datasyncs, for tests.
+	syncs atomic.Int64
+}
+
+// wsegment is the segment appends go to.
+type wsegment struct {
+	f         *os.File
+	name      string
+	size      int64 // bytes written
+	allocated int64 // bytes reserved (0 where preallocation is not supported)
+	opened    time.Time
+}
+
+type job struct {
+	line    []byte
+	durable bool
+	done    chan result
+}
+
+type result struct {
+	at  At
+	err error
+}
+
+// At is where an appended line is: its segment's file name (base name) and
+// the offset of its first byte.
+type At struct {
+	Segment string
+	Off     int64
+}
+
+// NewWriter returns a writer of segments in dir (made when needed).
+func NewWriter(dir string) *Writer {
+	w := &Writer{dir: dir, maxBytes: SegmentMaxBytes, maxAge: SegmentMaxAge, datasync: datasync}
+	w.batch.commit = w.commit
+	return w
+}
+
+// ErrWriterFailed: an earlier write or sync failed and the writer is off;
+// the caller keeps what it could not write, and writes it elsewhere.
+var ErrWriterFailed = errors.New("seglog: the segment writer failed earlier")
+
+// Append writes line (one record, without '\n') at the end of the current
+// segment and returns where. It returns once the line is written; with
+// durable, once it is on disk too (one fdatasync for every durable line of
+// a batch). ctx bounds only the wait: the line may still be written.
+func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, error) {
+	if len(line)+1 > MaxLine {
+		return At{}, fmt.Errorf("%w: %d bytes", ErrLineTooLong, len(line))
+	}
+	for _, b := range line {
+		if b == '\n' || b == 0 {
+			return At{}, errors.New("seglog: a line holds a newline or a zero byte")
+		}
+	}
+	w.mu.Lock()
+	failed, closed := w.failed, w.closed
+	w.mu.Unlock()
+	if failed != nil {
+		return At{}, fmt.Errorf("%w: %w", ErrWriterFailed, failed)
+	}
+	if closed {
+		return At{}, errors.New("seglog: the segment writer is closed")
+	}
+	j := &job{line: line, durable: durable, done: make(chan result, 1)}
+	w.batch.add(j)
+	select {
+	case r := <-j.done:
+		return r.at, r.err
+	case <-ctx.Done():
+		return At{}, fmt.Errorf("seglog: waiting for a segment write: %w", ctx.Err())
+	}
+}
+
+// commit writes a batch and, if any job asks, syncs it; every job gets its
+// outcome. Only the batcher's goroutine calls it.
+func (w *Writer) commit(batch []*job) {
+	at, err := w.write(batch)
+	for i, j := range batch {
+		j.done <- result{at: at[i], err: err}
+	}
+}
+
+func (w *Writer) write(batch []*job) ([]At, error) {
+	at := make([]At, len(batch))
+	w.mu.Lock()
+	seg, failed, closed := w.seg, w.failed, w.closed
+	w.mu.Unlock()
+	if failed != nil {
+		return at, fmt.Errorf("%w: %w", ErrWriterFailed, failed)
+	}
+	if closed {
+		return at, errors.New("seglog: the segment writer is closed")
+	}
+	if seg != nil && (seg.size >= w.maxBytes || time.Since(seg.opened) >= w.maxAge) {
+		w.rotate(seg)
+		seg = nil
+	}
+	if seg == nil {
+		var err error
+		if seg, err = w.open(); err != nil {
+			w.fail(err)
+			return at, fmt.Errorf("seglog: starting a segment in %s: %w", w.dir, err)
+		}
+	}
+	var buf []byte
+	durable := false
+	for i, j := range batch {
+		at[i] = At{Segment: filepath.Base(seg.name), Off: seg.size + int64(len(buf))}
+		buf = append(append(buf, j.line...), '\n')
+		durable = durable || j.durable
+	}
+	err := w.reserve(seg, seg.size+int64(len(buf)))
+	if err == nil {
+		_, err = seg.f.WriteAt(buf, seg.size)
+	}
+	if err == nil && durable {
+		if err = w.datasync(seg.f); err == nil {
+			w.syncs.Add(1)
+		}
+	}
+	if err != nil {
+		// What reached the disk is unknown: no line of this batch counts,
+		// and nothing is written after it (a reader must not find an
+		// acknowledged line after a gap).
+		w.fail(err)
+		w.rotate(seg)
+		return at, fmt.Errorf("seglog: writing %s: %w", seg.name, err)
+	}
+	seg.size += int64(len(buf))
+	return at, nil
+}
+
+// reserve preallocates seg up to at least n bytes, a step at a time; where
+// the file system cannot, the file just grows as it is written.
+func (w *Writer) reserve(seg *wsegment, n int64) error {
+	if seg.allocated < 0 || n <= seg.allocated {
+		return nil
+	}
+	size := (n + preallocStep - 1) / preallocStep * preallocStep
+	if err := preallocate(seg.f, seg.allocated, size-seg.allocated); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			seg.allocated = -1
+			return nil
+		}
+		return err
+	}
+	seg.allocated = size
+	return nil
+}
+
+// open starts a segment: made under a name readers skip, locked, renamed
+// to its .seg name, its folder synced.
+func (w *Writer) open() (*wsegment, error) {
+	if err := os.MkdirAll(w.dir, 0o700); err != nil {
+		return nil, err
+	}
+	base := fmt.Sprintf("%020d-%d-%s.seg", time.Now().UnixNano(), w.seq.Add(1), token())
+	name, aside := filepath.Join(w.dir, base), filepath.Join(w.dir, "."+base+".new")
+	f, err := os.OpenFile(aside, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	seg := &wsegment{f: f, name: name, opened: time.Now()}
+	err = lockFile(f)
+	if err == nil {
+		err = w.reserve(seg, 1)
+	}
+	if err == nil {
+		err = os.Rename(aside, name)
+	}
+	if err == nil {
+		err = syncDir(w.dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(aside)
+		os.Remove(name)
+		return nil, err
+	}
+	w.mu.Lock()
+	w.seg = seg
+	w.mu.Unlock()
+	return seg, nil
+}
+
+// rotate closes seg for appends (if it is still the current segment). Its
+// file stays where it is; closing it drops the writer's lock.
+func (w *Writer) rotate(seg *wsegment) {
+	w.mu.Lock()
+	if w.seg == seg {
+		w.seg = nil
+	}
+	w.mu.Unlock()
+	seg.f.Close()
+}
+
+// fail turns the writer off for the rest of its life.
+func (w *Writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failed == nil {
+		w.failed = err
+	}
+}
+
+// Close closes the current segment; later appends fail. Appends in flight
+// finish first.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.batch.wait()
+	w.mu.Lock()
+	seg := w.seg
+	w.seg = nil
+	w.mu.Unlock()
+	if seg != nil {
+		return seg.f.Close()
+	}
+	return nil
+}
+
+// Syncs is how many fdatasyncs the writer made.
+func (w *Writer) Syncs() int64 { return w.syncs.Load() }
+
+// batcher is a group commit: commit runs, in one goroutine started when
+// needed, on every job queued while the previous batch was committed.
+type batcher struct {
+	commit  func([]*job)
+	mu      sync.Mutex
+	queue   []*job
+	running bool
+	idle    *sync.Cond
+}
+
+func (b *batcher) add(j *job) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.queue = append(b.queue, j)
+	if !b.running {
+		b.running = true
+		go b.loop()
+	}
+}
+
+func (b *batcher) loop() {
+	for {
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		if len(batch) == 0 {
+			b.running = false
+			if b.idle != nil {
+				b.idle.Broadcast()
+			}
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.commit(batch)
+	}
+}
+
+// wait returns once no batch is being committed.
+func (b *batcher) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.idle == nil {
+		b.idle = sync.NewCond(&b.mu)
+	}
+	for b.running {
+		b.idle.Wait()
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,50 @@
+package seglog
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func TestWriterPreallocatesAndLocksItsSegment(t *testing.T) {
+	dir := t.TempDir()
+	probe, err := os.Create(filepath.Join(dir, "probe"))
+	require.NoError(t, err)
+	if err := unix.Fallocate(int(probe.Fd()), 0, 0, 4096); err != nil {
+		t.Skipf("this file system cannot preallocate: %v", err)
+	}
+	probe.Close()
+	w := NewWriter(dir)
+	at, err := w.Append(context.Background(), []byte("one"), true)
+	require.NoError(t, err)
+	name := filepath.Join(dir, at.Segment)
+	fi, err := os.Stat(name)
+	require.NoError(t, err)
+	assert.Equal(t, int64(preallocStep), fi.Size(), "space reserved ahead of the writes")
+
+	// Past the first step: reserved again, a step at a time.
+	_, err = w.Append(context.Background(), []byte(strings.Repeat("x", preallocStep-2)), false)
+	require.NoError(t, err)
+	fi, err = os.Stat(name)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2*preallocStep), fi.Size())
+
+	f, err := os.Open(name)
+	require.NoError(t, err)
+	defer f.Close()
+	lines, _, err := NewTail(f, 0).Read()
+	require.NoError(t, err)
+	require.Len(t, lines, 2, "the reserved tail reads as nothing written")
+	assert.Equal(t, "one", string(lines[0]))
+
+	// A live writer holds its segment's lock; closing drops it.
+	assert.ErrorIs(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+	require.NoError(t, w.Close())
+	assert.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB))
+}
