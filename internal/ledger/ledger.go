@@ -189,6 +189,7 @@ func (st *Ledger) Save(ctx context.Context, rec *Record) error {
 		rec.Created = now
 	}
 	rec.Updated = now
+	rec.Version++
 	data, err := marshalRecord(rec)
 	if err != nil {
 		return err

@@ -48,6 +48,11 @@ type Record struct {
 	CompletedAt time.Time `json:"completed_at,omitzero"`
 	Created     time.Time `json:"created"`
 	Updated     time.Time `json:"updated"`
+	// Version counts the record's writes: Save writes the one it loaded
+	// plus one. Every write of a payment's record is made under its lock
+	// after a Load, so of two records of one payment the higher version is
+	// the current one (docs/segment-store.md; 0 in records written before).
+	Version uint64 `json:"version,omitempty"`
 
 	// Unsaved: the last save failed; the record lives in memory only until
 	// a later save succeeds (Ledger.Save says so, and the redelivery pass

@@ -116,6 +116,10 @@ func appendRecord(b []byte, rec *Record) (_ []byte, ok bool) {
 	if b, ok = appendTime(b, rec.Updated); !ok {
 		return b, false
 	}
+	if rec.Version != 0 {
+		b = append(b, `,"version":`...)
+		b = strconv.AppendUint(b, rec.Version, 10)
+	}
 	return append(b, '}'), true
 }
 

@@ -87,6 +87,9 @@ func randRecord(rng *rand.Rand) *Record {
 		Payer:    randStrings(rng), PayerBefore: randStrings(rng), Caller: randText(rng),
 		CompletedAt: randTime(rng), Created: randTime(rng), Updated: randTime(rng), Unsaved: rng.IntN(2) == 0,
 	}
+	if rng.IntN(2) == 0 {
+		rec.Version = rng.Uint64() >> rng.IntN(64)
+	}
 	if rng.IntN(4) != 0 {
 		r := &Request{Method: randText(rng), Path: randText(rng), Host: randText(rng)}
 		switch rng.IntN(4) {
@@ -137,7 +140,7 @@ func TestAppendRecordMatchesEncodingJSON(t *testing.T) {
 			Status: piclient.Status{DeveloperCompleted: true}, Transaction: &piclient.Transaction{TxID: "tx", Verified: true, Link: "l"}},
 		Request:     &Request{Method: "POST", Path: "/p", Host: "h", Header: http.Header{"B": {"2"}, "A": {"1", "<"}, "C": nil}, Body: []byte(`{"paymentId":"pay-1"}`)},
 		Delivery:    Delivery{State: Delivered, Attempts: 2, NextAttempt: at, LastError: "e", DeliveredAt: at.Add(time.Second)},
-		CompletedAt: at, Created: at, Updated: at.In(time.FixedZone("", 3600)),
+		CompletedAt: at, Created: at, Updated: at.In(time.FixedZone("", 3600)), Version: 18446744073709551615,
 	}
 	if !checkRecord(t, full) {
 		t.Fatal("a record with every field set went to encoding/json")
