@@ -11,7 +11,8 @@
 //     most one fdatasync for each batch of concurrent appends. A segment is
 //     locked (flock) while its writer appends to it, and is made under a
 //     name that starts with a dot and ends in .new: readers take only names
-//     ending in .seg.
+//     ending in .seg. After SegmentMaxBytes or SegmentMaxAge, idle or not,
+//     it is finished: synced, cut to what was written, unlocked.
 //   - Scan cuts whole lines out of bytes read from a segment, stopping at the
 //     first zero byte (space not written yet, or never: a crash) and before
 //     a line still being written.

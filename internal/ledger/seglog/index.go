@@ -18,10 +18,11 @@ type entry struct {
 
 // Index keeps, for each payment, where its current record is: the one with
 // the highest version. Records of equal version are copies of one record (a
-// compaction's copy, or the same line read again): the one read last is
-// kept, which is the newer copy when segments are read in the order they
-// were written, so that a compacted segment can be removed. It is safe for
-// concurrent use.
+// compaction's copy, or the same line read again): the one in the later
+// segment is kept, whatever order they were read in, so that a compacted
+// segment can be removed. The caller numbers segments (Loc.Segment) in the
+// order of their names, which start with their creation time. It is safe
+// for concurrent use.
 type Index struct {
 	mu sync.RWMutex
 	m  map[string]entry
@@ -35,7 +36,7 @@ func NewIndex() *Index { return &Index{m: map[string]entry{}} }
 func (x *Index) Put(id string, version uint64, loc Loc) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if e, ok := x.m[id]; ok && e.version > version {
+	if e, ok := x.m[id]; ok && (e.version > version || e.version == version && e.loc.Segment > loc.Segment) {
 		return false
 	}
 	x.m[id] = entry{version: version, loc: loc}

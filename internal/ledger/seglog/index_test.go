@@ -22,9 +22,10 @@ func TestIndexKeepsTheHighestVersion(t *testing.T) {
 	assert.Equal(t, uint64(2), v)
 	assert.Equal(t, Loc{Segment: 1, Off: 11, Len: 12}, loc)
 
-	// A compaction's copy (same version) read after the original: the copy is
-	// the one kept, so that the compacted segment can go.
+	// A compaction's copy (same version, later segment): the copy is the one
+	// kept, so that the compacted segment can go, whichever is read last.
 	assert.True(t, x.Put("p1", 2, Loc{Segment: 3, Off: 40, Len: 12}))
+	assert.False(t, x.Put("p1", 2, Loc{Segment: 1, Off: 11, Len: 12}), "the original read again after its copy")
 	loc, _, _ = x.Get("p1")
 	assert.Equal(t, uint32(3), loc.Segment)
 

@@ -17,6 +17,9 @@ const MaxLine = 4 << 20
 // that are not a segment.
 var ErrLineTooLong = errors.New("seglog: a line longer than any record")
 
+// readSize is a Tail's read: most records are a few hundred bytes.
+const readSize = 16 << 10
+
 // Tail reads one segment from where it last stopped: each Read returns the
 // whole lines written since. It is not safe for concurrent use.
 type Tail struct {
@@ -36,15 +39,19 @@ func (t *Tail) Offset() int64 { return t.off }
 
 // Read returns the whole lines written after Offset, each with the offset
 // it starts at, and moves Offset past them. It returns no lines when
-// nothing new is whole yet (see Scan).
+// nothing new is whole yet (see Scan). An error comes with no lines: lines
+// read before it are returned first, and the error by the next Read.
 func (t *Tail) Read() (lines [][]byte, offsets []int64, err error) {
-	if t.buf == nil {
-		t.buf = make([]byte, 16<<10)
+	if len(t.buf) != readSize {
+		t.buf = make([]byte, readSize) // first Read, or after a long line
 	}
 	for {
 		k, rerr := t.f.ReadAt(t.buf, t.off)
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			return lines, offsets, fmt.Errorf("seglog: reading %s at %d: %w", t.f.Name(), t.off, rerr)
+			if len(lines) > 0 {
+				return lines, offsets, nil
+			}
+			return nil, nil, fmt.Errorf("seglog: reading %s at %d: %w", t.f.Name(), t.off, rerr)
 		}
 		got, n := Scan(t.buf[:k])
 		for _, l := range got {
@@ -60,7 +67,10 @@ func (t *Tail) Read() (lines [][]byte, offsets []int64, err error) {
 		case n > 0:
 			continue // the buffer ended inside a line: read on from it
 		case len(t.buf) >= MaxLine:
-			return lines, offsets, fmt.Errorf("%w: %s at %d", ErrLineTooLong, t.f.Name(), t.off)
+			if len(lines) > 0 {
+				return lines, offsets, nil // what came before, first
+			}
+			return nil, nil, fmt.Errorf("%w: %s at %d", ErrLineTooLong, t.f.Name(), t.off)
 		default:
 			t.buf = make([]byte, 2*len(t.buf)) // one line longer than the buffer
 		}

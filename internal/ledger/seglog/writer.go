@@ -39,6 +39,9 @@ type Writer struct {
 	maxAge   time.Duration
 
 	batch batcher
+	// commitMu is held while a batch is written, and to close a segment by
+	// age: never closed under a write.
+	commitMu sync.Mutex
 
 	// mu guards seg, failed and closed.
 	mu     sync.Mutex
@@ -94,7 +97,9 @@ var ErrWriterFailed = errors.New("seglog: the segment writer failed earlier")
 // Append writes line (one record, without '\n') at the end of the current
 // segment and returns where. It returns once the line is written; with
 // durable, once it is on disk too (one fdatasync for every durable line of
-// a batch). ctx bounds only the wait: the line may still be written.
+// a batch). ctx bounds only the wait for the writer to take the line: once
+// it is taken, Append waits for its outcome (a commit is bounded by the
+// disk), so that no line is ever written after Append said it was not.
 func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, error) {
 	if len(line)+1 > MaxLine {
 		return At{}, fmt.Errorf("%w: %d bytes", ErrLineTooLong, len(line))
@@ -113,20 +118,21 @@ func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, err
 	if closed {
 		return At{}, errors.New("seglog: the segment writer is closed")
 	}
+	if err := ctx.Err(); err != nil {
+		return At{}, fmt.Errorf("seglog: before a segment write: %w", err)
+	}
 	j := &job{line: line, durable: durable, done: make(chan result, 1)}
 	w.batch.add(j)
-	select {
-	case r := <-j.done:
-		return r.at, r.err
-	case <-ctx.Done():
-		return At{}, fmt.Errorf("seglog: waiting for a segment write: %w", ctx.Err())
-	}
+	r := <-j.done
+	return r.at, r.err
 }
 
 // commit writes a batch and, if any job asks, syncs it; every job gets its
 // outcome. Only the batcher's goroutine calls it.
 func (w *Writer) commit(batch []*job) {
+	w.commitMu.Lock()
 	at, err := w.write(batch)
+	w.commitMu.Unlock()
 	for i, j := range batch {
 		j.done <- result{at: at[i], err: err}
 	}
@@ -144,7 +150,7 @@ func (w *Writer) write(batch []*job) ([]At, error) {
 		return at, errors.New("seglog: the segment writer is closed")
 	}
 	if seg != nil && (seg.size >= w.maxBytes || time.Since(seg.opened) >= w.maxAge) {
-		w.rotate(seg)
+		w.finish(seg)
 		seg = nil
 	}
 	if seg == nil {
@@ -179,6 +185,9 @@ func (w *Writer) write(batch []*job) ([]At, error) {
 		return at, fmt.Errorf("seglog: writing %s: %w", seg.name, err)
 	}
 	seg.size += int64(len(buf))
+	if seg.size >= w.maxBytes {
+		w.finish(seg)
+	}
 	return at, nil
 }
 
@@ -232,11 +241,40 @@ func (w *Writer) open() (*wsegment, error) {
 	w.mu.Lock()
 	w.seg = seg
 	w.mu.Unlock()
+	time.AfterFunc(w.maxAge, func() {
+		// Closed by age even when no append comes: a segment nobody
+		// holds is one compaction may take.
+		w.commitMu.Lock()
+		defer w.commitMu.Unlock()
+		w.finish(seg)
+	})
 	return seg, nil
 }
 
-// rotate closes seg for appends (if it is still the current segment). Its
-// file stays where it is; closing it drops the writer's lock.
+// finish closes seg for appends, if it is still the current segment, as a
+// segment that ended well: its lines synced (lazy ones included), the space
+// reserved past them given back (a reader then stops at its end; should a
+// crash lose the truncation, the zeros read as nothing written), its file
+// closed, which drops the writer's lock. The caller holds commitMu.
+func (w *Writer) finish(seg *wsegment) {
+	w.mu.Lock()
+	current := w.seg == seg
+	if current {
+		w.seg = nil
+	}
+	w.mu.Unlock()
+	if !current {
+		return
+	}
+	if err := seg.f.Truncate(seg.size); err == nil {
+		seg.f.Sync()
+	}
+	seg.f.Close()
+}
+
+// rotate closes seg for appends (if it is still the current segment) after
+// a failure: its tail is unknown and left as it is. Its file stays where it
+// is; closing it drops the writer's lock.
 func (w *Writer) rotate(seg *wsegment) {
 	w.mu.Lock()
 	if w.seg == seg {
@@ -255,19 +293,20 @@ func (w *Writer) fail(err error) {
 	}
 }
 
-// Close closes the current segment; later appends fail. Appends in flight
-// finish first.
+// Close finishes the current segment (its lines synced, its reserved tail
+// given back); later appends fail. Appends in flight finish first.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
 	w.batch.wait()
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
 	w.mu.Lock()
 	seg := w.seg
-	w.seg = nil
 	w.mu.Unlock()
 	if seg != nil {
-		return seg.f.Close()
+		w.finish(seg)
 	}
 	return nil
 }

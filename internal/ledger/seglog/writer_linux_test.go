@@ -48,3 +48,11 @@ func TestWriterPreallocatesAndLocksItsSegment(t *testing.T) {
 	require.NoError(t, w.Close())
 	assert.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB))
 }
+
+func assertUnlocked(t *testing.T, name string) {
+	t.Helper()
+	f, err := os.Open(name)
+	require.NoError(t, err)
+	defer f.Close()
+	assert.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), "nobody holds %s", name)
+}

@@ -143,3 +143,99 @@ func TestWriterRotatesByAge(t *testing.T) {
 	_, names := segments(t, dir)
 	assert.Len(t, names, 3)
 }
+
+// TestWriterNeverWritesALineAfterSayingItDidNot: a context that ends before
+// the line is taken keeps it out; once taken, Append waits for the outcome
+// whatever its context, since the payment's lock is released on its answer.
+func TestWriterNeverWritesALineAfterSayingItDidNot(t *testing.T) {
+	dir := t.TempDir()
+	w := NewWriter(dir)
+	defer w.Close()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := w.Append(done, []byte("refused"), true)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	gate := make(chan struct{})
+	sync0 := w.datasync
+	w.datasync = func(f *os.File) error { <-gate; return sync0(f) }
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := w.Append(ctx, []byte("taken"), true)
+		errc <- err
+	}()
+	time.Sleep(60 * time.Millisecond) // its context has ended meanwhile
+	close(gate)
+	assert.NoError(t, <-errc, "the line was written and synced: Append says so")
+	got, _ := segments(t, dir)
+	var lines []string
+	for _, l := range got {
+		lines = append(lines, l)
+	}
+	assert.Equal(t, []string{"taken"}, lines)
+}
+
+// TestWriterClosesAnIdleSegmentByAge: a segment is finished after maxAge
+// even when no append comes (its lock dropped, so compaction may take it,
+// and its reserved space given back), and Close finishes the current one.
+func TestWriterClosesAnIdleSegmentByAge(t *testing.T) {
+	dir := t.TempDir()
+	w := NewWriter(dir)
+	defer w.Close()
+	w.maxAge = 20 * time.Millisecond
+	at, err := w.Append(context.Background(), []byte("idle"), false)
+	require.NoError(t, err)
+	name := filepath.Join(dir, at.Segment)
+	require.Eventually(t, func() bool {
+		fi, err := os.Stat(name)
+		return err == nil && fi.Size() == int64(len("idle\n"))
+	}, 10*time.Second, 10*time.Millisecond, "finished: only what was written is left")
+	assertUnlocked(t, name)
+
+	at, err = w.Append(context.Background(), []byte("next"), false)
+	require.NoError(t, err)
+	assert.NotEqual(t, filepath.Base(name), at.Segment, "a new segment")
+	w.maxAge = time.Hour
+	require.NoError(t, w.Close())
+	fi, err := os.Stat(filepath.Join(dir, at.Segment))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len("next\n")), fi.Size(), "Close gives the reserved space back too")
+}
+
+// TestWriterAndTailTogether: lines appended by the writer, durable and lazy,
+// read while they are written by a Tail of the same segment.
+func TestWriterAndTailTogether(t *testing.T) {
+	dir := t.TempDir()
+	w := NewWriter(dir)
+	defer w.Close()
+	first, err := w.Append(context.Background(), []byte("0"), true)
+	require.NoError(t, err)
+	f, err := os.Open(filepath.Join(dir, first.Segment))
+	require.NoError(t, err)
+	defer f.Close()
+	const n = 3000
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range n / 4 {
+				_, err := w.Append(context.Background(), []byte(fmt.Sprintf("%d-%d-%0*d", g, i, i%700, 0)), i%2 == 0)
+				assert.NoError(t, err)
+			}
+		})
+	}
+	tail := NewTail(f, 0)
+	seen := map[string]bool{}
+	deadline := time.Now().Add(time.Minute)
+	for len(seen) < n+1 {
+		require.True(t, time.Now().Before(deadline), "read %d of %d lines in a minute", len(seen), n+1)
+		lines, _, err := tail.Read()
+		require.NoError(t, err)
+		for _, l := range lines {
+			assert.False(t, seen[string(l)], "read twice: %s", l)
+			seen[string(l)] = true
+		}
+	}
+	wg.Wait()
+}
