@@ -23,14 +23,15 @@ const readSize = 16 << 10
 // Tail reads one segment from where it last stopped: each Read returns the
 // whole lines written since. It is not safe for concurrent use.
 type Tail struct {
-	f   *os.File
-	off int64
-	buf []byte
+	f    *os.File
+	off  int64
+	buf  []byte
+	size int // readSize, smaller in tests
 }
 
 // NewTail follows f from offset off (0 for a segment not read before).
 func NewTail(f *os.File, off int64) *Tail {
-	return &Tail{f: f, off: off}
+	return &Tail{f: f, off: off, size: readSize}
 }
 
 // Offset is where the next Read starts: every byte before it was returned
@@ -42,8 +43,8 @@ func (t *Tail) Offset() int64 { return t.off }
 // nothing new is whole yet (see Scan). An error comes with no lines: lines
 // read before it are returned first, and the error by the next Read.
 func (t *Tail) Read() (lines [][]byte, offsets []int64, err error) {
-	if len(t.buf) != readSize {
-		t.buf = make([]byte, readSize) // first Read, or after a long line
+	if len(t.buf) != t.size {
+		t.buf = make([]byte, t.size) // first Read, or after a long line
 	}
 	for {
 		k, rerr := t.f.ReadAt(t.buf, t.off)

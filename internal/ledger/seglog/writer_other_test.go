@@ -4,5 +4,5 @@ package seglog
 
 import "testing"
 
-// assertUnlocked: segments are locked on Linux only.
-func assertUnlocked(*testing.T, string) {}
+// unlocked: segments are locked on Linux only.
+func unlocked(*testing.T, string) bool { return true }

@@ -190,9 +190,8 @@ func TestWriterClosesAnIdleSegmentByAge(t *testing.T) {
 	name := filepath.Join(dir, at.Segment)
 	require.Eventually(t, func() bool {
 		fi, err := os.Stat(name)
-		return err == nil && fi.Size() == int64(len("idle\n"))
-	}, 10*time.Second, 10*time.Millisecond, "finished: only what was written is left")
-	assertUnlocked(t, name)
+		return err == nil && fi.Size() == int64(len("idle\n")) && unlocked(t, name)
+	}, 10*time.Second, 10*time.Millisecond, "finished: only what was written is left, and nobody holds it")
 
 	at, err = w.Append(context.Background(), []byte("next"), false)
 	require.NoError(t, err)
