@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 	"github.com/caddyserver/certmagic"
 )
 
@@ -44,7 +45,7 @@ type fileWriter struct {
 	dirs sync.Map // directory → *atomic.Bool: known to exist
 	seq  atomic.Uint64
 
-	batch batcher[*commitJob]
+	batch seglog.Batcher[*commitJob]
 
 	// syncs counts the directory syncs made, for tests and benchmarks.
 	syncs atomic.Int64
@@ -80,7 +81,7 @@ type commitJob struct {
 
 func newFileWriter(fs *certmagic.FileStorage) *fileWriter {
 	w := &fileWriter{fs: fs, kept: map[string]keptFile{}}
-	w.batch.commit = w.commit
+	w.batch.Commit = w.commit
 	return w
 }
 
@@ -254,7 +255,7 @@ func (w *fileWriter) storeSynced(ctx context.Context, key string, value []byte) 
 		return err
 	}
 	j.done = make(chan error, 1)
-	w.batch.add(j)
+	w.batch.Add(j)
 	return awaitCommit(ctx, j.done, "the disk")
 }
 
@@ -268,43 +269,6 @@ func awaitCommit(ctx context.Context, done <-chan error, what string) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for %s to sync: %w", what, ctx.Err())
-	}
-}
-
-// batcher is a group commit: commit runs, in one goroutine started when
-// needed, on everything queued while the previous batch was committed.
-// The file writer and the journal each have one.
-type batcher[J any] struct {
-	commit  func([]J)
-	mu      sync.Mutex
-	queue   []J
-	running bool
-}
-
-// add queues job and starts the committer if it is not running.
-func (b *batcher[J]) add(job J) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.queue = append(b.queue, job)
-	if !b.running {
-		b.running = true
-		go b.loop()
-	}
-}
-
-// loop commits batches until the queue is empty.
-func (b *batcher[J]) loop() {
-	for {
-		b.mu.Lock()
-		batch := b.queue
-		b.queue = nil
-		if len(batch) == 0 {
-			b.running = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		b.commit(batch)
 	}
 }
 
@@ -396,7 +360,7 @@ func (w *fileWriter) commit(batch []*commitJob) {
 		dirs[filepath.Dir(j.final)] = nil
 	}
 	for dir := range dirs {
-		dirs[dir] = syncDir(dir)
+		dirs[dir] = seglog.SyncDir(dir)
 		w.syncs.Add(1)
 	}
 	for i, j := range batch {
@@ -409,17 +373,4 @@ func (w *fileWriter) commit(batch []*commitJob) {
 		}
 		j.done <- err
 	}
-}
-
-// syncDir fsyncs a directory, which makes the renames into it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -22,10 +22,18 @@ func TestFileWriterGroupCommit(t *testing.T) {
 	fs := &certmagic.FileStorage{Path: t.TempDir()}
 	w := newFileWriter(fs)
 	const n = 32
-	// Hold the committer back until every writer has queued its file.
-	w.batch.mu.Lock()
-	w.batch.running = true
-	w.batch.mu.Unlock()
+	// Hold the committer back (on a batch of one job of the test's own)
+	// until every writer has queued its file.
+	commit, gate, held := w.batch.Commit, make(chan struct{}), &commitJob{}
+	w.batch.Commit = func(b []*commitJob) {
+		if len(b) == 1 && b[0] == held {
+			<-gate
+			return
+		}
+		commit(b)
+	}
+	w.batch.Add(held)
+	require.Eventually(t, func() bool { return w.batch.Pending() == 0 }, 5*time.Second, time.Millisecond, "the committer took its batch of one")
 	var wg sync.WaitGroup
 	var returned atomic.Int32
 	errs := make([]error, n)
@@ -35,14 +43,10 @@ func TestFileWriterGroupCommit(t *testing.T) {
 			returned.Add(1)
 		})
 	}
-	require.Eventually(t, func() bool {
-		w.batch.mu.Lock()
-		defer w.batch.mu.Unlock()
-		return len(w.batch.queue) == n
-	}, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return w.batch.Pending() == n }, 5*time.Second, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
 	require.Zero(t, returned.Load(), "no writer returns before its batch is committed")
-	go w.batch.loop()
+	close(gate)
 	wg.Wait()
 	for i := range n {
 		require.NoError(t, errs[i])

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
@@ -53,7 +54,7 @@ type journal struct {
 	// and to close that segment: never closed under a write.
 	commitMu sync.Mutex
 
-	batch batcher[*journalJob]
+	batch seglog.Batcher[*journalJob]
 
 	mu       sync.Mutex
 	seg      *segment   // current segment, nil before the first append
@@ -129,7 +130,7 @@ func syncfsReportsErrors() bool {
 
 func newJournal(dir string) *journal {
 	j := &journal{dir: dir, own: map[string]bool{}, syncfs: syncfs, fdatasync: fdatasync}
-	j.batch.commit = j.commitBatch
+	j.batch.Commit = j.commitBatch
 	return j
 }
 
@@ -148,7 +149,7 @@ func (j *journal) append(ctx context.Context, key string, data []byte) error {
 	if j.off() {
 		return errJournalOff
 	}
-	j.batch.add(job)
+	j.batch.Add(job)
 	return awaitCommit(ctx, job.done, "the journal")
 }
 
@@ -232,7 +233,7 @@ func (j *journal) open() (*segment, error) {
 	if err := os.Rename(aside, name); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(j.dir); err != nil {
+	if err := seglog.SyncDir(j.dir); err != nil {
 		return fail(err)
 	}
 	seg := &segment{f: f, name: name}

@@ -38,7 +38,7 @@ type Writer struct {
 	maxBytes int64
 	maxAge   time.Duration
 
-	batch batcher
+	batch Batcher[*job]
 	// commitMu is held while a batch is written, and to close a segment by
 	// age: never closed under a write.
 	commitMu sync.Mutex
@@ -86,7 +86,7 @@ type At struct {
 // NewWriter returns a writer of segments in dir (made when needed).
 func NewWriter(dir string) *Writer {
 	w := &Writer{dir: dir, maxBytes: SegmentMaxBytes, maxAge: SegmentMaxAge, datasync: datasync}
-	w.batch.commit = w.commit
+	w.batch.Commit = w.commit
 	return w
 }
 
@@ -122,7 +122,7 @@ func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, err
 		return At{}, fmt.Errorf("seglog: before a segment write: %w", err)
 	}
 	j := &job{line: line, durable: durable, done: make(chan result, 1)}
-	w.batch.add(j)
+	w.batch.Add(j)
 	r := <-j.done
 	return r.at, r.err
 }
@@ -149,7 +149,9 @@ func (w *Writer) write(batch []*job) ([]At, error) {
 	if closed {
 		return at, errors.New("seglog: the segment writer is closed")
 	}
-	if seg != nil && (seg.size >= w.maxBytes || time.Since(seg.opened) >= w.maxAge) {
+	// A full segment is finished by the write that fills it, an old one by
+	// its timer; this catches a write that comes before the timer fires.
+	if seg != nil && time.Since(seg.opened) >= w.maxAge {
 		w.finish(seg)
 		seg = nil
 	}
@@ -230,7 +232,7 @@ func (w *Writer) open() (*wsegment, error) {
 		err = os.Rename(aside, name)
 	}
 	if err == nil {
-		err = syncDir(w.dir)
+		err = SyncDir(w.dir)
 	}
 	if err != nil {
 		f.Close()
@@ -299,7 +301,7 @@ func (w *Writer) Close() error {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
-	w.batch.wait()
+	w.batch.Wait()
 	w.commitMu.Lock()
 	defer w.commitMu.Unlock()
 	w.mu.Lock()
@@ -313,65 +315,3 @@ func (w *Writer) Close() error {
 
 // Syncs is how many fdatasyncs the writer made.
 func (w *Writer) Syncs() int64 { return w.syncs.Load() }
-
-// batcher is a group commit: commit runs, in one goroutine started when
-// needed, on every job queued while the previous batch was committed.
-type batcher struct {
-	commit  func([]*job)
-	mu      sync.Mutex
-	queue   []*job
-	running bool
-	idle    *sync.Cond
-}
-
-func (b *batcher) add(j *job) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.queue = append(b.queue, j)
-	if !b.running {
-		b.running = true
-		go b.loop()
-	}
-}
-
-func (b *batcher) loop() {
-	for {
-		b.mu.Lock()
-		batch := b.queue
-		b.queue = nil
-		if len(batch) == 0 {
-			b.running = false
-			if b.idle != nil {
-				b.idle.Broadcast()
-			}
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		b.commit(batch)
-	}
-}
-
-// wait returns once no batch is being committed.
-func (b *batcher) wait() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.idle == nil {
-		b.idle = sync.NewCond(&b.mu)
-	}
-	for b.running {
-		b.idle.Wait()
-	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -111,12 +113,7 @@ func TestWriterFailureTurnsItOff(t *testing.T) {
 	assert.ErrorIs(t, err, ErrWriterFailed, "no line is ever written after one whose sync failed")
 	got, names := segments(t, dir)
 	assert.Len(t, names, 1)
-	var lines []string
-	for _, l := range got {
-		lines = append(lines, l)
-	}
-	sort.Strings(lines)
-	assert.Equal(t, []string{"before", "lost"}, lines, "the failed batch may be there (its sync's outcome is unknown), nothing after it")
+	assert.Equal(t, []string{"before", "lost"}, slices.Sorted(maps.Values(got)), "the failed batch may be there (its sync's outcome is unknown), nothing after it")
 }
 
 func TestWriterRefusesWhatIsNotOneLine(t *testing.T) {
@@ -170,11 +167,7 @@ func TestWriterNeverWritesALineAfterSayingItDidNot(t *testing.T) {
 	close(gate)
 	assert.NoError(t, <-errc, "the line was written and synced: Append says so")
 	got, _ := segments(t, dir)
-	var lines []string
-	for _, l := range got {
-		lines = append(lines, l)
-	}
-	assert.Equal(t, []string{"taken"}, lines)
+	assert.Equal(t, []string{"taken"}, slices.Collect(maps.Values(got)))
 }
 
 // TestWriterClosesAnIdleSegmentByAge: a segment is finished after maxAge
