@@ -79,8 +79,14 @@ func yardstickOf(sums []*summary, conc int) baYardstick {
 	if len(cpus) == 0 {
 		return baYardstick{}
 	}
-	return baYardstick{n: len(cpus), median: time.Duration(median(cpus)),
-		least: time.Duration(slices.Min(cpus)), most: time.Duration(slices.Max(cpus))}
+	y := baYardstick{n: len(cpus)}
+	y.median, y.least, y.most = spread(cpus)
+	return y
+}
+
+// spread is the median, least and most of CPU times (not empty).
+func spread(cpus []float64) (med, least, most time.Duration) {
+	return time.Duration(median(cpus)), time.Duration(slices.Min(cpus)), time.Duration(slices.Max(cpus))
 }
 
 // String is the median in ms, with the range when there was more than one
@@ -214,11 +220,12 @@ func readSummaries(paths []string) ([]*summary, error) {
 // readRound reads one round's two summaries and tells them apart by name.
 func readRound(paths []string) (baRound, error) {
 	var r baRound
-	for _, p := range paths {
-		s, err := readSummary(p)
-		if err != nil {
-			return r, err
-		}
+	sums, err := readSummaries(paths)
+	if err != nil {
+		return r, err
+	}
+	for i, s := range sums {
+		p := paths[i]
 		switch {
 		case s.Name == buildBefore && r.before == nil:
 			r.before = s
@@ -276,8 +283,7 @@ func baSideOf(rounds []baRound, conc int, build func(baRound) *summary) baSide {
 	if s.rounds == 0 {
 		return s
 	}
-	s.cpu = time.Duration(median(cpus))
-	s.cpuMin, s.cpuMax = time.Duration(slices.Min(cpus)), time.Duration(slices.Max(cpus))
+	s.cpu, s.cpuMin, s.cpuMax = spread(cpus)
 	s.rate = median(rates)
 	return s
 }
