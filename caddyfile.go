@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 )
 
@@ -45,6 +46,7 @@ var subdirectives = []string{
 	"lookup_rate", "lookup_rate_per_client", "min_amount", "max_amount", "horizon_url", "wallet",
 	"bind_user", "payer", "cors_origins", "storage", "redeliver_to", "redeliver_attempts",
 	"redeliver_backoff", "reconcile_after", "reconcile_give_up", "reconcile_cancel", "retention",
+	"record_layout",
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -91,6 +93,7 @@ var subdirectives = []string{
 //	    reconcile_give_up  <duration>
 //	    reconcile_cancel
 //	    retention       <duration>
+//	    record_layout   segments|files
 //	}
 //
 // cors_origins lists the origins (scheme://host[:port], as browsers send
@@ -302,6 +305,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("pi_guard: retention %q must be a positive duration, such as 720h (30 days)", val)
 			}
 			h.Retention = caddy.Duration(dur)
+		case "record_layout":
+			if val != ledger.LayoutSegments && val != ledger.LayoutFiles {
+				return d.Errf("pi_guard: record_layout %q must be %s or %s", val, ledger.LayoutSegments, ledger.LayoutFiles)
+			}
+			h.RecordLayout = val
 		default: // not in subdirectives: refused above
 			return d.Errf("pi_guard: subdirective %q is listed but not parsed", name)
 		}

@@ -192,6 +192,13 @@ type Handler struct {
 	// replays and audits before a background sweep removes it; default 720h
 	// (30 days). Owed records are never removed.
 	Retention caddy.Duration `json:"retention,omitempty"`
+	// RecordLayout is how records are kept with file_system storage:
+	// "segments" (the default: appended to a few segment files per
+	// instance, docs/segment-store.md) or "files" (a file per payment, as
+	// earlier versions keep them; for a cluster some of whose instances
+	// still run one). Records of either layout are read in both. Other
+	// storage modules keep a key per payment whatever it says.
+	RecordLayout string `json:"record_layout,omitempty"`
 
 	pi              *piclient.Client
 	horizon         *horizon.Client
@@ -341,7 +348,7 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	// Records are kept per app (per API key), so that one app's completed
 	// payment can never be replayed as verified to another app.
 	h.app = shortHash(apiKey)
-	h.store = ledger.New(storage, "pi_guard/"+h.app)
+	h.store = ledger.NewLayout(storage, "pi_guard/"+h.app, h.RecordLayout)
 	h.store.SetRetention(h.retention())
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {
@@ -524,6 +531,9 @@ func (h *Handler) Validate() error {
 	}
 	if err := h.validateRetention(); err != nil {
 		return err
+	}
+	if l := h.RecordLayout; l != "" && l != ledger.LayoutSegments && l != ledger.LayoutFiles {
+		return fmt.Errorf("pi_guard: record_layout must be %q or %q, got %q", ledger.LayoutSegments, ledger.LayoutFiles, l)
 	}
 	if h.RedeliverAttempts < 1 {
 		return fmt.Errorf("pi_guard: redeliver_attempts must be at least 1, got %d", h.RedeliverAttempts)

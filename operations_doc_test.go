@@ -175,7 +175,7 @@ func checkStorageFolders(facts sourceFacts, lines []string) []string {
 	}
 	// Lock names, not stored keys: with file_system storage the locks are
 	// files under locks/pi_guard/, listed on their own row.
-	lockNames := map[string]bool{"locks": true, "reconciler": true}
+	lockNames := map[string]bool{"locks": true, "reconciler": true, "compactor": true}
 	for f := range facts.folders {
 		if !listed[f] && !lockNames[f] {
 			problems = append(problems, "the backup table does not list pi_guard/<h>/"+f+"/, which the code writes")

@@ -482,11 +482,20 @@ http://127.0.0.1:%d {
 		redeliver_backoff 50ms
 		redeliver_attempts 50
 		lookup_rate_per_client 1000
+		%s
 	}
 	reverse_proxy %s
 }
 `, p.adminPort, p.httpPort, httpsPort, c.store.option(), p.httpPort, c.pi.URL, c.opts.timeout,
-		c.app.urls[viaRedeliver(p.name)], strings.TrimPrefix(c.app.urls[viaClient], "http://"))
+		c.app.urls[viaRedeliver(p.name)], c.layout(), strings.TrimPrefix(c.app.urls[viaClient], "http://"))
+}
+
+// layout is the pi_guard subdirective that sets the record layout, if any.
+func (c *cluster) layout() string {
+	if c.kind == fileSystemFiles {
+		return "record_layout files"
+	}
+	return ""
 }
 
 // start runs one `caddy run` and waits until it serves; a port taken between
@@ -668,7 +677,7 @@ func (c *cluster) completeRetrying(proc *caddyProc, id, txid string) (int, strin
 // makes requests wait past the lock wait.
 func (c *cluster) checkNoBusyOnFiles() {
 	c.t.Helper()
-	if c.kind == fileSystemStorage && c.busy.payment.Load()+c.busy.storage.Load() > 0 {
+	if c.kind != netlikeStorage && c.busy.payment.Load()+c.busy.storage.Load() > 0 {
 		c.t.Errorf("on file_system, clients were told to retry: %d payment_busy, %d storage_busy",
 			c.busy.payment.Load(), c.busy.storage.Load())
 	}
@@ -704,11 +713,17 @@ type storedRecord struct {
 	} `json:"delivery"`
 }
 
-// records reads every payment record in the shared storage
-// (pi_guard/<app>/payments/<id>.json).
+// records reads every delivered payment record in the shared storage
+// (pi_guard/<app>/payments/<id>.json, and in segments with file_system
+// storage).
 func (c *cluster) records() map[string]storedRecord {
 	c.t.Helper()
 	out := map[string]storedRecord{}
+	for id, r := range segmentRecords(c.store) {
+		if r.Delivery.State != "pending" && r.Delivery.State != "exhausted" {
+			out[id] = r
+		}
+	}
 	for _, k := range c.store.glob("pi_guard/*/payments/*.json") {
 		data, err := c.store.load(k)
 		if err != nil {
@@ -723,12 +738,18 @@ func (c *cluster) records() map[string]storedRecord {
 }
 
 // owedMarkers lists the owed markers in the shared storage
-// (pi_guard/<app>/owed/<id>.json). A temporary file beside them (*.tmp) is
-// a write a killed instance never finished: not a record (nothing reads
-// it), removed by the retention sweep once an hour old.
+// (pi_guard/<app>/owed/<id>.json, and owed records in segments). A
+// temporary file beside them (*.tmp) is a write a killed instance never
+// finished: not a record (nothing reads it), removed by the retention sweep
+// once an hour old.
 func (c *cluster) owedMarkers() []string {
 	c.t.Helper()
 	var ids []string
+	for id, r := range segmentRecords(c.store) {
+		if r.Delivery.State == "pending" || r.Delivery.State == "exhausted" {
+			ids = append(ids, id+" (in a segment)")
+		}
+	}
 	for _, k := range c.store.glob("pi_guard/*/owed/*.json") {
 		ids = append(ids, path.Base(k))
 	}

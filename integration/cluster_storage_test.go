@@ -1,7 +1,8 @@
 package integration
 
 // The storages the cluster tests run on: file_system, in a temporary
-// directory; and netlike (internal/netstore), a server in this test process
+// directory, with the guard's records in segments (the default) and in a
+// file per payment (record_layout files); and netlike (internal/netstore), a server in this test process
 // that both Caddy processes reach through the storage module
 // caddy.storage.pi_guard_netlike, and that behaves like a networked storage
 // such as Redis: every call a round trip of 1–3 ms, flat keys in an index,
@@ -20,15 +21,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 	"github.com/caddy-pi-guard/caddy-pi-guard/internal/netstore"
 )
 
 const (
 	fileSystemStorage = "file_system"
-	netlikeStorage    = "netlike"
+	// fileSystemFiles is file_system storage with record_layout files.
+	fileSystemFiles = "file_system_files"
+	netlikeStorage  = "netlike"
 )
 
-var clusterStorages = []string{fileSystemStorage, netlikeStorage}
+var clusterStorages = []string{fileSystemStorage, fileSystemFiles, netlikeStorage}
 
 // forEachClusterStorage runs f as one subtest per storage.
 func forEachClusterStorage(t *testing.T, f func(t *testing.T, kind string)) {
@@ -208,4 +212,32 @@ func (c *cluster) staleWatchEntries() int {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// segmentRecords reads the records in the segments of file_system storage
+// (pi_guard/<app>/log/*.seg), each payment's of the highest version, as
+// the guard reads them.
+func segmentRecords(s clusterStorage) map[string]storedRecord {
+	out := map[string]storedRecord{}
+	versions := map[string]uint64{}
+	for _, k := range s.glob("pi_guard/*/log/*.seg") {
+		data, err := s.load(k)
+		if err != nil {
+			continue // compacted meanwhile: its records are in a newer one
+		}
+		lines, _ := seglog.Scan(data)
+		for _, line := range lines {
+			var r struct {
+				storedRecord
+				Version uint64 `json:"version"`
+			}
+			if json.Unmarshal(line, &r) != nil {
+				continue
+			}
+			if v, seen := versions[r.PaymentID]; !seen || r.Version >= v {
+				out[r.PaymentID], versions[r.PaymentID] = r.storedRecord, r.Version
+			}
+		}
+	}
+	return out
 }

@@ -164,9 +164,9 @@ func TestExpiryLogFiles(t *testing.T) {
 // same file instead of adding one per reload.
 func TestExpiryLogSharedByStores(t *testing.T) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
-	a, b := New(fsys, "pi_guard/test"), New(fsys, "pi_guard/test")
+	a, b := NewLayout(fsys, "pi_guard/test", LayoutFiles), NewLayout(fsys, "pi_guard/test", LayoutFiles)
 	assert.Same(t, a.expiry, b.expiry)
-	assert.NotSame(t, a.expiry, New(fsys, "pi_guard/other").expiry)
+	assert.NotSame(t, a.expiry, NewLayout(fsys, "pi_guard/other", LayoutFiles).expiry)
 }
 
 func TestExpiryFileEnd(t *testing.T) {
@@ -216,13 +216,13 @@ func TestExpiryFileEndsAfterItsRecords(t *testing.T) {
 // The ledger's log follows its retention, and other storage modules keep
 // no log (their sweep walks at retention/4).
 func TestExpiryLogFollowsRetention(t *testing.T) {
-	fsys := New(testStorage(t), "pi_guard/test")
+	fsys := NewLayout(testStorage(t), "pi_guard/test", LayoutFiles)
 	fsys.SetRetention(2 * time.Minute)
 	require.NotNil(t, fsys.expiry)
 	assert.Equal(t, time.Minute, fsys.expirySpan)
 	fsys.Close()
 
-	st := New(wrappedStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "pi_guard/test")
+	st := NewLayout(wrappedStorage{&certmagic.FileStorage{Path: t.TempDir()}}, "pi_guard/test", LayoutFiles)
 	assert.Nil(t, st.expiry)
 	assert.Equal(t, DefaultRetention/4, NewSweeper(st, DefaultRetention).walkPeriod)
 }
@@ -288,7 +288,7 @@ func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
 	assert.NoError(t, sw.ExpiryFailed(now.Add(time.Minute)), "said once")
 	assert.Equal(t, DefaultRetention/4, sw.walkPeriod)
 
-	reloaded := NewSweeper(New(fsys, "pi_guard/test"), DefaultRetention)
+	reloaded := NewSweeper(NewLayout(fsys, "pi_guard/test", LayoutFiles), DefaultRetention)
 	defer reloaded.Close()
 	assert.Error(t, reloaded.ExpiryFailed(now.Add(time.Hour)), "the failure is recent for the new config too")
 	assert.Equal(t, DefaultRetention/4, reloaded.walkPeriod)
@@ -302,7 +302,7 @@ func TestExpiryLogFailureSpeedsUpTheWalk(t *testing.T) {
 		assert.NoError(t, s.ExpiryFailed(later))
 		assert.Equal(t, DefaultRetention, s.walkPeriod)
 	}
-	fresh := NewSweeper(New(fsys, "pi_guard/test"), DefaultRetention)
+	fresh := NewSweeper(NewLayout(fsys, "pi_guard/test", LayoutFiles), DefaultRetention)
 	defer fresh.Close()
 	assert.NoError(t, fresh.ExpiryFailed(later), "an old failure is not said again after a reload")
 	assert.Equal(t, DefaultRetention, fresh.walkPeriod)

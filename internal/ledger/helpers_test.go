@@ -22,7 +22,7 @@ func testStorage(t testing.TB) certmagic.Storage {
 // directory, under the prefix the tests use.
 func fileLedger(t testing.TB) (*certmagic.FileStorage, *Ledger) {
 	fs := &certmagic.FileStorage{Path: t.TempDir()}
-	return fs, New(fs, "pi_guard/test")
+	return fs, NewLayout(fs, "pi_guard/test", LayoutFiles)
 }
 
 // completedRecord is the record of a payment completed at the fake Pi, as

@@ -25,7 +25,7 @@ import (
 // own (a fresh process's), not the process-wide one.
 func journalStore(t *testing.T, dir string) *Ledger {
 	t.Helper()
-	st := New(&certmagic.FileStorage{Path: dir}, "pi_guard/test")
+	st := NewLayout(&certmagic.FileStorage{Path: dir}, "pi_guard/test", LayoutFiles)
 	require.NotNil(t, st.w)
 	st.w.journal = newJournal(st.w.fs.Filename(path.Join(st.prefix, "journal")))
 	return st

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 	"github.com/caddy-pi-guard/caddy-pi-guard/piclient"
 	"github.com/caddyserver/certmagic"
 )
@@ -51,11 +52,34 @@ type Ledger struct {
 	// journalOffLogged: the redelivery worker logged that the journal
 	// failed (once per store, so once per config load).
 	journalOffLogged atomic.Bool
+	// seg keeps new records in segments (LayoutSegments, file_system
+	// storage on Linux); nil: a file per payment. Files of the other
+	// layout are still read (see Load).
+	seg *segStore
 }
 
-func New(s certmagic.Storage, prefix string) *Ledger {
+// Record layouts of file_system storage (other storage modules keep a key
+// per payment whatever the layout).
+const (
+	// LayoutSegments appends records to segment files, a few per instance
+	// (<prefix>/log/, docs/segment-store.md): the default where flock is.
+	LayoutSegments = "segments"
+	// LayoutFiles keeps a file per payment (owed/, payments/): the layout
+	// of earlier versions, for a cluster that still runs one.
+	LayoutFiles = "files"
+)
+
+// New returns a ledger over s under prefix, in the default layout.
+func New(s certmagic.Storage, prefix string) *Ledger { return NewLayout(s, prefix, "") }
+
+// NewLayout returns a ledger over s under prefix with its records in
+// layout (LayoutSegments, LayoutFiles, or "" for the default).
+func NewLayout(s certmagic.Storage, prefix, layout string) *Ledger {
 	st := &Ledger{s: s, prefix: prefix, unsaved: unsavedFor(s, prefix)}
 	fs, ok := s.(*certmagic.FileStorage)
+	if ok && seglog.Supported && layout != LayoutFiles {
+		st.seg = segStoreFor(fs.Filename(path.Join(prefix, "log")))
+	}
 	if ok {
 		st.w = newFileWriter(fs)
 		st.w.journal = journalFor(fs.Filename(path.Join(prefix, "journal")))
@@ -158,6 +182,11 @@ func (st *Ledger) Load(ctx context.Context, id string) (*Record, error) {
 		rec.Unsaved = true
 		return &rec, nil
 	}
+	if st.seg != nil {
+		if rec, err := st.seg.load(id); rec != nil || err != nil {
+			return rec, err
+		}
+	}
 	for _, key := range []string{st.RecordKey(id), st.OwedKey(id)} {
 		data, err := st.s.Load(ctx, key)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -214,6 +243,12 @@ func (st *Ledger) Save(ctx context.Context, rec *Record) error {
 // payments/ (see fileWriter.moveDelivered): one file per payment, created
 // once.
 func (st *Ledger) write(ctx context.Context, rec *Record, data []byte) error {
+	if st.seg != nil {
+		if err := st.seg.save(ctx, rec, data); err != nil {
+			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
+		}
+		return nil
+	}
 	if rec.Owed() {
 		if err := st.put(ctx, st.OwedKey(rec.PaymentID), data, true); err != nil {
 			return fmt.Errorf("saving the record of payment %s: %w", rec.PaymentID, err)
@@ -267,7 +302,9 @@ func (st *Ledger) ClearOwed(ctx context.Context, id string) error {
 // clearOwed is ClearOwed; justWritten says the settled record in payments/
 // was written whole by this call's caller, so it need not be read again.
 func (st *Ledger) clearOwed(ctx context.Context, id string, justWritten bool) error {
-	if st.w != nil {
+	// A settled record in a segment supersedes the owed file, which goes.
+	has, owed := st.segCurrent(id)
+	if st.w != nil && !(has && !owed) {
 		owed, settled := st.OwedKey(id), st.RecordKey(id)
 		st.w.forget(owed)
 		err := st.w.settleInPlace(owed, settled)
@@ -343,7 +380,19 @@ func (st *Ledger) settledOwedCopy(ctx context.Context, owed string) ([]byte, err
 // stat, or one call to a networked storage): a listing of what is owed may
 // be older than the delivery that removed it.
 func (st *Ledger) OwedWritten(ctx context.Context, id string) bool {
+	if _, owed := st.segCurrent(id); owed {
+		return true
+	}
 	return st.s.Exists(ctx, st.OwedKey(id))
+}
+
+// segCurrent reports whether the segments hold a record of payment id,
+// and whether it is owed.
+func (st *Ledger) segCurrent(id string) (has, owed bool) {
+	if st.seg == nil {
+		return false, false
+	}
+	return st.seg.current(id)
 }
 
 // Owed lists the ids of payments whose delivery is pending or exhausted,
@@ -365,11 +414,25 @@ func (st *Ledger) Owed(ctx context.Context) ([]string, error) {
 			break
 		}
 	}
+	var segIDs []string
+	if st.seg != nil {
+		var serr error
+		if segIDs, serr = st.seg.owed(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	mem := st.unsaved.states()
-	ids := make([]string, 0, len(keys)+len(mem))
+	ids := make([]string, 0, len(keys)+len(segIDs)+len(mem))
+	listed := make(map[string]bool, len(segIDs))
+	for _, id := range segIDs {
+		if _, inMemory := mem[id]; !inMemory {
+			ids = append(ids, id)
+			listed[id] = true
+		}
+	}
 	for _, k := range keys {
 		base := path.Base(k)
-		if id, ok := strings.CutSuffix(base, ".json"); ok && piclient.ValidatePaymentID(id) == nil {
+		if id, ok := strings.CutSuffix(base, ".json"); ok && piclient.ValidatePaymentID(id) == nil && !listed[id] {
 			if _, inMemory := mem[id]; !inMemory {
 				ids = append(ids, id)
 			}

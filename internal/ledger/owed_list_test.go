@@ -31,19 +31,19 @@ func (r *racingList) List(ctx context.Context, prefix string, recursive bool) ([
 func TestOwedListingRacingADeleteIsNotEmpty(t *testing.T) {
 	base := &certmagic.FileStorage{Path: t.TempDir()}
 	ctx := context.Background()
-	st := New(base, "p")
+	st := NewLayout(base, "p", LayoutFiles)
 	require.NoError(t, st.Save(ctx, &Record{PaymentID: "pay1", Phase: PhaseComplete, Delivery: Delivery{State: Pending}}))
 
 	racing := &racingList{FileStorage: base, n: 2}
-	ids, err := New(racing, "p").Owed(ctx)
+	ids, err := NewLayout(racing, "p", LayoutFiles).Owed(ctx)
 	require.NoError(t, err, "listed again")
 	assert.Equal(t, []string{"pay1"}, ids)
 
 	racing.n = 5
-	_, err = New(racing, "p").Owed(ctx)
+	_, err = NewLayout(racing, "p", LayoutFiles).Owed(ctx)
 	assert.Error(t, err, "still racing: an error, not an empty list")
 
-	ids, err = New(&racingList{FileStorage: base, n: 1}, "never").Owed(ctx)
+	ids, err = NewLayout(&racingList{FileStorage: base, n: 1}, "never", LayoutFiles).Owed(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, ids, "a directory that does not exist is nothing owed")
 }

@@ -171,6 +171,13 @@ func (sw *Sweeper) endWalk(complete bool) {
 // the expired records among them.
 func (sw *Sweeper) Pass(ctx context.Context, cutoff time.Time) (int, error) {
 	sw.lastPass, sw.lastListed = 0, 0
+	if sw.st.seg != nil {
+		// Segments first (see compact), then the files of the other
+		// layout, while there are any.
+		n, err := sw.st.compactSegments(ctx, cutoff)
+		m, ferr := sw.passFiles(ctx, cutoff)
+		return n + m, errors.Join(err, ferr)
+	}
 	if sw.st.w != nil {
 		return sw.passFiles(ctx, cutoff)
 	}

@@ -70,7 +70,7 @@ func TestRetentionSweep(t *testing.T) {
 			if tc.wrap {
 				storage = wrappedStorage{fsys}
 			}
-			st := New(storage, "pi_guard/test")
+			st := NewLayout(storage, "pi_guard/test", LayoutFiles)
 			require.Equal(t, !tc.wrap, st.w != nil)
 			oldIDs, freshIDs, owedID, bothID := retentionFixture(t, st, fsys, 7, 3)
 			ctx := context.Background()
@@ -166,7 +166,7 @@ func checkSweepKeepsUp(t *testing.T, wrap bool, interval time.Duration, expired 
 	if wrap {
 		storage = wrappedStorage{fsys}
 	}
-	st := New(storage, "pi_guard/test")
+	st := NewLayout(storage, "pi_guard/test", LayoutFiles)
 	_, freshIDs, owedID, bothID := retentionFixture(t, st, fsys, 0, fresh)
 	oldIDs := expiredCopies(t, st, fsys, freshIDs[0], expired)
 	entries := expired + fresh + 1 // and bothID; owedID is only in owed/
@@ -250,7 +250,7 @@ func TestRetentionPassSize(t *testing.T) {
 // records none of which has expired.
 func BenchmarkRetentionPass(b *testing.B) {
 	fsys := &certmagic.FileStorage{Path: b.TempDir()}
-	st := New(fsys, "pi_guard/bench")
+	st := NewLayout(fsys, "pi_guard/bench", LayoutFiles)
 	ctx := context.Background()
 	rec := completedRecord(b)
 	rec.Delivery.State = Delivered

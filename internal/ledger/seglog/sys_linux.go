@@ -35,3 +35,20 @@ func retry(call func() error) error {
 		}
 	}
 }
+
+// Free reports whether nobody holds f's segment: its writer finished it or
+// died (a live writer, or a compaction, holds an flock on it).
+func Free(f *os.File) bool {
+	if retry(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) }) != nil {
+		return false
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return true
+}
+
+// Hold takes f's segment for a compaction, if nobody holds it: an flock
+// held until f is closed.
+func Hold(f *os.File) bool { return lockFile(f) == nil }
+
+// Supported: segments can be shared between processes here (flock).
+const Supported = true

@@ -12,3 +12,12 @@ func preallocate(*os.File, int64, int64) error { return errors.ErrUnsupported }
 func datasync(f *os.File) error { return f.Sync() }
 
 func lockFile(*os.File) error { return nil }
+
+// Free reports whether nobody holds f's segment; without flock, never.
+func Free(*os.File) bool { return false }
+
+// Hold takes f's segment for a compaction; without flock, never.
+func Hold(*os.File) bool { return false }
+
+// Supported: segments can be shared between processes here (flock).
+const Supported = false

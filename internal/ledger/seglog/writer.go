@@ -257,7 +257,9 @@ func (w *Writer) open() (*wsegment, error) {
 // segment that ended well: its lines synced (lazy ones included), the space
 // reserved past them given back (a reader then stops at its end; should a
 // crash lose the truncation, the zeros read as nothing written), its file
-// closed, which drops the writer's lock. The caller holds commitMu.
+// closed, which drops the writer's lock. A failed sync turns the writer off
+// (its lazy lines may not be on disk: Close reports it). The caller holds
+// commitMu.
 func (w *Writer) finish(seg *wsegment) {
 	w.mu.Lock()
 	current := w.seg == seg
@@ -268,8 +270,11 @@ func (w *Writer) finish(seg *wsegment) {
 	if !current {
 		return
 	}
-	if err := seg.f.Truncate(seg.size); err == nil {
-		seg.f.Sync()
+	err := seg.f.Truncate(seg.size)
+	if serr := seg.f.Sync(); serr != nil {
+		w.fail(serr)
+	} else if err == nil {
+		w.syncs.Add(1)
 	}
 	seg.f.Close()
 }
@@ -296,7 +301,9 @@ func (w *Writer) fail(err error) {
 }
 
 // Close finishes the current segment (its lines synced, its reserved tail
-// given back); later appends fail. Appends in flight finish first.
+// given back); later appends fail. Appends in flight finish first. It
+// returns the error that turned the writer off, if any: then lines it
+// acknowledged without a sync may not be on disk.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	w.closed = true
@@ -310,8 +317,30 @@ func (w *Writer) Close() error {
 	if seg != nil {
 		w.finish(seg)
 	}
-	return nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
 }
 
 // Syncs is how many fdatasyncs the writer made.
 func (w *Writer) Syncs() int64 { return w.syncs.Load() }
+
+// Abandon stops the writer as a killed process would: the current
+// segment's file is closed as it is (its reserved tail of zeros kept, its
+// lock dropped), nothing synced. For tests of what other instances make of
+// a dead instance's segments.
+func (w *Writer) Abandon() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.batch.Wait()
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	w.mu.Lock()
+	seg := w.seg
+	w.seg = nil
+	w.mu.Unlock()
+	if seg != nil {
+		seg.f.Close()
+	}
+}
