@@ -116,6 +116,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"bad attempts":      {"pi_guard {\n redeliver_attempts many\n}", "redeliver_attempts"},
 		"unknown storage":   {"pi_guard {\n storage nowhere\n}", "nowhere"},
 		"storage twice":     {"pi_guard {\n storage file_system /a\n storage file_system /b\n}", `"storage" given twice`},
+		"bad layout":        {"pi_guard {\n record_layout flat\n}", "record_layout \"flat\" must be segments or files"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -196,8 +196,9 @@ type Handler struct {
 	// "segments" (the default: appended to a few segment files per
 	// instance, docs/segment-store.md) or "files" (a file per payment, as
 	// earlier versions keep them; for a cluster some of whose instances
-	// still run one). Records of either layout are read in both. Other
-	// storage modules keep a key per payment whatever it says.
+	// still run one). The segments layout reads the files layout's records;
+	// the files layout refuses to start over segments, which it does not
+	// read. Other storage modules keep a key per payment whatever it says.
 	RecordLayout string `json:"record_layout,omitempty"`
 
 	pi              *piclient.Client
@@ -349,6 +350,9 @@ func (h *Handler) provision(storage certmagic.Storage) error {
 	// payment can never be replayed as verified to another app.
 	h.app = shortHash(apiKey)
 	h.store = ledger.NewLayout(storage, "pi_guard/"+h.app, h.RecordLayout)
+	if err := h.store.CheckLayout(); err != nil {
+		return fmt.Errorf("pi_guard: record_layout files: %w", err)
+	}
 	h.store.SetRetention(h.retention())
 	if h.RedeliverTo != "" {
 		if h.redeliverURL, err = parseRedeliverURL(h.RedeliverTo); err != nil {

@@ -430,12 +430,25 @@ fi
 
 if [[ -z "$ONLY_BA" ]]; then
 	say "records on disk"
-	# What the records of the run take on disk: the delivered ones in payments/,
-	# the owed ones in owed/ (both should be few: delivery is immediate); not
-	# those of BENCH_BEFORE's Caddys, whose storage is inside this one.
-	rec_dir="$(find "$storage" ${ba_storage:+-path "$ba_storage" -prune -o} -type d -name payments -path '*pi_guard*' -print | head -n1)"
-	rec_count=0 rec_bytes=0 rec_alloc=0 owed_count=0
-	if [[ -n "$rec_dir" ]]; then
+	# What the records of the run take on disk: the segments (log/, each
+	# payment's line of the highest version counted once), or with the files
+	# layout the delivered ones in payments/ and the owed ones in owed/ (few:
+	# delivery is immediate); not those of BENCH_BEFORE's Caddys, whose
+	# storage is inside this one.
+	rec_dir="$(find "$storage" ${ba_storage:+-path "$ba_storage" -prune -o} -type d \( -name payments -o -name log \) -path '*pi_guard*' -print | head -n1)"
+	rec_count=0 rec_bytes=0 rec_alloc=0 owed_count=0 rec_where="payments/"
+	if [[ "$rec_dir" == */log ]]; then
+		rec_where="segments (log/)"
+		# Each payment's current line: the highest version (in file order on a tie).
+		read -r rec_count owed_count rec_bytes < <(cat "$rec_dir"/*.seg 2>/dev/null | tr -d '\000' | awk '
+			match($0, /"payment_id":"[^"]*"/) {
+				id = substr($0, RSTART + 14, RLENGTH - 15); v = 0
+				if (match($0, /"version":[0-9]+/)) v = substr($0, RSTART + 10, RLENGTH - 10) + 0
+				if (!(id in ver) || v >= ver[id]) { ver[id] = v; len[id] = length($0) + 1; owed[id] = ($0 ~ /"state":"(pending|exhausted)"/) }
+			}
+			END { for (id in ver) { if (owed[id]) o++; else { d++; b += len[id] } } print d+0, o+0, b+0 }')
+		rec_alloc="$(du -sk "$rec_dir" | cut -f1)"
+	elif [[ -n "$rec_dir" ]]; then
 		rec_count="$(find "$rec_dir" -name '*.json' | wc -l)"
 		rec_bytes="$(find "$rec_dir" -name '*.json' -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
 		rec_alloc="$(du -sk "$rec_dir" | cut -f1)"
@@ -446,7 +459,7 @@ if [[ -z "$ONLY_BA" ]]; then
 		echo "### Records on disk"
 		echo
 		if [[ "$rec_count" -gt 0 ]]; then
-			echo "After the runs above: ${rec_count} delivered records in payments/ (${owed_count} still owed), $((rec_bytes / rec_count)) bytes of JSON each on average, $(( rec_alloc * 1024 / rec_count )) bytes allocated on disk each (\`du\`: blocks, the directory included). A million delivered payments would take about $(( rec_alloc * 1024 / rec_count * 1000000 / 1048576 )) MiB (extrapolated from these ${rec_count}, not measured); \`retention\` (default 30 days) bounds the set to the payments of that window. Caddy's RSS after the runs: ${caddy_rss_end} MiB."
+			echo "After the runs above: ${rec_count} delivered records in ${rec_where} (${owed_count} still owed), $((rec_bytes / rec_count)) bytes of JSON each on average, $(( rec_alloc * 1024 / rec_count )) bytes allocated on disk each (\`du\`: blocks, the directory included, and in segments the earlier versions not compacted yet). A million delivered payments would take about $(( rec_alloc * 1024 / rec_count * 1000000 / 1048576 )) MiB (extrapolated from these ${rec_count}, not measured); \`retention\` (default 30 days) bounds the set to the payments of that window. Caddy's RSS after the runs: ${caddy_rss_end} MiB."
 		else
 			echo "No delivered records found under $storage."
 		fi
@@ -584,7 +597,7 @@ machine_section() {
 | Memory | ${mem} |
 | Kernel | $(uname -sr) |
 | Go | $("$GO" env GOVERSION) |
-| Caddy storage | file_system on ${fs:-unknown} (owed records journalled, one shared fdatasync, before forwarding; delivered records not synced; locks are flock stripes) |
+| Caddy storage | file_system on ${fs:-unknown} (records in segments: owed ones appended and synced before forwarding, one fdatasync per batch; delivered ones appended, not synced; locks are flock stripes) |
 | Load average (1, 5, 15 min) | ${load_start} at the start, ${load_end} after the last run |
 EOF
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,43 +16,55 @@ import (
 // Compaction of the segment layout: what retention means there, and what
 // keeps the segments few.
 //
-// A pass (one instance at a time, the retention sweep's) looks at the
-// segments nobody writes (finished, or left by a dead instance) and
-// rewrites some of them: their records that are current (the highest
-// version of their payment) and kept (owed, or delivered after the cutoff)
-// are appended to new segments, which are synced before the old ones are
-// removed. It takes
+// A pass (one instance at a time, the retention sweep's) rewrites some of
+// the segments nobody writes any more (finished, or left by a dead
+// instance): the lines it keeps are appended to new segments, which are
+// synced before the old ones are removed. A partial pass takes
 //
-//   - a segment none of whose records is kept: removed, nothing copied;
-//   - a segment whose kept records fill at most two thirds of it (they expired,
-//     or were written again in a later segment);
-//   - the segments of one size class (under 64 KiB, under 256 KiB, 1 MiB,
-//     4 MiB) when there are mergeAt of them: merged into one, so that
-//     segments are few and a record is copied about once per class.
+//   - a segment whose current records (each payment's highest version)
+//     fill two thirds of it or less: the rest was written again since;
+//   - the segments of one size class (under 64 KiB, 256 KiB, 1 MiB, 4 MiB)
+//     when there are mergeAt of them: merged into one, so that segments
+//     stay few and a record is copied about once per class.
 //
-// Records are copied with their version: a copy never wins over a newer
-// write made meanwhile (see segStore.put), and the payment's lock is not
-// needed. A copy has the version of what it copies, and is found in a
-// later segment, so that every instance's index moves to it before the old
+// and keeps every current record, and every older version whose current one
+// is in a segment still written (not synced yet, maybe: a power cut must
+// leave the older one, an owed record redelivered). A full pass takes every
+// finished segment and drops, besides, the payments whose current record is
+// delivered and older than the cutoff, with all their older versions: no
+// version of them is left anywhere (a segment is finished within 30 s, much
+// less than any retention), so none comes back. A full pass is made when
+// such records fill a third of the finished segments, or when one has been
+// expired for longer than the pass's patience (a quarter of retention, from
+// the sweeper): so a delivered record goes at most about 1.25 × retention
+// after it was written.
+//
+// Lines are copied as they are, version included: a copy never wins over
+// a newer write made meanwhile (see segStore.put), so the payment's lock is
+// not needed, and a copy of the current version is found in a later
+// segment, so that every instance's index moves to it before the old
 // segment is gone (see segStore.refresh).
 
 // compactSegments makes a compaction pass if no other instance is making
 // one (a lock of the ledger's, as the reconciler's), and returns how many
-// expired records it dropped.
-func (st *Ledger) compactSegments(ctx context.Context, cutoff time.Time) (int, error) {
+// expired records it dropped. A record expired since before cutoff-patience
+// forces a full pass.
+func (st *Ledger) compactSegments(ctx context.Context, cutoff time.Time, patience time.Duration) (int, error) {
 	unlock, ok := st.tryLockName(ctx, path.Join(st.prefix, "compactor"), time.Second)
 	if !ok {
 		return 0, nil
 	}
 	defer unlock()
-	return st.seg.compact(ctx, cutoff)
+	return st.seg.compact(ctx, cutoff, patience)
 }
 
 // mergeAt is how many segments of one size class are merged into one.
 const mergeAt = 8
 
-// sizeClass is 0 for a segment under 64 KiB, then one more per factor of
-// 4; classes up to 3 (under 4 MiB) are merged.
+// maxMergedClass is the largest size class merged (under 4 MiB).
+const maxMergedClass = 3
+
+// sizeClass is 0 for a segment under 64 KiB, then one more per factor of 4.
 func sizeClass(size int64) int {
 	c := 0
 	for x := size >> 16; x > 0; x >>= 2 {
@@ -60,109 +73,90 @@ func sizeClass(size int64) int {
 	return c
 }
 
-const maxMergedClass = 3
+// staleAside is when a segment file left under its dot name (its process
+// died between making and naming it) is removed.
+const staleAside = time.Hour
 
-// segPlan is what a pass does with one segment.
-type segPlan struct {
+// heldSeg is a segment a pass took: its number, name and its own file,
+// flocked.
+type heldSeg struct {
 	n    uint32
-	sf   *segFile
-	keep []segKept // its kept records, to copy
+	name string
+	f    *os.File
 }
 
-type segKept struct {
-	id string
-	r  segRec
-}
-
-// compact makes one compaction pass (see above) and returns how many
-// records it dropped (expired).
-func (s *segStore) compact(ctx context.Context, cutoff time.Time) (dropped int, err error) {
+// compact makes one pass (see above) and returns how many expired records
+// it dropped.
+func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.Duration) (int, error) {
 	if err := s.refresh(true); err != nil {
 		return 0, err
 	}
-	plans := s.plan(cutoff.UnixNano())
-	if len(plans) == 0 {
-		return 0, nil
-	}
-	// Hold every segment taken (an flock on a fd of its own): a writer
-	// that still appends to one, or another instance compacting it, keeps
-	// it out of this pass.
-	var held []*os.File
+	s.removeStaleAside()
+	s.saving.Lock()
+	full, picked, settled := s.plan(cutoff.UnixNano(), cutoff.Add(-patience).UnixNano())
+	held := s.hold(picked)
+	s.saving.Unlock()
 	defer func() {
-		for _, f := range held {
-			f.Close()
+		for _, h := range held {
+			h.f.Close()
 		}
 	}()
-	var taken []segPlan
-	for _, p := range plans {
-		f, err := os.Open(filepath.Join(s.dir, p.sf.name))
-		if err != nil {
-			continue
-		}
-		if !seglog.Hold(f) {
-			f.Close()
-			continue
-		}
-		held = append(held, f)
-		taken = append(taken, p)
+	if len(held) < len(picked) {
+		full = false // a finished segment is taken by someone else: a version might stay there
 	}
-	if len(taken) == 0 {
+	if len(held) == 0 {
 		return 0, nil
 	}
 	w := seglog.NewWriter(s.dir)
 	type copied struct {
-		id string
-		r  segRec
-		at seglog.At
+		line []byte
+		at   seglog.At
 	}
 	var copies []copied
 	var werr error
-	for i, p := range taken {
-		for j, k := range p.keep {
-			if err := ctx.Err(); err != nil {
-				werr = err
+	for _, h := range held {
+		keep, err := s.keep(h, full, cutoff.UnixNano(), settled)
+		if err != nil {
+			werr = err
+			break
+		}
+		for _, line := range keep {
+			if werr = ctx.Err(); werr != nil {
 				break
 			}
-			line := make([]byte, k.r.ln)
-			if _, err := held[i].ReadAt(line, k.r.off); err != nil {
-				werr = fmt.Errorf("reading %s: %w", p.sf.name, err)
-				break
-			}
-			last := i == len(taken)-1 && j == len(p.keep)-1
-			at, err := w.Append(ctx, line, last)
+			at, err := w.Append(ctx, line, false)
 			if err != nil {
 				werr = err
 				break
 			}
-			copies = append(copies, copied{id: k.id, r: k.r, at: at})
+			copies = append(copies, copied{line: line, at: at})
 		}
 		if werr != nil {
 			break
 		}
 	}
-	if werr == nil {
-		werr = w.Close() // finished: synced, its lock dropped
-	} else {
-		w.Close()
+	if cerr := w.Close(); werr == nil {
+		werr = cerr // Close synced the copies (or failed to)
 	}
 	s.mu.Lock()
 	for _, c := range copies {
-		n := s.register(c.at.Segment, true)
-		s.segs[n].size = max(s.segs[n].size, c.at.Off+int64(c.r.ln)+1)
-		r := c.r
-		r.seg, r.off = n, c.at.Off
-		s.put(c.id, r)
+		n, ok := s.byName[c.at.Segment]
+		if !ok {
+			n = s.register(c.at.Segment)
+		}
+		s.segs[n].size = max(s.segs[n].size, c.at.Off+int64(len(c.line))+1)
+		s.index(c.line, n, c.at.Off)
 	}
 	s.mu.Unlock()
 	if werr != nil {
 		// Nothing is removed: the copies are extra copies of the same
-		// versions, which the next pass folds in.
+		// versions, which a later pass folds in.
 		return 0, fmt.Errorf("compacting %s: %w", s.dir, werr)
 	}
 	var gone []uint32
-	for _, p := range taken {
-		if err := os.Remove(filepath.Join(s.dir, p.sf.name)); err == nil || errors.Is(err, os.ErrNotExist) {
-			gone = append(gone, p.n)
+	for _, h := range held {
+		if err := os.Remove(filepath.Join(s.dir, h.name)); err == nil || errors.Is(err, os.ErrNotExist) {
+			gone = append(gone, h.n)
 		}
 	}
 	if err := seglog.SyncDir(s.dir); err != nil {
@@ -171,44 +165,129 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time) (dropped int, 
 	s.mu.Lock()
 	before := len(s.idx)
 	s.drop(gone)
-	dropped = before - len(s.idx)
+	dropped := before - len(s.idx)
 	s.mu.Unlock()
 	return dropped, nil
 }
 
-// plan picks the segments a pass rewrites, each with its records to keep.
-func (s *segStore) plan(cutoff int64) []segPlan {
+// plan picks the segments a pass takes: every finished one for a full pass,
+// else those a partial pass takes (see above). settled holds every finished
+// segment: a line there is on disk (its writer synced it when it finished
+// it, or died without a power cut). expiredBefore is the cutoff, overdue
+// the time before which an expired record forces a full pass.
+func (s *segStore) plan(expiredBefore, overdue int64) (full bool, picked []uint32, settled map[uint32]bool) {
+	cur := s.current()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keep := map[uint32][]segKept{}
-	for id, r := range s.idx {
-		if r.owed || r.updated >= cutoff {
-			keep[r.seg] = append(keep[r.seg], segKept{id: id, r: r})
+	settled = map[uint32]bool{}
+	var total int64
+	for n, sf := range s.segs {
+		if sf.tail == nil && sf.name != cur {
+			settled[n] = true
+			total += sf.size
 		}
 	}
-	var plans []segPlan
-	classes := map[int][]segPlan{}
-	for n, sf := range s.segs {
-		if sf == nil || sf.tail != nil {
-			continue // gone, or still written by another
+	live := map[uint32]int64{}
+	var expired int64
+	for _, r := range s.idx {
+		live[r.seg] += int64(r.ln) + 1
+		if settled[r.seg] && !r.owed && r.updated < expiredBefore {
+			expired += int64(r.ln) + 1
+			full = full || r.updated < overdue
 		}
-		p := segPlan{n: uint32(n), sf: sf, keep: keep[uint32(n)]}
-		var live int64
-		for _, k := range p.keep {
-			live += int64(k.r.ln) + 1
+	}
+	if full || expired > 0 && expired*3 >= total {
+		for n := range settled {
+			picked = append(picked, n)
 		}
-		if live*3 <= sf.size*2 {
-			plans = append(plans, p)
+		return true, picked, settled
+	}
+	classes := map[int][]uint32{}
+	for n := range settled {
+		size := s.segs[n].size
+		if live[n]*3 <= size*2 {
+			picked = append(picked, n)
+		} else if c := sizeClass(size); c <= maxMergedClass {
+			classes[c] = append(classes[c], n)
+		}
+	}
+	for _, ns := range classes {
+		if len(ns) >= mergeAt {
+			picked = append(picked, ns...)
+		}
+	}
+	return false, picked, settled
+}
+
+// hold takes the picked segments: an flock on a file of their own, which a
+// writer still appending to one, or another compaction, keeps from it.
+func (s *segStore) hold(picked []uint32) []heldSeg {
+	var held []heldSeg
+	for _, n := range picked {
+		s.mu.Lock()
+		sf := s.segs[n]
+		s.mu.Unlock()
+		if sf == nil {
 			continue
 		}
-		if c := sizeClass(sf.size); c <= maxMergedClass {
-			classes[c] = append(classes[c], p)
+		f, err := os.Open(filepath.Join(s.dir, sf.name))
+		if err != nil {
+			continue
+		}
+		if !seglog.Hold(f) {
+			f.Close()
+			continue
+		}
+		held = append(held, heldSeg{n: n, name: sf.name, f: f})
+	}
+	return held
+}
+
+// keep returns the lines of segment h to copy: its payments' current
+// records (unless full and expired), and older versions whose current one
+// is not settled yet. Other lines, and what does not parse, are dropped.
+func (s *segStore) keep(h heldSeg, full bool, expiredBefore int64, settled map[uint32]bool) ([][]byte, error) {
+	data, err := io.ReadAll(h.f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", h.name, err)
+	}
+	lines, _ := seglog.Scan(data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keep [][]byte
+	var off int64
+	for _, line := range lines {
+		at := off
+		off += int64(len(line)) + 1
+		id, version, ok := lineHeader(line)
+		if !ok {
+			continue
+		}
+		cur, known := s.idx[id]
+		expired := full && !cur.owed && cur.updated < expiredBefore
+		switch {
+		case !known:
+			// No version of it is current: dropped by an earlier full pass.
+		case cur.seg == h.n && cur.off == at:
+			if !expired {
+				keep = append(keep, line)
+			}
+		case cur.version < version:
+			keep = append(keep, line) // not indexed yet: keep it, to be safe
+		case !settled[cur.seg] && !expired:
+			keep = append(keep, line) // its successor may not be on disk yet
 		}
 	}
-	for _, ps := range classes {
-		if len(ps) >= mergeAt {
-			plans = append(plans, ps...)
+	return keep, nil
+}
+
+// removeStaleAside removes segment files left under their dot name by a
+// process that died while making them (4 MiB reserved each).
+func (s *segStore) removeStaleAside() {
+	names, _ := filepath.Glob(filepath.Join(s.dir, ".*.seg.new"))
+	for _, name := range names {
+		if fi, err := os.Stat(name); err == nil && time.Since(fi.ModTime()) > staleAside {
+			os.Remove(name)
 		}
 	}
-	return plans
 }

@@ -18,18 +18,26 @@
 //     payments the reconciler checks until they complete or settle.
 //   - Sweeper: forgets delivered records after their retention.
 //
-// On disk, under the ledger's prefix:
+// On disk, under the ledger's prefix, with file_system storage on Linux
+// (LayoutSegments, the default):
+//
+//	log/*.seg           every record, a JSON line each, in a few segment files
+//	                    per instance (see segStore; compact.go for retention)
+//
+// and with other storage modules, the files layout (LayoutFiles), or records
+// written before segments:
 //
 //	owed/<id>.json      a Record while its delivery is pending or exhausted
 //	payments/<id>.json  a Record once the app accepted the payment
-//	watch/<id>.json     a WatchEntry
 //	journal/            new owed records' bytes, one fdatasync per batch (file_system on Linux)
 //	expiry/             the ids of delivered records, one file per span, for the Sweeper
+//
+// and in both:
+//
+//	watch/<id>.json     a WatchEntry
 //	resolved/<id>.json  an operator's note on a payment resolved by hand
 //
 // The JSON of Record and WatchEntry is the on-disk format: keep it
-// compatible.
-//
-// docs/segment-store.md plans a layout without a file per payment for
-// file_system storage (not built).
+// compatible. docs/segment-store.md says why segments, and how they are
+// read by several instances at once.
 package ledger

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +94,21 @@ func NewLayout(s certmagic.Storage, prefix, layout string) *Ledger {
 		st.files = newFileLocker(fs.Path)
 	}
 	return st
+}
+
+// CheckLayout refuses the files layout over file_system storage whose
+// log/ holds segments (written in the segments layout): the files layout
+// does not read them, and their owed records would never be delivered.
+func (st *Ledger) CheckLayout() error {
+	if st.seg != nil || st.w == nil {
+		return nil
+	}
+	dir := st.w.fs.Filename(path.Join(st.prefix, "log"))
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(segs) > 0 {
+		return fmt.Errorf("%s holds %d segment files of the segments layout, which the files layout does not read: "+
+			"remove record_layout files (segments read both layouts' records)", dir, len(segs))
+	}
+	return nil
 }
 
 // Prefix is the storage prefix the ledger keeps its files under.
@@ -392,7 +408,7 @@ func (st *Ledger) segCurrent(id string) (has, owed bool) {
 	if st.seg == nil {
 		return false, false
 	}
-	return st.seg.current(id)
+	return st.seg.has(id)
 }
 
 // Owed lists the ids of payments whose delivery is pending or exhausted,

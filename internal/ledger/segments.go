@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,15 +38,23 @@ type segStore struct {
 	wmu sync.Mutex
 	w   *seglog.Writer
 
+	// saving is held for reading by a save from its append to its
+	// indexing, and for writing by a compaction while it picks and takes
+	// segments: a segment it takes holds no line this process has not
+	// indexed yet.
+	saving sync.RWMutex
+
 	mu     sync.Mutex
 	idx    map[string]segRec
-	segs   []*segFile // by number, in the order found; nil once removed
+	segs   map[uint32]*segFile // by number, in the order found
+	next   uint32
 	byName map[string]uint32
-	// mtime is log/'s modification time at the last listing (ns), live the
-	// number of other writers' segments not known finished: while both are
-	// unchanged and zero, a refresh is one stat.
-	mtime atomic.Int64
-	live  atomic.Int32
+	tails  map[uint32]*segFile // other writers' segments not known finished
+	// mtime is log/'s modification time at the last listing, listedAt when
+	// that listing began (both Unix ns), live len(tails): while all three
+	// say nothing can have changed, a refresh is one stat (see refresh).
+	mtime, listedAt atomic.Int64
+	live            atomic.Int32
 }
 
 // segRec is where a payment's current record is, and what compaction and
@@ -68,7 +75,6 @@ type segFile struct {
 	// tail follows another writer's segment until it is known finished
 	// (nil for this process's own segments, and once finished).
 	tail *seglog.Tail
-	own  bool
 	size int64 // bytes of whole lines known
 }
 
@@ -83,57 +89,102 @@ func segStoreFor(dir string) *segStore {
 // newSegStore returns a segStore of its own over dir: another instance's,
 // for tests.
 func newSegStore(dir string) *segStore {
-	return &segStore{dir: dir, idx: map[string]segRec{}, byName: map[string]uint32{}}
+	return &segStore{dir: dir, idx: map[string]segRec{}, segs: map[uint32]*segFile{},
+		byName: map[string]uint32{}, tails: map[uint32]*segFile{}}
 }
 
 // writer is the current segment writer; a failed one is replaced, so that
 // the next write tries a new segment (the failed one is left as it is).
-func (s *segStore) writer(failed *seglog.Writer) *seglog.Writer {
+func (s *segStore) writer() *seglog.Writer {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.w == nil || s.w == failed {
+	if s.w == nil || s.w.Failed() {
 		s.w = seglog.NewWriter(s.dir)
 	}
 	return s.w
 }
 
+// current is the base name of this process's current segment, or "".
+func (s *segStore) current() string {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w == nil {
+		return ""
+	}
+	return s.w.Current()
+}
+
 // save appends rec (data is its JSON) and indexes it: durably for an owed
 // record, else written without a sync.
 func (s *segStore) save(ctx context.Context, rec *Record, data []byte) error {
-	w := s.writer(nil)
-	at, err := w.Append(ctx, data, rec.Owed())
-	if errors.Is(err, seglog.ErrWriterFailed) {
-		s.writer(w)
+	s.saving.RLock()
+	defer s.saving.RUnlock()
+	at, err := s.writer().Append(ctx, data, rec.Owed())
+	if err == nil && rec.Owed() && s.lost(at) {
+		// log/ was removed (by hand, or a restore) with the segment in it:
+		// the line is nowhere. Forget what was there, and write it again
+		// into a new folder.
+		s.forgetAll()
+		at, err = s.writer().Append(ctx, data, true)
 	}
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.register(at.Segment, true)
-	s.segs[n].size = max(s.segs[n].size, at.Off+int64(len(data))+1)
-	s.put(rec.PaymentID, segRec{seg: n, off: at.Off, ln: uint32(len(data)), version: rec.Version,
-		updated: rec.Updated.UnixNano(), owed: rec.Owed()})
+	s.indexSaved(rec, data, at)
 	return nil
 }
 
-// register returns the number of the segment named base, adding it when
-// new. The caller holds mu.
-func (s *segStore) register(base string, own bool) uint32 {
-	n, ok := s.byName[base]
+// lost reports whether the segment at names is gone with its folder (a
+// segment compacted away leaves its folder, and its lines were copied).
+func (s *segStore) lost(at seglog.At) bool {
+	if _, err := os.Lstat(filepath.Join(s.dir, at.Segment)); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	_, err := os.Stat(s.dir)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// indexSaved indexes the line of rec that save appended at at. The caller
+// holds saving (for reading).
+func (s *segStore) indexSaved(rec *Record, data []byte, at seglog.At) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.byName[at.Segment]
 	if !ok {
-		n = uint32(len(s.segs))
-		s.segs = append(s.segs, &segFile{name: base})
-		s.byName[base] = n
-	}
-	if sf := s.segs[n]; own && !sf.own {
-		sf.own = true
-		if sf.tail != nil {
-			sf.tail = nil // found by a listing before its first append returned
-			s.live.Add(-1)
+		// The first line of a new segment. Another instance's compaction
+		// may have taken it already (finished as soon as written, by a
+		// batch that filled it): then its copy is read with the others'.
+		if _, err := os.Lstat(filepath.Join(s.dir, at.Segment)); err != nil {
+			return
 		}
+		n = s.register(at.Segment)
 	}
+	sf := s.segs[n]
+	s.untail(n, sf)
+	sf.size = max(sf.size, at.Off+int64(len(data))+1)
+	s.put(rec.PaymentID, segRec{seg: n, off: at.Off, ln: uint32(len(data)), version: rec.Version,
+		updated: rec.Updated.UnixNano(), owed: rec.Owed()})
+}
+
+// register adds the segment named base and returns its number. The
+// caller holds mu.
+func (s *segStore) register(base string) uint32 {
+	n := s.next
+	s.next++
+	s.segs[n] = &segFile{name: base}
+	s.byName[base] = n
 	return n
+}
+
+// untail stops following segment n as another writer's: it is this
+// process's (found by a listing before its first append returned). The
+// caller holds mu.
+func (s *segStore) untail(n uint32, sf *segFile) {
+	if sf.tail != nil {
+		sf.tail = nil
+		delete(s.tails, n)
+		s.live.Add(-1)
+	}
 }
 
 // put makes r payment id's current record unless it has a newer one (or
@@ -154,10 +205,7 @@ func (s *segStore) load(id string) (*Record, error) {
 		}
 		s.mu.Lock()
 		r, ok := s.idx[id]
-		var sf *segFile
-		if ok {
-			sf = s.segs[r.seg]
-		}
+		sf := s.segs[r.seg]
 		f, err := s.open(sf)
 		s.mu.Unlock()
 		if !ok {
@@ -171,6 +219,9 @@ func (s *segStore) load(id string) (*Record, error) {
 		}
 		buf := make([]byte, r.ln)
 		if _, err := f.ReadAt(buf, r.off); err != nil {
+			if errors.Is(err, os.ErrClosed) && try == 0 {
+				continue // its segment was found removed meanwhile
+			}
 			return nil, fmt.Errorf("reading the record of payment %s in %s: %w", id, sf.name, err)
 		}
 		var rec Record
@@ -212,14 +263,19 @@ func (s *segStore) owed() ([]string, error) {
 	return ids, nil
 }
 
-// current reports whether the segments hold a record of payment id, and
+// has reports whether the segments hold a record of payment id, and
 // whether it is owed (as of the last refresh).
-func (s *segStore) current(id string) (has, owed bool) {
+func (s *segStore) has(id string) (has, owed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.idx[id]
 	return ok, r.owed
 }
+
+// mtimeSlack: a folder's mtime may keep one value for a clock tick, so a
+// segment made in the tick of the last listing leaves it as it was; until
+// a listing has begun this long after the mtime, refresh lists again.
+const mtimeSlack = 2 * time.Second
 
 // refresh reads what the other writers appended since the last refresh:
 // the segments that appeared in log/ (when its mtime moved, or with
@@ -229,27 +285,52 @@ func (s *segStore) current(id string) (has, owed bool) {
 func (s *segStore) refresh(relist bool) error {
 	fi, err := os.Stat(s.dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // nothing written yet
+		s.forgetAll() // nothing written yet, or the folder was removed
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", s.dir, err)
 	}
 	m := fi.ModTime().UnixNano()
-	if !relist && m == s.mtime.Load() && s.live.Load() == 0 {
+	quiet := func() bool { return m == s.mtime.Load() && s.listedAt.Load()-m > int64(mtimeSlack) }
+	if !relist && quiet() && s.live.Load() == 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var gone []uint32
-	if relist || m != s.mtime.Load() {
+	if relist || !quiet() {
+		began := time.Now().UnixNano()
 		if gone, err = s.list(); err != nil {
 			return err
 		}
 		s.mtime.Store(m)
+		s.listedAt.Store(began)
 	}
 	s.readLive()
 	s.drop(gone)
 	return nil
+}
+
+// forgetAll forgets every segment when log/ is gone (an operator removed
+// it, or restored storage without it): their records are gone with it. The
+// current segment, unlinked with it, is finished, so that the next write
+// makes the folder and a segment in it again.
+func (s *segStore) forgetAll() {
+	s.mu.Lock()
+	known := len(s.segs) > 0
+	if known {
+		gone := make([]uint32, 0, len(s.segs))
+		for n := range s.segs {
+			gone = append(gone, n)
+		}
+		s.drop(gone)
+		s.mtime.Store(0)
+	}
+	s.mu.Unlock()
+	if known {
+		s.close()
+	}
 }
 
 // list adds the segments log/ holds that are not known yet (in name order,
@@ -277,8 +358,10 @@ func (s *segStore) list() (gone []uint32, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening %s: %w", name, err)
 		}
-		n := s.register(name, false)
-		s.segs[n].f, s.segs[n].tail = f, seglog.NewTail(f, 0)
+		n := s.register(name)
+		sf := s.segs[n]
+		sf.f, sf.tail = f, seglog.NewTail(f, 0)
+		s.tails[n] = sf
 		s.live.Add(1)
 	}
 	for name, n := range s.byName {
@@ -296,39 +379,56 @@ func (s *segStore) list() (gone []uint32, err error) {
 
 // readLive reads the lines appended to the other writers' segments not
 // known finished; one its writer no longer holds is read to its end and
-// then known finished. The caller holds mu.
+// then known finished. A read that fails is tried again by the next
+// refresh. The caller holds mu.
 func (s *segStore) readLive() {
-	for n, sf := range s.segs {
-		if sf == nil || sf.tail == nil {
-			continue
-		}
+	for n, sf := range s.tails {
 		free := seglog.Free(sf.f) // before the read: what it reads then is all there is
 		lines, offs, err := sf.tail.Read()
 		for i, line := range lines {
-			s.index(line, uint32(n), offs[i])
+			s.index(line, n, offs[i])
 		}
 		sf.size = sf.tail.Offset()
-		if free || err != nil {
-			// Finished (or no segment: a line longer than any record).
-			sf.tail = nil
-			s.live.Add(-1)
+		if free && (err == nil || errors.Is(err, seglog.ErrLineTooLong)) {
+			// Finished (or not a segment past a line longer than any
+			// record: what came before counts).
+			s.untail(n, sf)
 		}
 	}
 }
 
-// index indexes a line of another writer's segment. A line that is not a
+// lineHead is what the index needs of a line: read from the JSON's top
+// level only, so a request body cannot pass for a field.
+type lineHead struct {
+	PaymentID string    `json:"payment_id"`
+	Version   uint64    `json:"version"`
+	Updated   time.Time `json:"updated"`
+	Delivery  struct {
+		State string `json:"state"`
+	} `json:"delivery"`
+}
+
+// parseLine reads a line's head; ok is false for a line that is not a
 // record of a well-formed payment id (a batch a crash cut short, or bytes
-// that are not a segment) is skipped. The caller holds mu.
-func (s *segStore) index(line []byte, n uint32, off int64) {
-	var h struct {
-		PaymentID string    `json:"payment_id"`
-		Version   uint64    `json:"version"`
-		Updated   time.Time `json:"updated"`
-		Delivery  struct {
-			State string `json:"state"`
-		} `json:"delivery"`
-	}
+// that are not a segment).
+func parseLine(line []byte) (h lineHead, ok bool) {
 	if json.Unmarshal(line, &h) != nil || piclient.ValidatePaymentID(h.PaymentID) != nil {
+		return h, false
+	}
+	return h, true
+}
+
+// lineHeader returns the payment id and version of a line.
+func lineHeader(line []byte) (id string, version uint64, ok bool) {
+	h, ok := parseLine(line)
+	return h.PaymentID, h.Version, ok
+}
+
+// index indexes a line of segment n at off; one that is not a record is
+// skipped. The caller holds mu.
+func (s *segStore) index(line []byte, n uint32, off int64) {
+	h, ok := parseLine(line)
+	if !ok {
 		return
 	}
 	owed := h.Delivery.State == Pending || h.Delivery.State == Exhausted
@@ -342,8 +442,12 @@ func (s *segStore) drop(gone []uint32) {
 	if len(gone) == 0 {
 		return
 	}
+	removed := make(map[uint32]bool, len(gone))
+	for _, n := range gone {
+		removed[n] = true
+	}
 	for id, r := range s.idx {
-		if slices.Contains(gone, r.seg) {
+		if removed[r.seg] {
 			delete(s.idx, id)
 		}
 	}
@@ -352,11 +456,9 @@ func (s *segStore) drop(gone []uint32) {
 		if sf.f != nil {
 			sf.f.Close()
 		}
-		if sf.tail != nil {
-			s.live.Add(-1)
-		}
+		s.untail(n, sf)
 		delete(s.byName, sf.name)
-		s.segs[n] = nil
+		delete(s.segs, n)
 	}
 }
 

@@ -224,7 +224,7 @@ func segModel(t *testing.T, seed uint64) {
 			}
 			assert.ElementsMatch(t, want, ids, "step %d", step)
 		case op < 9 || rng.IntN(2) == 0: // a compaction pass, nothing expired
-			_, err := st.compactSegments(ctx, time.Time{})
+			_, err := st.compactSegments(ctx, time.Time{}, 0)
 			require.NoError(t, err)
 		default: // the instance stops (cleanly, or killed) and starts again
 			i := rng.IntN(len(sts))
@@ -287,7 +287,7 @@ func TestCompactionForgetsExpiredRecordsOnly(t *testing.T) {
 	a.seg.close() // a's segment finished: it may be compacted
 	before := segFiles(t, fsys)
 
-	dropped, err := a.compactSegments(ctx, time.Now().Add(time.Hour))
+	dropped, err := a.compactSegments(ctx, time.Now().Add(time.Hour), 0)
 	require.NoError(t, err)
 	assert.Equal(t, 12, dropped)
 	after := segFiles(t, fsys)
@@ -327,7 +327,7 @@ func TestCompactionKeepsWhatIsCurrent(t *testing.T) {
 	_, err := b.Load(ctx, ids[0]) // b opens the old segment
 	require.NoError(t, err)
 
-	dropped, err := b.compactSegments(ctx, time.Now().Add(-time.Hour))
+	dropped, err := b.compactSegments(ctx, time.Now().Add(-time.Hour), 0)
 	require.NoError(t, err)
 	assert.Zero(t, dropped)
 	files := segFiles(t, fsys)
@@ -356,7 +356,7 @@ func TestCompactionLeavesSegmentsBeingWritten(t *testing.T) {
 	fsys, sts := segInstances(t, 2)
 	saveMany(t, sts[0], 10, 10)
 	before := segFiles(t, fsys)
-	_, err := sts[1].compactSegments(ctx, time.Now().Add(time.Hour))
+	_, err := sts[1].compactSegments(ctx, time.Now().Add(time.Hour), 0)
 	require.NoError(t, err)
 	assert.Equal(t, before, segFiles(t, fsys))
 }
@@ -375,7 +375,7 @@ func TestCompactionMergesSmallSegments(t *testing.T) {
 		st.seg.close() // the next save starts a new segment
 	}
 	require.Len(t, segFiles(t, fsys), mergeAt)
-	_, err := st.compactSegments(ctx, time.Now().Add(-time.Hour))
+	_, err := st.compactSegments(ctx, time.Now().Add(-time.Hour), 0)
 	require.NoError(t, err)
 	assert.Len(t, segFiles(t, fsys), 1)
 	owed, err := st.Owed(ctx)

@@ -174,7 +174,7 @@ func (sw *Sweeper) Pass(ctx context.Context, cutoff time.Time) (int, error) {
 	if sw.st.seg != nil {
 		// Segments first (see compact), then the files of the other
 		// layout, while there are any.
-		n, err := sw.st.compactSegments(ctx, cutoff)
+		n, err := sw.st.compactSegments(ctx, cutoff, sw.retention/4)
 		m, ferr := sw.passFiles(ctx, cutoff)
 		return n + m, errors.Join(err, ferr)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddy-pi-guard/caddy-pi-guard/bench/loadgen"
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 )
 
 // million drives n whole payment flows (the payments command's flow) at one
@@ -35,7 +36,7 @@ func million(ctx context.Context, args []string, out io.Writer) error {
 	pid := fs.Int("pid", 0, "Caddy's process id: its RSS (VmRSS in /proc/<pid>/status)")
 	piPID := fs.Int("pi-pid", 0, "the fake Pi's process id: its RSS")
 	admin := fs.String("admin", "", "Caddy's admin URL: its Go heap in use, from the expvar memstats at /debug/vars")
-	storage := fs.String("storage", "", "the site's storage root (file_system root): records are counted in <root>/pi_guard/*/payments and owed")
+	storage := fs.String("storage", "", "the site's storage root (file_system root): records are counted in <root>/pi_guard/*/log (segments), payments and owed")
 	retention := fs.Duration("retention", 0, "the site's pi_guard retention, to tell how many records it allows (0: no such verdict)")
 	sweep := fs.Duration("sweep-interval", time.Minute, "the pause between two retention sweeps (a minute in retention.go): a record may outlive retention by that much")
 	span := fs.Duration("expiry-span", -1, "the span of the site's expiry files (internal/ledger/expiry.go): a record may outlive retention by that much more (default: as pi_guard derives it from -retention; 0 for storage without the expiry log)")
@@ -286,14 +287,21 @@ func (d dirUsage) add(o dirUsage) dirUsage {
 type cutoffs struct{ expired, overdue time.Time }
 
 // countRecords counts the records under root/pi_guard/*/payments and
-// root/pi_guard/*/owed (one prefix per API key). A directory not made yet
-// counts as empty.
+// root/pi_guard/*/owed (one prefix per API key), and those in the segments
+// of root/pi_guard/*/log (each payment's current record, delivered or
+// owed; their segments' space counts as the delivered records'). A
+// directory not made yet counts as empty.
 func countRecords(root string, c cutoffs) (payments, owed dirUsage, err error) {
 	prefixes, err := filepath.Glob(filepath.Join(root, "pi_guard", "*"))
 	if err != nil {
 		return payments, owed, err
 	}
 	for _, p := range prefixes {
+		delivered, owing, err := countSegments(filepath.Join(p, "log"), c)
+		if err != nil {
+			return payments, owed, err
+		}
+		payments, owed = payments.add(delivered), owed.add(owing)
 		u, err := countDir(filepath.Join(p, "payments"), c)
 		if err != nil {
 			return payments, owed, err
@@ -350,6 +358,67 @@ func countDir(dir string, c cutoffs) (dirUsage, error) {
 	}
 }
 
+// countSegments counts the current records in the segments of dir: for
+// each payment its line of the highest version (a later segment's on a
+// tie), by its delivery state; a record's age is its "updated" time.
+// Segments removed while it reads (compacted) are skipped: their records
+// are in newer ones, read after them.
+func countSegments(dir string, c cutoffs) (delivered, owed dirUsage, err error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		return delivered, owed, err
+	}
+	type current struct {
+		version uint64
+		owed    bool
+		updated time.Time
+	}
+	recs := map[string]current{}
+	for _, name := range names { // sorted: in the order they were made
+		data, err := os.ReadFile(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return delivered, owed, err
+		}
+		if info, err := os.Stat(name); err == nil {
+			delivered.bytes += blocks(info)
+		}
+		lines, _ := seglog.Scan(data)
+		for _, line := range lines {
+			var r struct {
+				PaymentID string    `json:"payment_id"`
+				Version   uint64    `json:"version"`
+				Updated   time.Time `json:"updated"`
+				Delivery  struct {
+					State string `json:"state"`
+				} `json:"delivery"`
+			}
+			if json.Unmarshal(line, &r) != nil || r.PaymentID == "" {
+				continue
+			}
+			if have, ok := recs[r.PaymentID]; !ok || r.Version >= have.version {
+				recs[r.PaymentID] = current{r.Version, r.Delivery.State == "pending" || r.Delivery.State == "exhausted", r.Updated}
+			}
+		}
+	}
+	for _, r := range recs {
+		u := &delivered
+		if r.owed {
+			u = &owed
+		}
+		u.files++
+		if r.updated.Before(c.expired) {
+			u.expired++
+		}
+		if r.updated.Before(c.overdue) {
+			u.overdue++
+		}
+	}
+	return delivered, owed, nil
+}
+
 // blocks is the space a file takes on disk: st_blocks × 512.
 func blocks(info os.FileInfo) int64 {
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
@@ -371,8 +440,9 @@ func printMillion(out io.Writer, rows []millionRow, m *millionRun, retention, sw
 	fmt.Fprintf(out, "The payments benchmark's flow, repeated against one guard site. One row every %d flows. "+
 		"`flows/s` is over the rows' interval. `RSS` is VmRSS from /proc/<pid>/status. "+
 		"`heap` is Caddy's Go heap in use (HeapInuse, from /debug/vars on its admin API). "+
-		"Records are the *.json files in the site's payments/ and owed/ directories; "+
-		"`on disk` is their allocated blocks, directories included, as du counts them. "+
+		"Records are each payment's current record in the site's segments (log/*.seg), delivered (counted as payments/ records) or owed, "+
+		"and the *.json files in its payments/ and owed/ directories; "+
+		"`on disk` is their allocated blocks (segments whole), directories included, as du counts them. "+
 		"They are counted while the flows go on, so a row may show a few more records than flows done.", m.every)
 	if retention > 0 {
 		fmt.Fprintf(out, " The site's retention is %s; its sweep runs every %s", retention, sweep)

@@ -55,6 +55,29 @@ func TestCountRecords(t *testing.T) {
 	assert.Positive(t, o.bytes)
 }
 
+// TestCountRecordsInSegments: each payment's line of the highest version
+// counts once, as delivered or owed, by its "updated" time.
+func TestCountRecordsInSegments(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "pi_guard", "aaa", "log")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	old := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	line := func(id string, version int, state, updated string) string {
+		return fmt.Sprintf(`{"payment_id":%q,"delivery":{"state":%q},"updated":%q,"version":%d}`+"\n", id, state, updated, version)
+	}
+	first := line("p1", 1, "pending", old) + line("p1", 2, "delivered", old) + line("p2", 1, "pending", now)
+	second := line("p3", 1, "delivered", now) + line("p2", 1, "pending", now) + "\x00\x00" // a copy; a preallocated tail
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "00000000000000000001-1-a.seg"), []byte(first), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "00000000000000000002-1-b.seg"), []byte(second), 0o644))
+	p, o, err := countRecords(root, cutoffs{expired: time.Now().Add(-30 * time.Minute)})
+	require.NoError(t, err)
+	assert.Equal(t, 2, p.files, "p1 (its delivery), p3")
+	assert.Equal(t, 1, p.expired, "p1")
+	assert.Equal(t, 1, o.files, "p2, counted once")
+	assert.Positive(t, p.bytes)
+}
+
 func TestDoneAt(t *testing.T) {
 	s := []point{{0, 0}, {10 * time.Second, 100}, {20 * time.Second, 300}}
 	assert.InDelta(t, 0, doneAt(s, -time.Second), 1e-9)

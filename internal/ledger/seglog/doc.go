@@ -1,10 +1,8 @@
-// Package seglog writes and reads the segment files of the ledger's planned
-// segment store (docs/segment-store.md, step 2): append-only files of one
-// record per line, each written by one process and read by every instance
-// sharing the storage, some while they grow.
-//
-// Nothing in the guard uses it yet: the store is built in steps that each
-// land on their own, and this is the part every other rests on.
+// Package seglog writes and reads the segment files of the ledger's
+// segment store (docs/segment-store.md): append-only files of one record
+// per line, each written by one process and read by every instance sharing
+// the storage, some while they grow. It knows nothing of records: the
+// ledger's segStore indexes the lines.
 //
 //   - Writer appends lines to its own segments, preallocated as they fill (so
 //     that their unwritten tail reads as zero bytes), with one write and at
@@ -17,5 +15,6 @@
 //     first zero byte (space not written yet, or never: a crash) and before
 //     a line still being written.
 //   - Tail follows one segment from where it last stopped.
-//   - Index keeps, per payment, where its record of the highest version is.
+//   - Free and Hold tell whether a segment's writer still holds it, and take
+//     it for a compaction.
 package seglog

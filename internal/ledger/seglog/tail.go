@@ -8,10 +8,10 @@ import (
 	"os"
 )
 
-// MaxLine bounds one line: a longer one is not a record (records are a few
-// hundred bytes; the largest carry a request of at most max_body_size) and
-// stops a Tail with ErrLineTooLong.
-const MaxLine = 4 << 20
+// MaxLine bounds one line: a longer one is not a record and stops a Tail
+// with ErrLineTooLong. Records are a few hundred bytes, but one carries its
+// request's body (base64), of at most max_body, which may be up to 1 GiB.
+const MaxLine = 3 << 29
 
 // ErrLineTooLong: a segment holds a line longer than any record, or bytes
 // that are not a segment.
@@ -27,11 +27,12 @@ type Tail struct {
 	off  int64
 	buf  []byte
 	size int // readSize, smaller in tests
+	max  int // MaxLine, smaller in tests
 }
 
 // NewTail follows f from offset off (0 for a segment not read before).
 func NewTail(f *os.File, off int64) *Tail {
-	return &Tail{f: f, off: off, size: readSize}
+	return &Tail{f: f, off: off, size: readSize, max: MaxLine}
 }
 
 // Offset is where the next Read starts: every byte before it was returned
@@ -67,7 +68,7 @@ func (t *Tail) Read() (lines [][]byte, offsets []int64, err error) {
 			return lines, offsets, nil // stopped at unwritten space
 		case n > 0:
 			continue // the buffer ended inside a line: read on from it
-		case len(t.buf) >= MaxLine:
+		case len(t.buf) >= t.max:
 			if len(lines) > 0 {
 				return lines, offsets, nil // what came before, first
 			}

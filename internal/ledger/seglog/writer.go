@@ -37,6 +37,8 @@ type Writer struct {
 	// by tests.
 	maxBytes int64
 	maxAge   time.Duration
+	// maxLine is MaxLine, lowered by tests.
+	maxLine int
 
 	batch Batcher[*job]
 	// commitMu is held while a batch is written, and to close a segment by
@@ -85,7 +87,7 @@ type At struct {
 
 // NewWriter returns a writer of segments in dir (made when needed).
 func NewWriter(dir string) *Writer {
-	w := &Writer{dir: dir, maxBytes: SegmentMaxBytes, maxAge: SegmentMaxAge, datasync: datasync}
+	w := &Writer{dir: dir, maxBytes: SegmentMaxBytes, maxAge: SegmentMaxAge, maxLine: MaxLine, datasync: datasync}
 	w.batch.Commit = w.commit
 	return w
 }
@@ -101,7 +103,7 @@ var ErrWriterFailed = errors.New("seglog: the segment writer failed earlier")
 // it is taken, Append waits for its outcome (a commit is bounded by the
 // disk), so that no line is ever written after Append said it was not.
 func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, error) {
-	if len(line)+1 > MaxLine {
+	if len(line)+1 > w.maxLine {
 		return At{}, fmt.Errorf("%w: %d bytes", ErrLineTooLong, len(line))
 	}
 	for _, b := range line {
@@ -320,6 +322,23 @@ func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.failed
+}
+
+// Current is the base name of the segment appends go to now, or "".
+func (w *Writer) Current() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seg == nil {
+		return ""
+	}
+	return filepath.Base(w.seg.name)
+}
+
+// Failed reports whether an earlier write or sync turned the writer off.
+func (w *Writer) Failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed != nil
 }
 
 // Syncs is how many fdatasyncs the writer made.

@@ -123,8 +123,10 @@ func TestWriterRefusesWhatIsNotOneLine(t *testing.T) {
 		_, err := w.Append(context.Background(), []byte(bad), false)
 		assert.Error(t, err, "%q", bad)
 	}
-	_, err := w.Append(context.Background(), make([]byte, MaxLine), false)
+	w.maxLine = 1 << 20 // MaxLine, lowered: the test makes a line that long
+	_, err := w.Append(context.Background(), make([]byte, w.maxLine), false)
 	assert.ErrorIs(t, err, ErrLineTooLong)
+	assert.Equal(t, 1<<29*3, MaxLine, "a record with a request of max_body's largest (1 GiB, base64) fits")
 }
 
 func TestWriterRotatesByAge(t *testing.T) {
