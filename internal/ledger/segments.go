@@ -452,7 +452,10 @@ func (s *segStore) drop(gone []uint32) {
 		}
 	}
 	for _, n := range gone {
-		sf := s.segs[n]
+		sf, ok := s.segs[n]
+		if !ok {
+			continue // a refresh found it gone first
+		}
 		if sf.f != nil {
 			sf.f.Close()
 		}

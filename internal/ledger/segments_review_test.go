@@ -107,12 +107,21 @@ func TestSegmentsReviewSavesRacingCompaction(t *testing.T) {
 			}
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		for !stop.Load() {
 			time.Sleep(200 * time.Microsecond)
 			st.seg.close() // as the 30 s timer does
+		}
+	}()
+	go func() {
+		// Requests: each Load refreshes, and lists log/ while it changes,
+		// finding the compaction's removals before the compaction does.
+		defer wg.Done()
+		for !stop.Load() {
+			_, err := st.Load(ctx, segID(int(next.Load())))
+			assert.NoError(t, err)
 		}
 	}()
 	go func() {
