@@ -205,12 +205,13 @@ func (s *segStore) load(id string) (*Record, error) {
 		}
 		s.mu.Lock()
 		r, ok := s.idx[id]
+		if !ok {
+			s.mu.Unlock()
+			return nil, nil
+		}
 		sf := s.segs[r.seg]
 		f, err := s.open(sf)
 		s.mu.Unlock()
-		if !ok {
-			return nil, nil
-		}
 		if errors.Is(err, fs.ErrNotExist) && try == 0 {
 			continue // compacted away since: its copy is in a newer segment
 		}
@@ -383,16 +384,27 @@ func (s *segStore) list() (gone []uint32, err error) {
 // refresh. The caller holds mu.
 func (s *segStore) readLive() {
 	for n, sf := range s.tails {
-		free := seglog.Free(sf.f) // before the read: what it reads then is all there is
-		lines, offs, err := sf.tail.Read()
-		for i, line := range lines {
-			s.index(line, n, offs[i])
-		}
-		sf.size = sf.tail.Offset()
-		if free && (err == nil || errors.Is(err, seglog.ErrLineTooLong)) {
-			// Finished (or not a segment past a line longer than any
-			// record: what came before counts).
-			s.untail(n, sf)
+		free := seglog.Free(sf.f) // before the reads: what they read then is all there is
+		for {
+			lines, offs, err := sf.tail.Read()
+			for i, line := range lines {
+				s.index(line, n, offs[i])
+			}
+			sf.size = sf.tail.Offset()
+			switch {
+			case errors.Is(err, seglog.ErrLineTooLong) && free:
+				// Not a segment past a line longer than any record: what
+				// came before counts.
+				s.untail(n, sf)
+			case err != nil || !free:
+				// A read that failed is tried again by the next refresh; a
+				// segment still written is read on then.
+			case len(lines) == 0:
+				s.untail(n, sf) // read to its end: finished
+			default:
+				continue // a read may stop short (an error after some lines)
+			}
+			break
 		}
 	}
 }

@@ -73,6 +73,8 @@ func (t *Tail) Read() (lines [][]byte, offsets []int64, err error) {
 				return lines, offsets, nil // what came before, first
 			}
 			return nil, nil, fmt.Errorf("%w: %s at %d", ErrLineTooLong, t.f.Name(), t.off)
+		case len(t.buf) > t.max/2:
+			t.buf = make([]byte, t.max) // (no 2×: an int may be 32 bits)
 		default:
 			t.buf = make([]byte, 2*len(t.buf)) // one line longer than the buffer
 		}

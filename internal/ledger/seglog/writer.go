@@ -111,8 +111,17 @@ func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, err
 			return At{}, errors.New("seglog: a line holds a newline or a zero byte")
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return At{}, fmt.Errorf("seglog: before a segment write: %w", err)
+	}
+	j := &job{line: line, durable: durable, done: make(chan result, 1)}
+	// Queued under mu: a line queued before Close is written before Close
+	// finishes the segment; none is queued after.
 	w.mu.Lock()
 	failed, closed := w.failed, w.closed
+	if failed == nil && !closed {
+		w.batch.Add(j)
+	}
 	w.mu.Unlock()
 	if failed != nil {
 		return At{}, fmt.Errorf("%w: %w", ErrWriterFailed, failed)
@@ -120,11 +129,6 @@ func (w *Writer) Append(ctx context.Context, line []byte, durable bool) (At, err
 	if closed {
 		return At{}, errors.New("seglog: the segment writer is closed")
 	}
-	if err := ctx.Err(); err != nil {
-		return At{}, fmt.Errorf("seglog: before a segment write: %w", err)
-	}
-	j := &job{line: line, durable: durable, done: make(chan result, 1)}
-	w.batch.Add(j)
 	r := <-j.done
 	return r.at, r.err
 }
@@ -143,14 +147,12 @@ func (w *Writer) commit(batch []*job) {
 func (w *Writer) write(batch []*job) ([]At, error) {
 	at := make([]At, len(batch))
 	w.mu.Lock()
-	seg, failed, closed := w.seg, w.failed, w.closed
+	seg, failed := w.seg, w.failed
 	w.mu.Unlock()
 	if failed != nil {
 		return at, fmt.Errorf("%w: %w", ErrWriterFailed, failed)
 	}
-	if closed {
-		return at, errors.New("seglog: the segment writer is closed")
-	}
+	// Lines queued before Close are written (Close waits for them first).
 	// A full segment is finished by the write that fills it, an old one by
 	// its timer; this catches a write that comes before the timer fires.
 	if seg != nil && time.Since(seg.opened) >= w.maxAge {

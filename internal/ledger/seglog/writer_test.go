@@ -233,3 +233,40 @@ func TestWriterAndTailTogether(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestWriterCloseRacingAppends: an Append either is refused as closed or
+// returns with its line written into a segment Close finished; a line
+// queued before Close is never refused after it.
+func TestWriterCloseRacingAppends(t *testing.T) {
+	for range 50 {
+		dir := t.TempDir()
+		w := NewWriter(dir)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var written []At
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				at, err := w.Append(context.Background(), []byte(fmt.Sprintf("line-%02d", i)), i%2 == 0)
+				if err != nil {
+					assert.Contains(t, err.Error(), "closed")
+					return
+				}
+				mu.Lock()
+				written = append(written, at)
+				mu.Unlock()
+			}()
+		}
+		require.NoError(t, w.Close())
+		wg.Wait()
+		for _, at := range written {
+			data, err := os.ReadFile(filepath.Join(dir, at.Segment))
+			require.NoError(t, err)
+			lines, _ := Scan(data[at.Off:])
+			require.NotEmpty(t, lines, "an acknowledged line is in its segment")
+			assert.NotContains(t, string(data), "\x00", "its segment finished: cut to what was written")
+			assert.True(t, unlocked(t, filepath.Join(dir, at.Segment)), "and unlocked")
+		}
+	}
+}
