@@ -109,8 +109,8 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.
 	}
 	w := seglog.NewWriter(s.dir)
 	type copied struct {
-		line []byte
-		at   seglog.At
+		kept
+		at seglog.At
 	}
 	var copies []copied
 	var werr error
@@ -120,16 +120,16 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.
 			werr = err
 			break
 		}
-		for _, line := range keep {
+		for _, k := range keep {
 			if werr = ctx.Err(); werr != nil {
 				break
 			}
-			at, err := w.Append(ctx, line, false)
+			at, err := w.Append(ctx, k.line, false)
 			if err != nil {
 				werr = err
 				break
 			}
-			copies = append(copies, copied{line: line, at: at})
+			copies = append(copies, copied{kept: k, at: at})
 		}
 		if werr != nil {
 			break
@@ -145,7 +145,11 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.
 			n = s.register(c.at.Segment)
 		}
 		s.segs[n].size = max(s.segs[n].size, c.at.Off+int64(len(c.line))+1)
-		s.index(c.line, n, c.at.Off)
+		if c.current {
+			r := c.rec
+			r.seg, r.off = n, c.at.Off
+			s.put(c.id, r) // a newer version written meanwhile stays
+		}
 	}
 	s.mu.Unlock()
 	if werr != nil {
@@ -160,6 +164,9 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.
 		}
 	}
 	if err := seglog.SyncDir(s.dir); err != nil {
+		return 0, fmt.Errorf("compacting %s: %w", s.dir, err)
+	}
+	if err := seglog.Bump(s.dir); err != nil {
 		return 0, fmt.Errorf("compacting %s: %w", s.dir, err)
 	}
 	s.mu.Lock()
@@ -243,10 +250,19 @@ func (s *segStore) hold(picked []uint32) []heldSeg {
 	return held
 }
 
+// kept is a line a pass copies: its payment, and when it is the current
+// version, its index entry (to point at the copy).
+type kept struct {
+	line    []byte
+	id      string
+	current bool
+	rec     segRec
+}
+
 // keep returns the lines of segment h to copy: its payments' current
 // records (unless full and expired), and older versions whose current one
-// is not settled yet. Other lines, and what does not parse, are dropped.
-func (s *segStore) keep(h heldSeg, full bool, expiredBefore int64, settled map[uint32]bool) ([][]byte, error) {
+// is not settled yet. Other lines, and what is not a record, are dropped.
+func (s *segStore) keep(h heldSeg, full bool, expiredBefore int64, settled map[uint32]bool) ([]kept, error) {
 	data, err := io.ReadAll(h.f)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", h.name, err)
@@ -254,12 +270,12 @@ func (s *segStore) keep(h heldSeg, full bool, expiredBefore int64, settled map[u
 	lines, _ := seglog.Scan(data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var keep [][]byte
+	var keep []kept
 	var off int64
 	for _, line := range lines {
 		at := off
 		off += int64(len(line)) + 1
-		id, version, ok := lineHeader(line)
+		id, ok := linePaymentID(line)
 		if !ok {
 			continue
 		}
@@ -267,15 +283,14 @@ func (s *segStore) keep(h heldSeg, full bool, expiredBefore int64, settled map[u
 		expired := full && !cur.owed && cur.updated < expiredBefore
 		switch {
 		case !known:
-			// No version of it is current: dropped by an earlier full pass.
+			// No version of it is current: dropped by an earlier full pass
+			// (or not a record).
 		case cur.seg == h.n && cur.off == at:
 			if !expired {
-				keep = append(keep, line)
+				keep = append(keep, kept{line: line, id: id, current: true, rec: cur})
 			}
-		case cur.version < version:
-			keep = append(keep, line) // not indexed yet: keep it, to be safe
 		case !settled[cur.seg] && !expired:
-			keep = append(keep, line) // its successor may not be on disk yet
+			keep = append(keep, kept{line: line, id: id}) // its successor may not be on disk yet
 		}
 	}
 	return keep, nil

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,11 +51,14 @@ type segStore struct {
 	next   uint32
 	byName map[string]uint32
 	tails  map[uint32]*segFile // other writers' segments not known finished
-	// mtime is log/'s modification time at the last listing, listedAt when
-	// that listing began (both Unix ns), live len(tails): while all three
-	// say nothing can have changed, a refresh is one stat (see refresh).
-	mtime, listedAt atomic.Int64
-	live            atomic.Int32
+	// gen is log/'s generation file (seglog.GenName), opened once it
+	// exists; genMu guards it. listed is its size at the last listing
+	// (-1: none yet), live len(tails): while both say nothing changed, a
+	// refresh is one fstat (see refresh).
+	genMu  sync.Mutex
+	gen    *os.File
+	listed atomic.Int64
+	live   atomic.Int32
 }
 
 // segRec is where a payment's current record is, and what compaction and
@@ -89,8 +93,10 @@ func segStoreFor(dir string) *segStore {
 // newSegStore returns a segStore of its own over dir: another instance's,
 // for tests.
 func newSegStore(dir string) *segStore {
-	return &segStore{dir: dir, idx: map[string]segRec{}, segs: map[uint32]*segFile{},
+	s := &segStore{dir: dir, idx: map[string]segRec{}, segs: map[uint32]*segFile{},
 		byName: map[string]uint32{}, tails: map[uint32]*segFile{}}
+	s.listed.Store(-1)
+	return s
 }
 
 // writer is the current segment writer; a failed one is replaced, so that
@@ -120,28 +126,18 @@ func (s *segStore) save(ctx context.Context, rec *Record, data []byte) error {
 	s.saving.RLock()
 	defer s.saving.RUnlock()
 	at, err := s.writer().Append(ctx, data, rec.Owed())
-	if err == nil && rec.Owed() && s.lost(at) {
+	if errors.Is(err, seglog.ErrSegmentGone) {
 		// log/ was removed (by hand, or a restore) with the segment in it:
 		// the line is nowhere. Forget what was there, and write it again
 		// into a new folder.
 		s.forgetAll()
-		at, err = s.writer().Append(ctx, data, true)
+		at, err = s.writer().Append(ctx, data, rec.Owed())
 	}
 	if err != nil {
 		return err
 	}
 	s.indexSaved(rec, data, at)
 	return nil
-}
-
-// lost reports whether the segment at names is gone with its folder (a
-// segment compacted away leaves its folder, and its lines were copied).
-func (s *segStore) lost(at seglog.At) bool {
-	if _, err := os.Lstat(filepath.Join(s.dir, at.Segment)); !errors.Is(err, fs.ErrNotExist) {
-		return false
-	}
-	_, err := os.Stat(s.dir)
-	return errors.Is(err, fs.ErrNotExist)
 }
 
 // indexSaved indexes the line of rec that save appended at at. The caller
@@ -273,44 +269,64 @@ func (s *segStore) has(id string) (has, owed bool) {
 	return ok, r.owed
 }
 
-// mtimeSlack: a folder's mtime may keep one value for a clock tick, so a
-// segment made in the tick of the last listing leaves it as it was; until
-// a listing has begun this long after the mtime, refresh lists again.
-const mtimeSlack = 2 * time.Second
-
 // refresh reads what the other writers appended since the last refresh:
-// the segments that appeared in log/ (when its mtime moved, or with
-// relist) and the growth of those not known finished. A record another
-// instance wrote before it released a payment's lock is therefore seen by
-// a Load made under that lock. With no other writer, it is one stat.
+// the segments that appeared in log/ (when its generation file grew, or
+// with relist) and the growth of those not known finished. A writer grows
+// the generation file once a new segment has its name, before its first
+// line is acknowledged, so a record another instance wrote before it
+// released a payment's lock is seen by a Load made under that lock. With
+// no other writer, a refresh is one fstat.
 func (s *segStore) refresh(relist bool) error {
-	fi, err := os.Stat(s.dir)
+	size, err := s.genSize()
 	if errors.Is(err, fs.ErrNotExist) {
-		s.forgetAll() // nothing written yet, or the folder was removed
-		return nil
+		if _, derr := os.Stat(s.dir); errors.Is(derr, fs.ErrNotExist) {
+			s.forgetAll() // nothing written yet, or the folder was removed
+			return nil
+		}
+		size, relist = 0, true // a folder without one: list it every time
+	} else if err != nil {
+		return fmt.Errorf("reading %s: %w", filepath.Join(s.dir, seglog.GenName), err)
 	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", s.dir, err)
-	}
-	m := fi.ModTime().UnixNano()
-	quiet := func() bool { return m == s.mtime.Load() && s.listedAt.Load()-m > int64(mtimeSlack) }
-	if !relist && quiet() && s.live.Load() == 0 {
+	if !relist && size == s.listed.Load() && s.live.Load() == 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var gone []uint32
-	if relist || !quiet() {
-		began := time.Now().UnixNano()
+	if relist || size != s.listed.Load() {
 		if gone, err = s.list(); err != nil {
 			return err
 		}
-		s.mtime.Store(m)
-		s.listedAt.Store(began)
+		s.listed.Store(size) // read before the listing: a change after it grows it again
 	}
 	s.readLive()
 	s.drop(gone)
 	return nil
+}
+
+// genSize returns the size of log/'s generation file (fs.ErrNotExist when
+// it is not there), opening it when needed: again when the one open lost
+// its name (removed with its folder).
+func (s *segStore) genSize() (int64, error) {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	for try := 0; try < 2; try++ {
+		if s.gen == nil {
+			f, err := os.Open(filepath.Join(s.dir, seglog.GenName))
+			if err != nil {
+				return 0, err
+			}
+			s.gen = f
+		}
+		fi, err := s.gen.Stat()
+		if err == nil && seglog.Links(fi) > 0 {
+			return fi.Size(), nil
+		}
+		s.gen.Close()
+		s.gen = nil
+		s.listed.Store(-1)
+	}
+	return 0, fs.ErrNotExist
 }
 
 // forgetAll forgets every segment when log/ is gone (an operator removed
@@ -326,8 +342,8 @@ func (s *segStore) forgetAll() {
 			gone = append(gone, n)
 		}
 		s.drop(gone)
-		s.mtime.Store(0)
 	}
+	s.listed.Store(-1)
 	s.mu.Unlock()
 	if known {
 		s.close()
@@ -430,10 +446,18 @@ func parseLine(line []byte) (h lineHead, ok bool) {
 	return h, true
 }
 
-// lineHeader returns the payment id and version of a line.
-func lineHeader(line []byte) (id string, version uint64, ok bool) {
+// linePaymentID returns the payment id of a line: read from its start
+// (`{"payment_id":"…",` is how Save writes every record) without parsing
+// the rest, else from its JSON.
+func linePaymentID(line []byte) (string, bool) {
+	const head = `{"payment_id":"`
+	if rest, ok := bytes.CutPrefix(line, []byte(head)); ok {
+		if end := bytes.IndexByte(rest, '"'); end > 0 && piclient.ValidatePaymentID(string(rest[:end])) == nil {
+			return string(rest[:end]), true
+		}
+	}
 	h, ok := parseLine(line)
-	return h.PaymentID, h.Version, ok
+	return h.PaymentID, ok
 }
 
 // index indexes a line of segment n at off; one that is not a record is

@@ -291,8 +291,9 @@ func TestSegmentsReviewLargeRequestBody(t *testing.T) {
 	assert.Equal(t, rec.Request.Body, got.Request.Body)
 }
 
-// TestSegmentsReviewMissesASegmentMadeInOneMtimeTick: a refresh lists log/
-// only when its mtime moved, and reads only segments it knows. Where a
+// TestSegmentsReviewMissesASegmentMadeInOneMtimeTick: a refresh listed log/
+// only when its mtime moved (it now follows log/.gen, which every new
+// segment grows), and reads only segments it knows. Where a
 // directory's mtime has the granularity of a clock tick (kernels before
 // multigrain timestamps, NFS and its attribute cache, other file systems),
 // a segment renamed into log/ in the tick of the change a listing already

@@ -5,6 +5,7 @@ package seglog
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,3 +53,11 @@ func Hold(f *os.File) bool { return lockFile(f) == nil }
 
 // Supported: segments can be shared between processes here (flock).
 const Supported = true
+
+// Links is a file's number of names.
+func Links(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}

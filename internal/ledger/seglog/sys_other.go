@@ -21,3 +21,6 @@ func Hold(*os.File) bool { return false }
 
 // Supported: segments can be shared between processes here (flock).
 const Supported = false
+
+// Links is a file's number of names (not known here: one).
+func Links(os.FileInfo) uint64 { return 1 }

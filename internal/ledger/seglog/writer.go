@@ -92,6 +92,43 @@ func NewWriter(dir string) *Writer {
 	return w
 }
 
+// ErrSegmentGone: the segment a durable line was written to is no longer
+// in its folder (removed by hand, with its folder or alone): the line is
+// nowhere a reader looks. The writer is off; a new one starts a segment
+// (and the folder) again.
+var ErrSegmentGone = errors.New("seglog: the segment was removed while it was written")
+
+// unlinked returns ErrSegmentGone when f has no name left.
+func unlinked(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if Links(fi) == 0 {
+		return ErrSegmentGone
+	}
+	return nil
+}
+
+// GenName is the file in a segment folder that grows by a byte whenever a
+// segment is made or removed: a reader that sees its size unchanged knows
+// the folder's segments are the ones it listed (a folder's mtime may keep
+// its value for a clock tick).
+const GenName = ".gen"
+
+// Bump records, in dir's generation file, that its segments changed.
+func Bump(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, GenName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte{'+'})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // ErrWriterFailed: an earlier write or sync failed and the writer is off;
 // the caller keeps what it could not write, and writes it elsewhere.
 var ErrWriterFailed = errors.New("seglog: the segment writer failed earlier")
@@ -180,6 +217,7 @@ func (w *Writer) write(batch []*job) ([]At, error) {
 	if err == nil && durable {
 		if err = w.datasync(seg.f); err == nil {
 			w.syncs.Add(1)
+			err = unlinked(seg.f)
 		}
 	}
 	if err != nil {
@@ -237,6 +275,9 @@ func (w *Writer) open() (*wsegment, error) {
 	}
 	if err == nil {
 		err = SyncDir(w.dir)
+	}
+	if err == nil {
+		err = Bump(w.dir)
 	}
 	if err != nil {
 		f.Close()

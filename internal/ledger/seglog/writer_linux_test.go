@@ -57,3 +57,25 @@ func unlocked(t *testing.T, name string) bool {
 	defer f.Close()
 	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
 }
+
+// TestWriterSaysWhenItsSegmentIsGone: a durable line written into a segment
+// whose folder was removed is reported lost (ErrSegmentGone), not
+// acknowledged; the generation file grows with every segment made.
+func TestWriterSaysWhenItsSegmentIsGone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	w := NewWriter(dir)
+	defer w.Close()
+	_, err := w.Append(context.Background(), []byte("first"), true)
+	require.NoError(t, err)
+	fi, err := os.Stat(filepath.Join(dir, GenName))
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), fi.Size(), "one segment made")
+
+	require.NoError(t, os.RemoveAll(dir))
+	_, err = w.Append(context.Background(), []byte("second"), true)
+	assert.ErrorIs(t, err, ErrSegmentGone)
+	w2 := NewWriter(dir)
+	defer w2.Close()
+	_, err = w2.Append(context.Background(), []byte("second"), true)
+	require.NoError(t, err, "a new writer makes the folder again")
+}
