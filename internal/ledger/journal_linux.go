@@ -495,6 +495,9 @@ func (st *Ledger) restore(ctx context.Context, e journalEntry) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if st.seg != nil {
+		st.seg.legacyWritten()
+	}
 	switch {
 	case have == nil:
 		return true, st.w.storeSynced(ctx, e.Key, e.Record)

@@ -202,6 +202,9 @@ func (st *Ledger) Load(ctx context.Context, id string) (*Record, error) {
 		if rec, err := st.seg.load(id); rec != nil || err != nil {
 			return rec, err
 		}
+		if !st.seg.legacyFiles(st.w.fs.Filename(st.prefix)) {
+			return nil, nil
+		}
 	}
 	for _, key := range []string{st.RecordKey(id), st.OwedKey(id)} {
 		data, err := st.s.Load(ctx, key)

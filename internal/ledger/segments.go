@@ -38,6 +38,9 @@ type segStore struct {
 
 	wmu sync.Mutex
 	w   *seglog.Writer
+	// newWriter makes a writer: seglog.NewWriter, or one whose disk fails
+	// in tests.
+	newWriter func(dir string) *seglog.Writer
 
 	// saving is held for reading by a save from its append to its
 	// indexing, and for writing by a compaction while it picks and takes
@@ -59,6 +62,43 @@ type segStore struct {
 	gen    *os.File
 	listed atomic.Int64
 	live   atomic.Int32
+	// legacy: the files layout's folders were there at the last look;
+	// legacyNext is when to look again (Unix ns). See legacyFiles.
+	legacy     atomic.Bool
+	legacyNext atomic.Int64
+}
+
+// legacyEvery is how long the answer of legacyFiles is kept.
+const legacyEvery = 5 * time.Second
+
+// legacyFiles reports whether the files layout's folders (owed/,
+// payments/ under prefixDir) exist, so that a Load that misses in the
+// segments still looks there: checked at most every legacyEvery, once they
+// are gone a Load costs no lookups of files that are not there. A record
+// another process writes there (an instance of an earlier version, or the
+// replay of its journal) is looked for within legacyEvery; until then a
+// retry of its payment is checked with Pi again, as after a lost record.
+func (s *segStore) legacyFiles(prefixDir string) bool {
+	now := time.Now().UnixNano()
+	if now < s.legacyNext.Load() {
+		return s.legacy.Load()
+	}
+	there := false
+	for _, dir := range []string{"owed", "payments"} {
+		if _, err := os.Stat(filepath.Join(prefixDir, dir)); !errors.Is(err, fs.ErrNotExist) {
+			there = true
+		}
+	}
+	s.legacy.Store(there)
+	s.legacyNext.Store(now + int64(legacyEvery))
+	return there
+}
+
+// legacyWritten: this process writes a record of the files layout (the
+// replay of an earlier version's journal): Loads look there from now on.
+func (s *segStore) legacyWritten() {
+	s.legacy.Store(true)
+	s.legacyNext.Store(time.Now().Add(legacyEvery).UnixNano())
 }
 
 // segRec is where a payment's current record is, and what compaction and
@@ -94,7 +134,7 @@ func segStoreFor(dir string) *segStore {
 // for tests.
 func newSegStore(dir string) *segStore {
 	s := &segStore{dir: dir, idx: map[string]segRec{}, segs: map[uint32]*segFile{},
-		byName: map[string]uint32{}, tails: map[uint32]*segFile{}}
+		byName: map[string]uint32{}, tails: map[uint32]*segFile{}, newWriter: seglog.NewWriter}
 	s.listed.Store(-1)
 	return s
 }
@@ -105,7 +145,7 @@ func (s *segStore) writer() *seglog.Writer {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.w == nil || s.w.Failed() {
-		s.w = seglog.NewWriter(s.dir)
+		s.w = s.newWriter(s.dir)
 	}
 	return s.w
 }

@@ -8,10 +8,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -381,4 +385,68 @@ func TestCompactionMergesSmallSegments(t *testing.T) {
 	owed, err := st.Owed(ctx)
 	require.NoError(t, err)
 	assert.Len(t, owed, mergeAt)
+}
+
+// TestSegmentsDiskFailure: a completion whose segment sync fails is not
+// acknowledged as written: Save says so, and the record lives in memory
+// (loaded, listed as owed) until a later save, on a new segment once the
+// disk works again, writes it; then another instance reads it.
+func TestSegmentsDiskFailure(t *testing.T) {
+	ctx := context.Background()
+	fsys, sts := segInstances(t, 1)
+	st := sts[0]
+	var failing atomic.Bool
+	failing.Store(true)
+	st.seg.newWriter = func(dir string) *seglog.Writer {
+		return seglog.NewWriterSyncing(dir, func(f *os.File) error {
+			if failing.Load() {
+				return syscall.EIO
+			}
+			return f.Sync()
+		})
+	}
+	rec := completedRecord(t)
+	err := st.Save(ctx, rec)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.EIO)
+	assert.True(t, rec.Unsaved)
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.True(t, got.Unsaved, "from memory")
+	owed, err := st.Owed(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{rec.PaymentID}, owed)
+
+	failing.Store(false)
+	require.NoError(t, st.Save(ctx, got), "written on a new segment")
+	other := NewLayout(fsys, "pi_guard/test", LayoutSegments)
+	other.seg = newSegStore(st.seg.dir)
+	got, err = other.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	assert.False(t, got.Unsaved)
+	assert.Equal(t, Pending, got.Delivery.State)
+	assert.Equal(t, uint64(2), got.Version, "the failed write's version, then this one")
+}
+
+// TestSegmentsLookForFilesOnlyWhileThereAreAny: a Load that misses in the
+// segments looks for the files layout's records while its folders exist,
+// and not once they are gone (checked every legacyEvery).
+func TestSegmentsLookForFilesOnlyWhileThereAreAny(t *testing.T) {
+	ctx := context.Background()
+	fsys, sts := segInstances(t, 1)
+	st := sts[0]
+	assert.False(t, st.seg.legacyFiles(fsys.Filename("pi_guard/test")), "a new storage: none")
+
+	old := NewLayout(fsys, "pi_guard/test", LayoutFiles)
+	rec := completedRecord(t)
+	require.NoError(t, old.Save(ctx, rec))
+	got, err := st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.Nil(t, got, "within legacyEvery of the last look, folders made since are not looked in")
+	st.seg.legacyNext.Store(0) // legacyEvery later
+	got, err = st.Load(ctx, rec.PaymentID)
+	require.NoError(t, err)
+	assert.NotNil(t, got, "then they are")
 }

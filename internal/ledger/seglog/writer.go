@@ -129,6 +129,14 @@ func Bump(dir string) error {
 	return err
 }
 
+// NewWriterSyncing is NewWriter with the fdatasync given: for tests that
+// make the disk fail.
+func NewWriterSyncing(dir string, sync func(*os.File) error) *Writer {
+	w := NewWriter(dir)
+	w.datasync = sync
+	return w
+}
+
 // ErrWriterFailed: an earlier write or sync failed and the writer is off;
 // the caller keeps what it could not write, and writes it elsewhere.
 var ErrWriterFailed = errors.New("seglog: the segment writer failed earlier")
