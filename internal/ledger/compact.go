@@ -58,6 +58,10 @@ func (st *Ledger) compactSegments(ctx context.Context, cutoff time.Time, patienc
 	return st.seg.compact(ctx, cutoff, patience)
 }
 
+// expiryMargin: a record is dropped as expired only once it is this old,
+// whatever the cutoff (see compact). A variable for tests.
+var expiryMargin = 2 * seglog.SegmentMaxAge
+
 // mergeAt is how many segments of one size class are merged into one.
 const mergeAt = 8
 
@@ -92,6 +96,13 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.
 		return 0, err
 	}
 	s.removeStaleAside()
+	// Every older version of a record written before settledBefore is in
+	// a finished segment (a segment is finished after SegmentMaxAge at
+	// most): a full pass that drops it leaves none of them behind, however
+	// short retention is.
+	if settledBefore := time.Now().Add(-expiryMargin); cutoff.After(settledBefore) {
+		cutoff = settledBefore
+	}
 	s.saving.Lock()
 	full, picked, settled := s.plan(cutoff.UnixNano(), cutoff.Add(-patience).UnixNano())
 	held := s.hold(picked)

@@ -188,6 +188,7 @@ func TestSegmentsReviewCompactionRemovesOwedBeforeDeliveredIsDurable(t *testing.
 // exhausted records stay owed for ever). Every instance that starts after
 // lists the payment as owed again and redelivers it.
 func TestSegmentsReviewExpiryResurrectsAnOlderOwedVersion(t *testing.T) {
+	noExpiryMargin(t)
 	ctx := context.Background()
 	fsys, sts := segInstances(t, 1)
 	st := sts[0]
@@ -228,6 +229,7 @@ func TestSegmentsReviewExpiryResurrectsAnOlderOwedVersion(t *testing.T) {
 // retention in a segment mostly kept (owed, exhausted) is never dropped,
 // however many passes run.
 func TestSegmentsReviewRetentionAmongOwedRecords(t *testing.T) {
+	noExpiryMargin(t)
 	ctx := context.Background()
 	_, sts := segInstances(t, 1)
 	st := sts[0]
@@ -355,6 +357,7 @@ func TestSegmentsReviewSaveAfterLogFolderRemoved(t *testing.T) {
 // every Load while another instance writes): memory and time per Load grow
 // with the process's age, not with the segments there are.
 func TestSegmentsReviewSegmentTableGrows(t *testing.T) {
+	noExpiryMargin(t)
 	ctx := context.Background()
 	fsys, sts := segInstances(t, 1)
 	st := sts[0]

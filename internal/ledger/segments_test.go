@@ -279,6 +279,7 @@ func segFiles(t *testing.T, fsys *certmagic.FileStorage) []string {
 // TestCompactionForgetsExpiredRecordsOnly: past the cutoff, delivered
 // records go; owed ones stay, in every instance's view.
 func TestCompactionForgetsExpiredRecordsOnly(t *testing.T) {
+	noExpiryMargin(t)
 	ctx := context.Background()
 	fsys, sts := segInstances(t, 2)
 	a, b := sts[0], sts[1]
@@ -449,4 +450,29 @@ func TestSegmentsLookForFilesOnlyWhileThereAreAny(t *testing.T) {
 	got, err = st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.NotNil(t, got, "then they are")
+}
+
+// noExpiryMargin lets a test's compaction drop records just written, as
+// expired (see expiryMargin).
+func noExpiryMargin(t *testing.T) {
+	old := expiryMargin
+	expiryMargin = 0
+	t.Cleanup(func() { expiryMargin = old })
+}
+
+// TestCompactionDropsNothingYoungerThanTheMargin: however short retention
+// is, a record is dropped as expired only once every older version of it
+// is in a finished segment.
+func TestCompactionDropsNothingYoungerThanTheMargin(t *testing.T) {
+	ctx := context.Background()
+	_, sts := segInstances(t, 1)
+	st := sts[0]
+	ids := saveMany(t, st, 4, 4)
+	st.seg.close()
+	dropped, err := st.compactSegments(ctx, time.Now().Add(time.Hour), 0)
+	require.NoError(t, err)
+	assert.Zero(t, dropped)
+	got, err := st.Load(ctx, ids[0])
+	require.NoError(t, err)
+	assert.NotNil(t, got)
 }
