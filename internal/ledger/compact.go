@@ -214,7 +214,9 @@ func (s *segStore) plan(expiredBefore, overdue int64) (full bool, picked []uint3
 			full = full || r.updated < overdue
 		}
 	}
-	if full || expired > 0 && expired*3 >= total {
+	if stalled(s.segs, settled, expiredBefore) {
+		full = false // an older version may still sit in it, unsynced
+	} else if full || expired > 0 && expired*3 >= total {
 		for n := range settled {
 			picked = append(picked, n)
 		}
@@ -235,6 +237,23 @@ func (s *segStore) plan(expiredBefore, overdue int64) (full bool, picked []uint3
 		}
 	}
 	return false, picked, settled
+}
+
+// stalled reports whether a segment not finished was made before
+// expiredBefore (its name starts with its creation time): its writer is
+// stuck (a hung disk, a stopped process), and it may hold older versions
+// of records a full pass would drop. The caller holds mu.
+func stalled(segs map[uint32]*segFile, settled map[uint32]bool, expiredBefore int64) bool {
+	for n, sf := range segs {
+		if settled[n] {
+			continue
+		}
+		var made int64
+		if _, err := fmt.Sscanf(sf.name, "%d-", &made); err == nil && made < expiredBefore {
+			return true
+		}
+	}
+	return false
 }
 
 // hold takes the picked segments: an flock on a file of their own, which a
@@ -293,12 +312,17 @@ func (s *segStore) keep(h heldSeg, full bool, expiredBefore int64, settled map[u
 		cur, known := s.idx[id]
 		expired := full && !cur.owed && cur.updated < expiredBefore
 		switch {
-		case !known:
-			// No version of it is current: dropped by an earlier full pass
-			// (or not a record).
-		case cur.seg == h.n && cur.off == at:
+		case known && cur.seg == h.n && cur.off == at:
 			if !expired {
 				keep = append(keep, kept{line: line, id: id, current: true, rec: cur})
+			}
+		case !known || lineVersion(line) > cur.version:
+			// A line this process never indexed: one its own writer wrote
+			// but never acknowledged (a batch whose sync failed, kept in
+			// memory since), which another instance may have indexed as
+			// current. Kept, and indexed here as any other's line.
+			if h, ok := parseLine(line); ok {
+				keep = append(keep, kept{line: line, id: id, current: true, rec: headRec(h, len(line))})
 			}
 		case !settled[cur.seg] && !expired:
 			keep = append(keep, kept{line: line, id: id}) // its successor may not be on disk yet

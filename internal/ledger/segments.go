@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,18 +55,17 @@ type segStore struct {
 	next   uint32
 	byName map[string]uint32
 	tails  map[uint32]*segFile // other writers' segments not known finished
-	// gen is log/'s generation file (seglog.GenName), opened once it
-	// exists; genMu guards it. listed is its size at the last listing
-	// (-1: none yet), live len(tails): while both say nothing changed, a
-	// refresh is one fstat (see refresh).
-	genMu  sync.Mutex
-	gen    *os.File
-	listed atomic.Int64
+	// listed is log/'s generation file (seglog.GenName) as the last
+	// listing found it (nil: none yet), live len(tails): while both say
+	// nothing changed, a refresh is one stat (see refresh).
+	listed atomic.Pointer[genKey]
 	live   atomic.Int32
 	// legacy: the files layout's folders were there at the last look;
 	// legacyNext is when to look again (Unix ns). See legacyFiles.
 	legacy     atomic.Bool
 	legacyNext atomic.Int64
+	// legacyPinned: this process wrote such a record (legacyWritten).
+	legacyPinned atomic.Bool
 }
 
 // legacyEvery is how long the answer of legacyFiles is kept.
@@ -80,8 +80,8 @@ const legacyEvery = 5 * time.Second
 // retry of its payment is checked with Pi again, as after a lost record.
 func (s *segStore) legacyFiles(prefixDir string) bool {
 	now := time.Now().UnixNano()
-	if now < s.legacyNext.Load() {
-		return s.legacy.Load()
+	if now < s.legacyNext.Load() || s.legacyPinned.Load() {
+		return s.legacy.Load() || s.legacyPinned.Load()
 	}
 	there := false
 	for _, dir := range []string{"owed", "payments"} {
@@ -95,11 +95,9 @@ func (s *segStore) legacyFiles(prefixDir string) bool {
 }
 
 // legacyWritten: this process writes a record of the files layout (the
-// replay of an earlier version's journal): Loads look there from now on.
-func (s *segStore) legacyWritten() {
-	s.legacy.Store(true)
-	s.legacyNext.Store(time.Now().Add(legacyEvery).UnixNano())
-}
+// replay of an earlier version's journal): Loads look there from now on,
+// for the rest of the process.
+func (s *segStore) legacyWritten() { s.legacyPinned.Store(true) }
 
 // segRec is where a payment's current record is, and what compaction and
 // Owed need of it without reading it.
@@ -135,7 +133,6 @@ func segStoreFor(dir string) *segStore {
 func newSegStore(dir string) *segStore {
 	s := &segStore{dir: dir, idx: map[string]segRec{}, segs: map[uint32]*segFile{},
 		byName: map[string]uint32{}, tails: map[uint32]*segFile{}, newWriter: seglog.NewWriter}
-	s.listed.Store(-1)
 	return s
 }
 
@@ -165,12 +162,13 @@ func (s *segStore) current() string {
 func (s *segStore) save(ctx context.Context, rec *Record, data []byte) error {
 	s.saving.RLock()
 	defer s.saving.RUnlock()
-	at, err := s.writer().Append(ctx, data, rec.Owed())
+	w := s.writer()
+	at, err := w.Append(ctx, data, rec.Owed())
 	if errors.Is(err, seglog.ErrSegmentGone) {
 		// log/ was removed (by hand, or a restore) with the segment in it:
 		// the line is nowhere. Forget what was there, and write it again
 		// into a new folder.
-		s.forgetAll()
+		s.forgetAll(w)
 		at, err = s.writer().Append(ctx, data, rec.Owed())
 	}
 	if err != nil {
@@ -317,76 +315,73 @@ func (s *segStore) has(id string) (has, owed bool) {
 // released a payment's lock is seen by a Load made under that lock. With
 // no other writer, a refresh is one fstat.
 func (s *segStore) refresh(relist bool) error {
-	size, err := s.genSize()
+	gen, err := s.genKey()
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, derr := os.Stat(s.dir); errors.Is(derr, fs.ErrNotExist) {
-			s.forgetAll() // nothing written yet, or the folder was removed
+			s.forgetAll(nil) // nothing written yet, or the folder was removed
 			return nil
 		}
-		size, relist = 0, true // a folder without one: list it every time
+		relist = true // a folder without one: list it every time
 	} else if err != nil {
 		return fmt.Errorf("reading %s: %w", filepath.Join(s.dir, seglog.GenName), err)
 	}
-	if !relist && size == s.listed.Load() && s.live.Load() == 0 {
-		return nil
+	if !relist && s.live.Load() == 0 {
+		if last := s.listed.Load(); last != nil && *last == gen {
+			return nil
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var gone []uint32
-	if relist || size != s.listed.Load() {
+	if last := s.listed.Load(); relist || last == nil || *last != gen {
 		if gone, err = s.list(); err != nil {
 			return err
 		}
-		s.listed.Store(size) // read before the listing: a change after it grows it again
+		s.listed.Store(&gen) // read before the listing: a change after it grows it again
 	}
 	s.readLive()
 	s.drop(gone)
 	return nil
 }
 
-// genSize returns the size of log/'s generation file (fs.ErrNotExist when
-// it is not there), opening it when needed: again when the one open lost
-// its name (removed with its folder).
-func (s *segStore) genSize() (int64, error) {
-	s.genMu.Lock()
-	defer s.genMu.Unlock()
-	for try := 0; try < 2; try++ {
-		if s.gen == nil {
-			f, err := os.Open(filepath.Join(s.dir, seglog.GenName))
-			if err != nil {
-				return 0, err
-			}
-			s.gen = f
-		}
-		fi, err := s.gen.Stat()
-		if err == nil && seglog.Links(fi) > 0 {
-			return fi.Size(), nil
-		}
-		s.gen.Close()
-		s.gen = nil
-		s.listed.Store(-1)
+// genKey identifies the state of log/'s generation file: its inode (a
+// folder replaced, by a restore, has another) and its size.
+type genKey struct {
+	ino  uint64
+	size int64
+}
+
+// genKey returns the generation file's (fs.ErrNotExist when it is not
+// there): one stat.
+func (s *segStore) genKey() (genKey, error) {
+	fi, err := os.Stat(filepath.Join(s.dir, seglog.GenName))
+	if err != nil {
+		return genKey{}, err
 	}
-	return 0, fs.ErrNotExist
+	return genKey{ino: seglog.Inode(fi), size: fi.Size()}, nil
 }
 
 // forgetAll forgets every segment when log/ is gone (an operator removed
 // it, or restored storage without it): their records are gone with it. The
-// current segment, unlinked with it, is finished, so that the next write
-// makes the folder and a segment in it again.
-func (s *segStore) forgetAll() {
+// writer, whose segment went with it, is replaced, so that the next write
+// makes the folder and a segment in it again; with failed, only if it is
+// still that one (a save whose line was lost, racing others).
+func (s *segStore) forgetAll(failed *seglog.Writer) {
 	s.mu.Lock()
-	known := len(s.segs) > 0
-	if known {
+	if _, err := os.Stat(s.dir); errors.Is(err, fs.ErrNotExist) && len(s.segs) > 0 {
 		gone := make([]uint32, 0, len(s.segs))
 		for n := range s.segs {
 			gone = append(gone, n)
 		}
 		s.drop(gone)
 	}
-	s.listed.Store(-1)
+	s.listed.Store(nil)
 	s.mu.Unlock()
-	if known {
-		s.close()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.w != nil && (failed == nil || s.w == failed) {
+		s.w.Close()
+		s.w = nil
 	}
 }
 
@@ -507,8 +502,28 @@ func (s *segStore) index(line []byte, n uint32, off int64) {
 	if !ok {
 		return
 	}
+	r := headRec(h, len(line))
+	r.seg, r.off = n, off
+	s.put(h.PaymentID, r)
+}
+
+// headRec is the index entry of a line whose head is h (its place aside).
+func headRec(h lineHead, n int) segRec {
 	owed := h.Delivery.State == Pending || h.Delivery.State == Exhausted
-	s.put(h.PaymentID, segRec{seg: n, off: off, ln: uint32(len(line)), version: h.Version, updated: h.Updated.UnixNano(), owed: owed})
+	return segRec{ln: uint32(n), version: h.Version, updated: h.Updated.UnixNano(), owed: owed}
+}
+
+// lineVersion returns a line's version: read from its end (`,"version":N}`
+// is how Save ends every record it writes), else from its JSON.
+func lineVersion(line []byte) uint64 {
+	const field = `,"version":`
+	if i := bytes.LastIndex(line, []byte(field)); i >= 0 && len(line) > 0 && line[len(line)-1] == '}' {
+		if v, err := strconv.ParseUint(string(line[i+len(field):len(line)-1]), 10, 64); err == nil {
+			return v
+		}
+	}
+	h, _ := parseLine(line)
+	return h.Version
 }
 
 // drop forgets removed segments, and the records whose current version

@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/caddy-pi-guard/caddy-pi-guard/internal/ledger/seglog"
 )
 
 // Tests from an attacker's review of the segment store: each failed on
@@ -376,4 +379,80 @@ func TestSegmentsReviewSegmentTableGrows(t *testing.T) {
 	n := len(st.seg.segs)
 	st.seg.mu.Unlock()
 	assert.LessOrEqual(t, n, 10, "segment slots kept for %d segments removed long ago", n)
+}
+
+// TestSegmentsReviewCompactionKeepsALineItsWriterNeverAcknowledged (from
+// a second review, of fb51deb): A's batch whose sync failed left its line
+// in A's segment (A keeps the record in memory); B read it as current. A
+// compaction by A must not drop that line for being unknown to A's index,
+// or B loses the payment once the segment is removed.
+func TestSegmentsReviewCompactionKeepsALineItsWriterNeverAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	_, sts := segInstances(t, 2)
+	a, b := sts[0], sts[1]
+	var failing atomic.Bool
+	a.seg.newWriter = func(dir string) *seglog.Writer {
+		return seglog.NewWriterSyncing(dir, func(f *os.File) error {
+			if failing.Load() {
+				return syscall.EIO
+			}
+			return f.Sync()
+		})
+	}
+	saveMany(t, a, 6, 6) // half of a's segment stale: a compaction takes it
+	rec := completedRecord(t)
+	require.NoError(t, a.Save(ctx, rec)) // version 1, owed
+	failing.Store(true)
+	rec.Delivery.State, rec.Delivery.Attempts = Exhausted, 5
+	require.Error(t, a.Save(ctx, rec)) // version 2: written, its sync failed
+	failing.Store(false)
+
+	// b's view of the segments (this process's memory, where a keeps the
+	// record, is shared by both ledgers here: read past it).
+	got, err := b.seg.load(rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	require.Equal(t, uint64(2), got.Version, "b reads what is in the segment")
+
+	segs, _ := filepath.Glob(filepath.Join(a.seg.dir, "*.seg"))
+	_, err = a.compactSegments(ctx, time.Time{}, 0)
+	require.NoError(t, err)
+	_, err = os.Stat(segs[0])
+	require.True(t, os.IsNotExist(err), "a's segment was compacted")
+	got, err = b.seg.load(rec.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got, "b lost the payment")
+	assert.Equal(t, uint64(2), got.Version)
+	owed, err := b.seg.owed()
+	require.NoError(t, err)
+	assert.Contains(t, owed, rec.PaymentID)
+}
+
+// TestSegmentsReviewFolderReplacedByRename (second review): log/ moved
+// aside and another put in its place (a restore) must be listed afresh,
+// though the old generation file still has a name.
+func TestSegmentsReviewFolderReplacedByRename(t *testing.T) {
+	ctx := context.Background()
+	_, sts := segInstances(t, 2)
+	a, b := sts[0], sts[1]
+	first := completedRecord(t)
+	require.NoError(t, a.Save(ctx, first))
+	got, err := b.seg.load(first.PaymentID)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+
+	other := newSegStore(a.seg.dir + ".restored")
+	t.Cleanup(other.close)
+	second := completedRecord(t)
+	second.Version = 1
+	data, err := marshalRecord(second)
+	require.NoError(t, err)
+	require.NoError(t, other.save(ctx, second, data))
+	other.close()
+	require.NoError(t, os.Rename(a.seg.dir, a.seg.dir+".old"))
+	require.NoError(t, os.Rename(a.seg.dir+".restored", a.seg.dir))
+
+	got, err = b.seg.load(second.PaymentID)
+	require.NoError(t, err)
+	assert.NotNil(t, got, "the restored folder's record")
 }

@@ -61,3 +61,11 @@ func Links(fi os.FileInfo) uint64 {
 	}
 	return 1
 }
+
+// Inode is a file's inode number.
+func Inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}

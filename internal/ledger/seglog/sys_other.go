@@ -24,3 +24,6 @@ const Supported = false
 
 // Links is a file's number of names (not known here: one).
 func Links(os.FileInfo) uint64 { return 1 }
+
+// Inode is a file's inode number (not known here: 0).
+func Inode(os.FileInfo) uint64 { return 0 }
