@@ -151,12 +151,8 @@ func (s *segStore) compact(ctx context.Context, cutoff time.Time, patience time.
 	}
 	s.mu.Lock()
 	for _, c := range copies {
-		n, ok := s.byName[c.at.Segment]
-		if !ok {
-			n = s.register(c.at.Segment)
-		}
-		s.segs[n].size = max(s.segs[n].size, c.at.Off+int64(len(c.line))+1)
-		if c.current {
+		n, ok := s.wrote(c.at, len(c.line))
+		if ok && c.current {
 			r := c.rec
 			r.seg, r.off = n, c.at.Off
 			s.put(c.id, r) // a newer version written meanwhile stays

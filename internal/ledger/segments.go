@@ -183,21 +183,29 @@ func (s *segStore) save(ctx context.Context, rec *Record, data []byte) error {
 func (s *segStore) indexSaved(rec *Record, data []byte, at seglog.At) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if n, ok := s.wrote(at, len(data)); ok {
+		s.put(rec.PaymentID, segRec{seg: n, off: at.Off, ln: uint32(len(data)), version: rec.Version,
+			updated: rec.Updated.UnixNano(), owed: rec.Owed()})
+	}
+}
+
+// wrote notes a line of ln bytes this process wrote at at, and returns the
+// number of its segment; false when the segment is gone already (its first
+// line: another instance's compaction may have taken a segment a batch
+// filled and finished at once, and then its copy is read with the
+// others'). The caller holds mu.
+func (s *segStore) wrote(at seglog.At, ln int) (uint32, bool) {
 	n, ok := s.byName[at.Segment]
 	if !ok {
-		// The first line of a new segment. Another instance's compaction
-		// may have taken it already (finished as soon as written, by a
-		// batch that filled it): then its copy is read with the others'.
 		if _, err := os.Lstat(filepath.Join(s.dir, at.Segment)); err != nil {
-			return
+			return 0, false
 		}
 		n = s.register(at.Segment)
 	}
 	sf := s.segs[n]
 	s.untail(n, sf)
-	sf.size = max(sf.size, at.Off+int64(len(data))+1)
-	s.put(rec.PaymentID, segRec{seg: n, off: at.Off, ln: uint32(len(data)), version: rec.Version,
-		updated: rec.Updated.UnixNano(), owed: rec.Owed()})
+	sf.size = max(sf.size, at.Off+int64(ln)+1)
+	return n, true
 }
 
 // register adds the segment named base and returns its number. The
@@ -363,9 +371,8 @@ func (s *segStore) genKey() (genKey, error) {
 
 // forgetAll forgets every segment when log/ is gone (an operator removed
 // it, or restored storage without it): their records are gone with it. The
-// writer, whose segment went with it, is replaced, so that the next write
-// makes the folder and a segment in it again; with failed, only if it is
-// still that one (a save whose line was lost, racing others).
+// writer, whose segment went with it, is retired (see retire), so that the
+// next write makes the folder and a segment in it again.
 func (s *segStore) forgetAll(failed *seglog.Writer) {
 	s.mu.Lock()
 	if _, err := os.Stat(s.dir); errors.Is(err, fs.ErrNotExist) && len(s.segs) > 0 {
@@ -377,6 +384,13 @@ func (s *segStore) forgetAll(failed *seglog.Writer) {
 	}
 	s.listed.Store(nil)
 	s.mu.Unlock()
+	s.retire(failed)
+}
+
+// retire closes the current writer (finishing its segment), so that the
+// next write starts another; with failed, only if it is still that one (a
+// save whose line was lost, racing others that wrote through a new one).
+func (s *segStore) retire(failed *seglog.Writer) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.w != nil && (failed == nil || s.w == failed) {
@@ -556,16 +570,9 @@ func (s *segStore) drop(gone []uint32) {
 	}
 }
 
-// close finishes the current segment (for tests that stop an instance
-// cleanly, and for Close of the last ledger).
-func (s *segStore) close() {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.w != nil {
-		s.w.Close()
-		s.w = nil
-	}
-}
+// close finishes the current segment: an instance stopping cleanly, in
+// tests.
+func (s *segStore) close() { s.retire(nil) }
 
 // kill stops the writer as a killed process would (see seglog.Abandon),
 // for tests.

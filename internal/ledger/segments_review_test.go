@@ -68,8 +68,7 @@ func TestSegmentsReviewCompactionBeforeSaveIndexesItsLine(t *testing.T) {
 	got, err := st.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.NotNil(t, got, "a completion whose Save returned nil has no record")
-	fresh := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-	fresh.seg = newSegStore(st.seg.dir)
+	fresh := segInstance(t, fsys)
 	owed, err := fresh.Owed(ctx)
 	require.NoError(t, err)
 	assert.Contains(t, owed, rec.PaymentID, "an instance started after does not list it either")
@@ -137,8 +136,7 @@ func TestSegmentsReviewSavesRacingCompaction(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	fresh := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-	fresh.seg = newSegStore(st.seg.dir)
+	fresh := segInstance(t, fsys)
 	lost := 0
 	for _, id := range acked {
 		got, err := fresh.seg.load(id) // the segments only, not this process's memory
@@ -178,8 +176,7 @@ func TestSegmentsReviewCompactionRemovesOwedBeforeDeliveredIsDurable(t *testing.
 	st.seg.kill()
 	require.NoError(t, os.Truncate(filepath.Join(st.seg.dir, cur), r.off))
 
-	fresh := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-	fresh.seg = newSegStore(st.seg.dir)
+	fresh := segInstance(t, fsys)
 	got, err := fresh.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.NotNil(t, got, "neither the owed record nor the delivered one is left")
@@ -216,8 +213,7 @@ func TestSegmentsReviewExpiryResurrectsAnOlderOwedVersion(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, owed, p.PaymentID)
 
-	fresh := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-	fresh.seg = newSegStore(st.seg.dir)
+	fresh := segInstance(t, fsys)
 	owed, err = fresh.Owed(ctx)
 	require.NoError(t, err)
 	assert.NotContains(t, owed, p.PaymentID, "a payment delivered long ago is owed again")
@@ -348,8 +344,7 @@ func TestSegmentsReviewSaveAfterLogFolderRemoved(t *testing.T) {
 	require.NoError(t, st.Save(ctx, rec))
 	st.seg.kill()
 
-	fresh := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-	fresh.seg = newSegStore(st.seg.dir)
+	fresh := segInstance(t, fsys)
 	got, err := fresh.Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	assert.NotNil(t, got, "an owed record acknowledged after log/ was removed is nowhere")

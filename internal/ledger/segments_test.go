@@ -27,12 +27,18 @@ func segInstances(t testing.TB, n int) (*certmagic.FileStorage, []*Ledger) {
 	fsys := &certmagic.FileStorage{Path: t.TempDir()}
 	var out []*Ledger
 	for range n {
-		st := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-		st.seg = newSegStore(st.seg.dir)
-		t.Cleanup(st.seg.close)
-		out = append(out, st)
+		out = append(out, segInstance(t, fsys))
 	}
 	return fsys, out
+}
+
+// segInstance returns a ledger in the segment layout over fsys with a
+// segment store of its own: another instance, or one started again.
+func segInstance(t testing.TB, fsys *certmagic.FileStorage) *Ledger {
+	st := NewLayout(fsys, "pi_guard/test", LayoutSegments)
+	st.seg = newSegStore(st.seg.dir)
+	t.Cleanup(st.seg.close)
+	return st
 }
 
 // segID is a well-formed payment id numbered i.
@@ -237,9 +243,7 @@ func segModel(t *testing.T, seed uint64) {
 			} else {
 				sts[i].seg.kill()
 			}
-			sts[i] = NewLayout(fsys, "pi_guard/test", LayoutSegments)
-			sts[i].seg = newSegStore(sts[i].seg.dir)
-			t.Cleanup(sts[i].seg.close)
+			sts[i] = segInstance(t, fsys)
 		}
 	}
 	for id := range model {
@@ -312,9 +316,7 @@ func TestCompactionForgetsExpiredRecordsOnly(t *testing.T) {
 		require.NoError(t, err)
 		assert.ElementsMatch(t, ids[12:], owed)
 	}
-	_, fresh := segInstances(t, 1)
-	fresh[0].seg = newSegStore(a.seg.dir)
-	owed, err := fresh[0].Owed(ctx)
+	owed, err := segInstance(t, fsys).Owed(ctx)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, ids[12:], owed, "an instance started after reads the same")
 }
@@ -421,9 +423,7 @@ func TestSegmentsDiskFailure(t *testing.T) {
 
 	failing.Store(false)
 	require.NoError(t, st.Save(ctx, got), "written on a new segment")
-	other := NewLayout(fsys, "pi_guard/test", LayoutSegments)
-	other.seg = newSegStore(st.seg.dir)
-	got, err = other.Load(ctx, rec.PaymentID)
+	got, err = segInstance(t, fsys).Load(ctx, rec.PaymentID)
 	require.NoError(t, err)
 	require.NotNil(t, got)
 	assert.False(t, got.Unsaved)

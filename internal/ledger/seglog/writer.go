@@ -358,6 +358,15 @@ func (w *Writer) fail(err error) {
 // returns the error that turned the writer off, if any: then lines it
 // acknowledged without a sync may not be on disk.
 func (w *Writer) Close() error {
+	w.stop(w.finish)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
+}
+
+// stop refuses further appends, waits for those queued, and ends the
+// current segment, if any, with end (under commitMu).
+func (w *Writer) stop(end func(*wsegment)) {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
@@ -368,11 +377,8 @@ func (w *Writer) Close() error {
 	seg := w.seg
 	w.mu.Unlock()
 	if seg != nil {
-		w.finish(seg)
+		end(seg)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed
 }
 
 // Current is the base name of the segment appends go to now, or "".
@@ -400,17 +406,10 @@ func (w *Writer) Syncs() int64 { return w.syncs.Load() }
 // lock dropped), nothing synced. For tests of what other instances make of
 // a dead instance's segments.
 func (w *Writer) Abandon() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-	w.batch.Wait()
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
-	w.mu.Lock()
-	seg := w.seg
-	w.seg = nil
-	w.mu.Unlock()
-	if seg != nil {
+	w.stop(func(seg *wsegment) {
+		w.mu.Lock()
+		w.seg = nil
+		w.mu.Unlock()
 		seg.f.Close()
-	}
+	})
 }
